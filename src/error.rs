@@ -1,0 +1,59 @@
+//! The crate's one error type. Every message says what went wrong *and* what to do about it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between a checkpoint file and a set of logits.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "{path} is not a valid safetensors file ({reason}); re-export it with `safetensors.torch.save_file` \
+         or `safetensors.numpy.save_file` (see README, \"Exporting a checkpoint\")"
+    )]
+    Safetensors { path: PathBuf, reason: String },
+
+    #[error(
+        "tensor `{name}` has dtype {dtype}; only float32 (F32) tensors are supported, convert with `.float()` / `.astype(np.float32)`"
+    )]
+    Dtype { name: String, dtype: String },
+
+    #[error("the weights do not match the {flavour} layout:\n{}", problems.join("\n"))]
+    WeightMismatch {
+        flavour: String,
+        problems: Vec<String>,
+    },
+
+    #[error(
+        "cannot tell which ResNet flavour these weights are ({0}); pass --flavour slim-v2|keras-v2|timm-v2|torchvision|keras-v1"
+    )]
+    UnknownFlavour(String),
+
+    #[error("unknown model `{0}`; known presets: {1}")]
+    UnknownModel(String, String),
+
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    #[error(
+        "no GPU adapter found{0}. Install a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` \
+             (software rasteriser lavapipe), or your GPU vendor's driver; `resnet info` lists what wgpu sees"
+    )]
+    NoAdapter(String),
+
+    #[error("GPU device request failed: {0}")]
+    Device(String),
+
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    #[error("the model does not fit the device: {0}")]
+    DeviceLimits(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

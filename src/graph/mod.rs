@@ -1,0 +1,226 @@
+//! The lowered network: a flat, ordered list of fused ops over NHWC tensors, with batch norms
+//! already folded. This is what the CPU reference, the planner and the GPU session all consume.
+//!
+//! Shapes here are *per image* (`h, w, c`); the batch is a property of a plan.
+
+mod lower;
+
+pub use lower::{LowerOptions, lower};
+
+/// Index into [`Graph::tensors`].
+pub type TensorId = usize;
+
+/// An activation tensor, NHWC, per image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl TensorInfo {
+    /// Elements per image.
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A per-channel `relu(x * scale + shift)`: an unfoldable v2 batch norm (preact, post-norm).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnRelu {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+/// `out[n, y, x, c] += residual[n, y * stride, x * stride, c]` before the activation.
+/// `stride` 2 is slim's/Keras' subsampled identity shortcut `x[:, ::2, ::2]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Residual {
+    pub tensor: TensorId,
+    pub stride: usize,
+}
+
+/// Output channels `[at, cout)` of a conv go to a second tensor (with their own activation):
+/// this is how a v2 unit's first 1x1 conv and its projection shortcut share one read of the
+/// pre-activated input (their weights are concatenated along Cout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitOutput {
+    pub at: usize,
+    pub tensor: TensorId,
+    pub relu: bool,
+}
+
+/// A convolution as an implicit GEMM with everything around it fused:
+///
+/// `out = act(conv(in_act(input)) + bias [+ residual])`
+///
+/// * `in_act`: optional v2 pre-activation BN+ReLU, applied to in-bounds input elements only
+///   (the conv's zero padding pads the *pre-activated* map, as in the frameworks);
+/// * `weight`: `[kh][kw][cin][cout]` (HWIO = a `[K, Cout]` matrix), batch norm folded in;
+/// * `act`: ReLU or identity; padding is symmetric `pad` on all sides except that the output
+///   size is that of the output tensor (`floor((n + 2 pad - k) / stride) + 1`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvOp {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub in_act: Option<BnRelu>,
+    pub residual: Option<Residual>,
+    pub relu: bool,
+    pub split: Option<SplitOutput>,
+}
+
+/// What the stem max pool pads with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadValue {
+    NegInf,
+    Zero,
+}
+
+/// A `size x size / stride` max pool with explicit top/left padding; positions outside the
+/// input read `pad_value`. The output size is the output tensor's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaxPoolOp {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub size: usize,
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub pad_value: PadValue,
+}
+
+/// Mean over H and W, optionally of `bn_relu(x)` (the fused v2 post-norm). Output `1 x 1 x C`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalAvgPoolOp {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub in_act: Option<BnRelu>,
+}
+
+/// Elementwise `relu(x * scale + shift)`: only emitted to materialise the v2 post-norm map
+/// when features are requested (otherwise it is fused into the pool).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnReluOp {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub act: BnRelu,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Conv(ConvOp),
+    MaxPool(MaxPoolOp),
+    GlobalAvgPool(GlobalAvgPoolOp),
+    BnRelu(BnReluOp),
+}
+
+impl Op {
+    pub fn name(&self) -> &str {
+        match self {
+            Op::Conv(o) => &o.name,
+            Op::MaxPool(o) => &o.name,
+            Op::GlobalAvgPool(o) => &o.name,
+            Op::BnRelu(o) => &o.name,
+        }
+    }
+
+    /// Tensors this op reads.
+    pub fn inputs(&self) -> Vec<TensorId> {
+        match self {
+            Op::Conv(o) => std::iter::once(o.input)
+                .chain(o.residual.as_ref().map(|r| r.tensor))
+                .collect(),
+            Op::MaxPool(o) => vec![o.input],
+            Op::GlobalAvgPool(o) => vec![o.input],
+            Op::BnRelu(o) => vec![o.input],
+        }
+    }
+
+    /// Tensors this op writes.
+    pub fn outputs(&self) -> Vec<TensorId> {
+        match self {
+            Op::Conv(o) => std::iter::once(o.output)
+                .chain(o.split.as_ref().map(|s| s.tensor))
+                .collect(),
+            Op::MaxPool(o) => vec![o.output],
+            Op::GlobalAvgPool(o) => vec![o.output],
+            Op::BnRelu(o) => vec![o.output],
+        }
+    }
+
+    /// The op's constants as they are laid out in the GPU weights buffer, in f32 elements:
+    /// conv: `weight (K*cout) | bias (cout) | [in_act scale (cin) | shift (cin)]`;
+    /// pools / bn_relu: `[scale (c) | shift (c)]`.
+    pub fn constants(&self) -> Vec<f32> {
+        let act = |a: &Option<BnRelu>| {
+            a.iter()
+                .flat_map(|a| a.scale.iter().chain(&a.shift).copied())
+                .collect::<Vec<f32>>()
+        };
+        match self {
+            Op::Conv(o) => {
+                let mut v = Vec::with_capacity(o.weight.len() + o.bias.len() + 2 * o.cin);
+                v.extend_from_slice(&o.weight);
+                v.extend_from_slice(&o.bias);
+                v.extend(act(&o.in_act));
+                v
+            }
+            Op::MaxPool(_) => Vec::new(),
+            Op::GlobalAvgPool(o) => act(&o.in_act),
+            Op::BnRelu(o) => act(&Some(o.act.clone())),
+        }
+    }
+
+    /// Multiply-adds per image (convs only; pools and elementwise ops count 0).
+    pub fn macs_per_image(&self, tensors: &[TensorInfo]) -> u64 {
+        match self {
+            Op::Conv(o) => {
+                let out = &tensors[o.output];
+                (out.h * out.w) as u64 * (o.kh * o.kw * o.cin) as u64 * o.cout as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// A lowered network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    pub tensors: Vec<TensorInfo>,
+    pub ops: Vec<Op>,
+    pub input: TensorId,
+    /// `1 x 1 x classes`.
+    pub logits: TensorId,
+    /// Intermediate maps kept alive for read-back (`feat/stem_conv`, …), in network order.
+    pub features: Vec<(String, TensorId)>,
+}
+
+impl Graph {
+    pub fn macs_per_image(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|o| o.macs_per_image(&self.tensors))
+            .sum()
+    }
+
+    pub fn classes(&self) -> usize {
+        self.tensors[self.logits].c
+    }
+}

@@ -1,0 +1,421 @@
+//! The network description as plain data: which ResNet, with which of the five real-world
+//! flavours' rules (see `RESNET_SPEC.md`). Nothing here knows about weights or GPUs.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where the batch-norm sits relative to the convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// v1 / v1.5: conv-BN-ReLU, ReLU after the residual add.
+    PostActivation,
+    /// v2: BN-ReLU-conv ("preact"), no ReLU after the add, post-norm before the pool.
+    PreActivation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitKind {
+    /// Two 3x3 convs (ResNet-18/34).
+    Basic,
+    /// 1x1 reduce, 3x3, 1x1 expand x4 (ResNet-50 and deeper).
+    Bottleneck,
+}
+
+/// Which unit of a stage downsamples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrideUnit {
+    /// torchvision, timm, Keras v1: the first unit of stages 2..4.
+    First,
+    /// TF-slim and Keras v2: the last unit of stages 1..3.
+    Last,
+}
+
+/// Which conv of a bottleneck unit carries the stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrideConv {
+    /// The first 1x1 (Keras v1, the original paper).
+    Reduce1x1,
+    /// The 3x3 (v1.5 and all v2).
+    Spatial3x3,
+}
+
+/// How the stem's 3x3/2 max pool pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StemPoolPadding {
+    /// PyTorch `MaxPool2d(3, 2, padding=1)`: 1/1, padded with -inf.
+    TorchNegInf,
+    /// Keras `ZeroPadding2D(1)` + VALID pool: 1/1, padded with zeros.
+    KerasZero,
+    /// TF `padding='SAME'`: pad total `max((out-1)*2+3-n, 0)`, `total/2` before, -inf.
+    TfSame,
+}
+
+/// When a unit gets a projection (1x1 conv) shortcut instead of the identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortcutRule {
+    /// Projection iff the stride or the channel count changes (torchvision, timm).
+    WhenShapeChanges,
+    /// Projection in the first unit of every stage (Keras v1 / v2, slim with standard blocks).
+    FirstUnitOfStage,
+}
+
+/// The five flavours of weights people hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavour {
+    SlimV2,
+    KerasV2,
+    TimmV2,
+    Torchvision,
+    KerasV1,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 5] = [
+        Flavour::SlimV2,
+        Flavour::KerasV2,
+        Flavour::TimmV2,
+        Flavour::Torchvision,
+        Flavour::KerasV1,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::SlimV2 => "slim-v2",
+            Flavour::KerasV2 => "keras-v2",
+            Flavour::TimmV2 => "timm-v2",
+            Flavour::Torchvision => "torchvision",
+            Flavour::KerasV1 => "keras-v1",
+        }
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            Flavour::SlimV2 | Flavour::KerasV2 | Flavour::TimmV2 => Family::PreActivation,
+            Flavour::Torchvision | Flavour::KerasV1 => Family::PostActivation,
+        }
+    }
+
+    pub fn stride_unit(self) -> StrideUnit {
+        match self {
+            Flavour::SlimV2 | Flavour::KerasV2 => StrideUnit::Last,
+            _ => StrideUnit::First,
+        }
+    }
+
+    pub fn stride_conv(self) -> StrideConv {
+        match self {
+            Flavour::KerasV1 => StrideConv::Reduce1x1,
+            _ => StrideConv::Spatial3x3,
+        }
+    }
+
+    pub fn stem_pool(self) -> StemPoolPadding {
+        match self {
+            Flavour::SlimV2 => StemPoolPadding::TfSame,
+            Flavour::KerasV2 | Flavour::KerasV1 => StemPoolPadding::KerasZero,
+            Flavour::TimmV2 | Flavour::Torchvision => StemPoolPadding::TorchNegInf,
+        }
+    }
+
+    pub fn shortcut_rule(self) -> ShortcutRule {
+        match self {
+            Flavour::Torchvision | Flavour::TimmV2 => ShortcutRule::WhenShapeChanges,
+            _ => ShortcutRule::FirstUnitOfStage,
+        }
+    }
+
+    pub fn bn_eps(self) -> f32 {
+        match self {
+            Flavour::KerasV2 | Flavour::KerasV1 => 1.001e-5,
+            _ => 1e-5,
+        }
+    }
+
+    /// Which convs carry a bias in the checkpoint.
+    pub fn biases(self) -> Biases {
+        match self {
+            Flavour::SlimV2 | Flavour::KerasV2 => Biases {
+                stem: true,
+                inner: false,
+                last: true,
+                shortcut: true,
+            },
+            Flavour::KerasV1 => Biases {
+                stem: true,
+                inner: true,
+                last: true,
+                shortcut: true,
+            },
+            Flavour::TimmV2 | Flavour::Torchvision => Biases {
+                stem: false,
+                inner: false,
+                last: false,
+                shortcut: false,
+            },
+        }
+    }
+
+    /// Default (ImageNet) class count of the released checkpoints.
+    pub fn default_classes(self) -> usize {
+        match self {
+            Flavour::SlimV2 => 1001,
+            _ => 1000,
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Flavour {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.to_ascii_lowercase().replace('_', "-");
+        Flavour::ALL
+            .into_iter()
+            .find(|f| f.name() == norm)
+            .ok_or_else(|| {
+                Error::UnknownFlavour(format!(
+                    "`{s}` is not one of slim-v2, keras-v2, timm-v2, torchvision, keras-v1"
+                ))
+            })
+    }
+}
+
+/// Which convs carry a bias (checkpoint-side; BN folding adds biases everywhere later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Biases {
+    pub stem: bool,
+    /// conv1 / conv2 of a bottleneck, conv1 of a basic unit.
+    pub inner: bool,
+    /// The unit's last conv (conv3 / basic conv2).
+    pub last: bool,
+    pub shortcut: bool,
+}
+
+/// One stage: `units` residual units, `width` inner channels, `out` output channels
+/// (`4 * width` for bottlenecks, `width` for basic units), downsampling by `stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage {
+    pub units: usize,
+    pub width: usize,
+    pub out: usize,
+    pub stride: usize,
+}
+
+/// A complete ResNet: the flavour's rules plus the sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arch {
+    pub flavour: Flavour,
+    pub unit: UnitKind,
+    pub in_channels: usize,
+    pub stem_width: usize,
+    pub stages: Vec<Stage>,
+    pub classes: usize,
+}
+
+impl Arch {
+    pub fn family(&self) -> Family {
+        self.flavour.family()
+    }
+
+    /// Builds the standard stage table for a flavour, block kind and units per stage, with
+    /// stage widths `widths` (bottleneck inner widths or basic widths).
+    pub fn new(
+        flavour: Flavour,
+        unit: UnitKind,
+        units: &[usize],
+        widths: &[usize],
+        stem_width: usize,
+        classes: usize,
+    ) -> Arch {
+        let expansion = match unit {
+            UnitKind::Basic => 1,
+            UnitKind::Bottleneck => 4,
+        };
+        let n = units.len();
+        let stages = units
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (&units, &width))| Stage {
+                units,
+                width,
+                out: width * expansion,
+                // slim/Keras v2 stride 2 in stages 1..n-1 (last unit), others in 2..n (first unit).
+                stride: match flavour.stride_unit() {
+                    StrideUnit::Last => usize::from(i + 1 < n) + 1,
+                    StrideUnit::First => usize::from(i > 0) + 1,
+                },
+            })
+            .collect();
+        Arch {
+            flavour,
+            unit,
+            in_channels: 3,
+            stem_width,
+            stages,
+            classes,
+        }
+    }
+
+    /// Stride of unit `u` of stage `s`.
+    pub fn unit_stride(&self, s: usize, u: usize) -> usize {
+        let stage = &self.stages[s];
+        let strided = match self.flavour.stride_unit() {
+            StrideUnit::First => u == 0,
+            StrideUnit::Last => u + 1 == stage.units,
+        };
+        if strided { stage.stride } else { 1 }
+    }
+
+    /// Input channels of unit `u` of stage `s`.
+    pub fn unit_in_channels(&self, s: usize, u: usize) -> usize {
+        match (s, u) {
+            (0, 0) => self.stem_width,
+            (_, 0) => self.stages[s - 1].out,
+            _ => self.stages[s].out,
+        }
+    }
+
+    /// Whether unit `u` of stage `s` has a projection shortcut.
+    pub fn has_projection(&self, s: usize, u: usize) -> bool {
+        match self.flavour.shortcut_rule() {
+            ShortcutRule::FirstUnitOfStage => u == 0,
+            ShortcutRule::WhenShapeChanges => {
+                self.unit_stride(s, u) != 1 || self.unit_in_channels(s, u) != self.stages[s].out
+            }
+        }
+    }
+
+    /// Depth as in the model names: 2 (stem + classifier) + convs per unit x units.
+    pub fn depth(&self) -> usize {
+        let per_unit = match self.unit {
+            UnitKind::Basic => 2,
+            UnitKind::Bottleneck => 3,
+        };
+        2 + per_unit * self.stages.iter().map(|s| s.units).sum::<usize>()
+    }
+
+    /// A preset by its framework name, e.g. `resnet_v2_152`, `ResNet50V2`, `resnetv2_50`,
+    /// `resnet50`, `ResNet50`.
+    pub fn preset(name: &str) -> Result<Arch> {
+        PRESETS
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.arch())
+            .ok_or_else(|| {
+                Error::UnknownModel(
+                    name.to_string(),
+                    PRESETS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+    }
+}
+
+/// Units per stage of the paper's table (plus TF-slim's 200).
+pub fn standard_units(depth: usize) -> Option<(UnitKind, [usize; 4])> {
+    Some(match depth {
+        18 => (UnitKind::Basic, [2, 2, 2, 2]),
+        34 => (UnitKind::Basic, [3, 4, 6, 3]),
+        50 => (UnitKind::Bottleneck, [3, 4, 6, 3]),
+        101 => (UnitKind::Bottleneck, [3, 4, 23, 3]),
+        152 => (UnitKind::Bottleneck, [3, 8, 36, 3]),
+        200 => (UnitKind::Bottleneck, [3, 24, 36, 3]),
+        _ => return None,
+    })
+}
+
+pub const STANDARD_WIDTHS: [usize; 4] = [64, 128, 256, 512];
+
+/// A named preset: a flavour at a standard depth with ImageNet widths and classes.
+pub struct Preset {
+    pub name: &'static str,
+    pub flavour: Flavour,
+    pub depth: usize,
+}
+
+impl Preset {
+    pub fn arch(&self) -> Arch {
+        let (unit, units) = standard_units(self.depth).expect("presets use standard depths");
+        Arch::new(
+            self.flavour,
+            unit,
+            &units,
+            &STANDARD_WIDTHS,
+            64,
+            self.flavour.default_classes(),
+        )
+    }
+}
+
+const fn preset(name: &'static str, flavour: Flavour, depth: usize) -> Preset {
+    Preset {
+        name,
+        flavour,
+        depth,
+    }
+}
+
+pub const PRESETS: &[Preset] = &[
+    preset("resnet_v2_50", Flavour::SlimV2, 50),
+    preset("resnet_v2_101", Flavour::SlimV2, 101),
+    preset("resnet_v2_152", Flavour::SlimV2, 152),
+    preset("resnet_v2_200", Flavour::SlimV2, 200),
+    preset("ResNet50V2", Flavour::KerasV2, 50),
+    preset("ResNet101V2", Flavour::KerasV2, 101),
+    preset("ResNet152V2", Flavour::KerasV2, 152),
+    preset("resnetv2_18", Flavour::TimmV2, 18),
+    preset("resnetv2_34", Flavour::TimmV2, 34),
+    preset("resnetv2_50", Flavour::TimmV2, 50),
+    preset("resnetv2_101", Flavour::TimmV2, 101),
+    preset("resnetv2_152", Flavour::TimmV2, 152),
+    preset("resnet18", Flavour::Torchvision, 18),
+    preset("resnet34", Flavour::Torchvision, 34),
+    preset("resnet50", Flavour::Torchvision, 50),
+    preset("resnet101", Flavour::Torchvision, 101),
+    preset("resnet152", Flavour::Torchvision, 152),
+    preset("ResNet50", Flavour::KerasV1, 50),
+    preset("ResNet101", Flavour::KerasV1, 101),
+    preset("ResNet152", Flavour::KerasV1, 152),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slim_strides_sit_in_the_last_unit_of_stages_one_to_three() {
+        let a = Arch::preset("resnet_v2_50").unwrap();
+        assert_eq!(a.unit_stride(0, 2), 2);
+        assert_eq!(a.unit_stride(0, 0), 1);
+        assert_eq!(a.unit_stride(3, 2), 1);
+        assert!(a.has_projection(0, 0) && !a.has_projection(0, 2));
+        assert_eq!(a.classes, 1001);
+    }
+
+    #[test]
+    fn torchvision_projections_follow_shape_changes() {
+        let r18 = Arch::preset("resnet18").unwrap();
+        assert!(!r18.has_projection(0, 0));
+        assert!(r18.has_projection(1, 0) && !r18.has_projection(1, 1));
+        let r50 = Arch::preset("resnet50").unwrap();
+        assert!(r50.has_projection(0, 0));
+        assert_eq!(r50.unit_stride(1, 0), 2);
+    }
+
+    #[test]
+    fn depths_match_names() {
+        for p in PRESETS {
+            assert_eq!(p.arch().depth(), p.depth, "{}", p.name);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Loading safetensors checkpoints in each flavour's own names and layouts. (In progress.)

@@ -1,0 +1,1 @@
+//! Seeded random parameters for an architecture (benchmarks, planner tests). (In progress.)
