@@ -10,7 +10,9 @@ pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod layout;
 pub mod model;
 pub mod plan;
+pub mod tensor_file;
 
 pub use error::{Error, Result};

@@ -2,7 +2,10 @@
 //! ([`kernels`], shaders in `shaders/*.wgsl`), and the session that owns every buffer, bind
 //! group and pipeline of a plan ([`session`]).
 
+pub mod context;
 pub mod kernels;
+
+pub use context::{AdapterChoice, Backend, GpuContext};
 
 /// One recorded compute dispatch: created once when a session is built, then replayed by every
 /// forward pass.

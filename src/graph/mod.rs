@@ -165,20 +165,35 @@ impl Op {
         }
     }
 
-    /// The op's constants as they are laid out in the GPU weights buffer, in f32 elements:
-    /// conv: `weight (K*cout) | bias (cout) | [in_act scale (cin) | shift (cin)]`;
-    /// pools / bn_relu: `[scale (c) | shift (c)]`.
+    /// The op's constants as they are laid out in the GPU weights buffer, in f32 elements.
+    /// Every section is padded with zeros to a multiple of 4 elements (`pad4`) so the shaders
+    /// can read them as `vec4<f32>` (weights along cout, scale/shift along channels) and every
+    /// section starts 16-byte aligned (the slot itself must start at a multiple of
+    /// `min_storage_buffer_offset_alignment`):
+    ///
+    /// * conv: `weight [kh][kw][cin][pad4(cout)] | bias [pad4(cout)]` and, with `in_act`,
+    ///   `| scale [pad4(cin)] | shift [pad4(cin)]`;
+    /// * pools / bn_relu: `[scale [pad4(c)] | shift [pad4(c)]]` (nothing for max pool).
     pub fn constants(&self) -> Vec<f32> {
+        fn padded(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
+            v.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, pad4(v.len()) - v.len()))
+        }
         let act = |a: &Option<BnRelu>| {
             a.iter()
-                .flat_map(|a| a.scale.iter().chain(&a.shift).copied())
+                .flat_map(|a| padded(&a.scale).chain(padded(&a.shift)))
                 .collect::<Vec<f32>>()
         };
         match self {
             Op::Conv(o) => {
-                let mut v = Vec::with_capacity(o.weight.len() + o.bias.len() + 2 * o.cin);
-                v.extend_from_slice(&o.weight);
-                v.extend_from_slice(&o.bias);
+                let coutp = pad4(o.cout);
+                let k = o.kh * o.kw * o.cin;
+                let mut v = Vec::with_capacity((k + 1) * coutp + 2 * pad4(o.cin));
+                for row in o.weight.chunks_exact(o.cout) {
+                    v.extend(padded(row));
+                }
+                v.extend(padded(&o.bias));
                 v.extend(act(&o.in_act));
                 v
             }
@@ -198,6 +213,12 @@ impl Op {
             _ => 0,
         }
     }
+}
+
+/// `n` rounded up to a multiple of 4: the padded length of every section of
+/// [`Op::constants`].
+pub fn pad4(n: usize) -> usize {
+    n.div_ceil(4) * 4
 }
 
 /// A lowered network.

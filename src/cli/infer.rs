@@ -1,0 +1,102 @@
+//! `resnet infer`: checkpoint + preprocessed input tensor -> logits (and feature maps).
+
+use super::GpuArgs;
+use clap::{Args, ValueEnum};
+use resnet_wgpu::gpu::GpuContext;
+use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::graph::{LowerOptions, lower};
+use resnet_wgpu::model::Flavour;
+use resnet_wgpu::model::load::{LoadOptions, load_network};
+use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
+use resnet_wgpu::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// Checkpoint (safetensors) in any of the five flavours' own names and layouts.
+    #[arg(long)]
+    weights: PathBuf,
+    /// safetensors file with tensor `input`: float32, already preprocessed.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write `logits` [N, classes] (and `feat/*` with --features).
+    #[arg(long)]
+    output: PathBuf,
+    /// Layout of `input`.
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    layout: Layout,
+    /// Override the flavour inferred from the tensor names
+    /// (slim-v2, keras-v2, timm-v2, torchvision, keras-v1).
+    #[arg(long)]
+    flavour: Option<String>,
+    /// Also write the intermediate maps as NCHW float32 tensors feat/stem_conv … feat/pooled.
+    #[arg(long)]
+    features: bool,
+    /// Most images per GPU submission (default: the whole input, split further only if the
+    /// device's buffer limits require it).
+    #[arg(long)]
+    batch: Option<usize>,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+pub fn run(args: InferArgs) -> Result<()> {
+    let flavour = args.flavour.as_deref().map(str::parse::<Flavour>).transpose()?;
+    let net = load_network(&args.weights, &LoadOptions { flavour })?;
+    log::info!(
+        "{}: {} ResNet-{} ({} classes)",
+        args.weights.display(),
+        net.arch.flavour,
+        net.arch.depth(),
+        net.arch.classes
+    );
+    let input = read_tensor(&args.input, "input")?;
+    let [n, c, h, w] = match (input.shape.as_slice(), args.layout) {
+        (&[n, c, h, w], Layout::Nchw) => [n, c, h, w],
+        (&[n, h, w, c], Layout::Nhwc) => [n, c, h, w],
+        (s, l) => {
+            return Err(Error::Input(format!(
+                "`input` must be 4-D ({l:?}), got shape {s:?}"
+            )));
+        }
+    };
+    if c != net.arch.in_channels {
+        return Err(Error::Input(format!(
+            "`input` has {c} channels but the model takes {} (is --layout right?)",
+            net.arch.in_channels
+        )));
+    }
+    let graph = lower(&net.arch, &net.params, h, w, &LowerOptions { features: args.features })?;
+    let ctx = GpuContext::new(&args.gpu.choice())?;
+    eprintln!("adapter: {}", ctx.summary());
+    let batch = args.batch.unwrap_or(n).clamp(1, n.max(1));
+    let session = Session::new(&ctx, graph, batch)?;
+    let out = match args.layout {
+        Layout::Nchw => session.run_nchw(&input.data, n)?,
+        Layout::Nhwc => session.run_nhwc(&input.data, n)?,
+    };
+    let mut tensors = vec![(
+        "logits".to_string(),
+        Tensor {
+            shape: vec![n, out.classes],
+            data: out.logits,
+        },
+    )];
+    for f in out.features {
+        let shape = if f.name == "feat/pooled" {
+            vec![n, f.shape[1]]
+        } else {
+            f.shape.to_vec()
+        };
+        tensors.push((f.name, Tensor { shape, data: f.data }));
+    }
+    write_tensors(&args.output, &tensors)?;
+    eprintln!("wrote {} ({n} x {} logits)", args.output.display(), session.graph().classes());
+    Ok(())
+}

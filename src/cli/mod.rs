@@ -1,0 +1,58 @@
+//! Command-line front end: argument parsing and one module per subcommand.
+
+mod info;
+mod infer;
+mod plan;
+
+use clap::{Args, Parser, Subcommand};
+use resnet_wgpu::gpu::{AdapterChoice, Backend};
+use resnet_wgpu::Result;
+
+#[derive(Parser, Debug)]
+#[command(name = "resnet", version, about = "ResNet inference as WGSL compute shaders on wgpu")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a checkpoint on a preprocessed input tensor and write the logits.
+    Infer(infer::InferArgs),
+    /// Print the dispatch list and memory plan of a model (no GPU needed).
+    Plan(plan::PlanArgs),
+    /// List the adapters wgpu finds, with their limits and features.
+    Info(info::InfoArgs),
+}
+
+/// Adapter selection, shared by every command that touches the GPU.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GpuArgs {
+    /// Backend to use: vulkan, metal, dx12 or gl (default: the first of Vulkan/Metal/DX12).
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+    /// Adapter index (as listed by `resnet info`) or a substring of its name.
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse().map_err(|e: resnet_wgpu::Error| e.to_string())
+}
+
+impl GpuArgs {
+    fn choice(&self) -> AdapterChoice {
+        AdapterChoice {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Infer(a) => infer::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Info(a) => info::run(a),
+    }
+}

@@ -1,0 +1,69 @@
+//! `resnet plan`: the static dispatch list and memory plan, computed without a GPU.
+
+use clap::Args;
+use resnet_wgpu::graph::{LowerOptions, lower};
+use resnet_wgpu::model::load::{LoadOptions, load_network};
+use resnet_wgpu::model::random::random_params;
+use resnet_wgpu::model::{Arch, Network};
+use resnet_wgpu::plan::{Limits, plan};
+use resnet_wgpu::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A preset name (resnet_v2_152, ResNet50V2, resnetv2_50, resnet50, ResNet50, …).
+    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
+    model: String,
+    /// Plan a checkpoint instead of a preset.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Input side (square); see --height/--width for other shapes.
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+    #[arg(long)]
+    height: Option<usize>,
+    #[arg(long)]
+    width: Option<usize>,
+    /// Plan with the feature maps kept alive (as `infer --features` does).
+    #[arg(long)]
+    features: bool,
+    /// Simulate a device whose largest storage binding is this many bytes (default: unlimited).
+    #[arg(long)]
+    max_binding_bytes: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: PlanArgs) -> Result<()> {
+    let net = match &args.weights {
+        Some(path) => load_network(path, &LoadOptions::default())?,
+        None => {
+            let arch = Arch::preset(&args.model)?;
+            // The plan depends on shapes only; seeded random weights stand in for a checkpoint.
+            let params = random_params(&arch, 0);
+            Network { arch, params }
+        }
+    };
+    if args.batch == 0 {
+        return Err(Error::Input("--batch must be at least 1".into()));
+    }
+    let (h, w) = (
+        args.height.unwrap_or(args.size),
+        args.width.unwrap_or(args.size),
+    );
+    let graph = lower(&net.arch, &net.params, h, w, &LowerOptions { features: args.features })?;
+    let mut limits = Limits::unlimited();
+    if let Some(b) = args.max_binding_bytes {
+        limits.max_binding_bytes = b;
+    }
+    let plan = plan(&graph, args.batch, &limits)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json(&graph)).expect("json"));
+    } else {
+        println!("{}", plan.describe(&graph));
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! A session owns everything a plan needs on the GPU, created once: the activation arena, the
+//! weight buffers (filled once), every pipeline, uniform buffer and bind group. A forward pass
+//! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
+
+use super::kernels::Kernels;
+use super::{Dispatch, GpuContext};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, TensorId};
+use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
+use crate::plan::{self, Plan};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A feature map read back from the GPU, NCHW.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMap {
+    pub name: String,
+    /// `[n, c, h, w]`.
+    pub shape: [usize; 4],
+    pub data: Vec<f32>,
+}
+
+/// What a forward pass returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Output {
+    /// `[n, classes]`, row-major.
+    pub logits: Vec<f32>,
+    pub classes: usize,
+    /// The `feat/*` maps when the graph was lowered with features, in network order.
+    pub features: Vec<FeatureMap>,
+}
+
+/// State a forward pass mutates; behind a mutex so that a session is `Sync` and concurrent
+/// callers take turns on the one arena instead of corrupting each other's activations.
+struct RunState {
+    /// Dispatch lists by sub-batch size: the plan's own size is built with the session, a
+    /// smaller trailing sub-batch on first use (only the uniforms differ; pipelines are shared).
+    dispatches: HashMap<usize, Vec<Dispatch>>,
+}
+
+/// A network on a device, ready to run batches of up to `plan.batch` images per submission.
+pub struct Session {
+    ctx: GpuContext,
+    graph: Graph,
+    plan: Plan,
+    kernels: Kernels,
+    arena: wgpu::Buffer,
+    weights: Vec<wgpu::Buffer>,
+    readback: wgpu::Buffer,
+    state: Mutex<RunState>,
+}
+
+/// Byte offset of each tensor in the arena, indexed by TensorId.
+fn offsets(plan: &Plan) -> Vec<u64> {
+    plan.tensors.iter().map(|p| p.offset_bytes).collect()
+}
+
+impl Session {
+    /// Plans `graph` for `batch` images (split into sub-batches if the device's limits demand
+    /// it), allocates and fills every buffer and records every dispatch.
+    pub fn new(ctx: &GpuContext, graph: Graph, batch: usize) -> Result<Session> {
+        if batch == 0 {
+            return Err(Error::Input("batch size must be at least 1".into()));
+        }
+        let plan = plan::plan(&graph, batch, &plan::Limits::from_wgpu(&ctx.limits))?;
+        if plan.batch < batch {
+            log::info!(
+                "batch {batch} exceeds the device's buffer limits; running it as {} sub-batches of {}",
+                batch.div_ceil(plan.batch),
+                plan.batch
+            );
+        }
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("activation arena"),
+            size: plan.arena_bytes.max(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let weights: Vec<wgpu::Buffer> = plan
+            .weight_buffers
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("weights {i}")),
+                    size: size.max(16),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        for (op, slot) in graph.ops.iter().zip(&plan.weights) {
+            if slot.size_bytes > 0 {
+                ctx.queue.write_buffer(
+                    &weights[slot.buffer],
+                    slot.offset_bytes,
+                    bytemuck::cast_slice(&op.constants()),
+                );
+            }
+        }
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: Self::readback_bytes(&graph, plan.batch).max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let kernels = Kernels::new(device, &ctx.limits);
+        let mut session = Session {
+            ctx: ctx.clone(),
+            graph,
+            plan,
+            kernels,
+            arena,
+            weights,
+            readback,
+            state: Mutex::new(RunState {
+                dispatches: HashMap::new(),
+            }),
+        };
+        let full = session.record(session.plan.batch);
+        session
+            .state
+            .get_mut()
+            .expect("fresh mutex")
+            .dispatches
+            .insert(session.plan.batch, full);
+        ctx.queue.submit([]);
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(Error::DeviceLimits(format!(
+                "out of GPU memory creating the session: {e}"
+            )));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        Ok(session)
+    }
+
+    fn readback_bytes(graph: &Graph, batch: usize) -> u64 {
+        let per_image: usize = std::iter::once(graph.logits)
+            .chain(graph.features.iter().map(|(_, t)| *t))
+            .map(|t| graph.tensors[t].len())
+            .sum();
+        (per_image * batch * 4) as u64
+    }
+
+    /// Records the dispatch list for a sub-batch of `n` images.
+    fn record(&self, n: usize) -> Vec<Dispatch> {
+        let offsets = offsets(&self.plan);
+        let tensors = &self.graph.tensors;
+        let n = n as u32;
+        self.graph
+            .ops
+            .iter()
+            .zip(&self.plan.weights)
+            .map(|(op, slot)| {
+                let consts = (slot.size_bytes > 0).then(|| wgpu::BufferBinding {
+                    buffer: &self.weights[slot.buffer],
+                    offset: slot.offset_bytes,
+                    size: wgpu::BufferSize::new(slot.size_bytes),
+                });
+                let k = &self.kernels;
+                let arena = &self.arena;
+                match op {
+                    Op::Conv(o) => k.conv(
+                        o,
+                        tensors,
+                        n,
+                        arena,
+                        &offsets,
+                        consts.expect("a conv has weights"),
+                    ),
+                    Op::MaxPool(o) => k.max_pool(o, tensors, n, arena, &offsets),
+                    Op::GlobalAvgPool(o) => {
+                        k.global_avg_pool(o, tensors, n, arena, &offsets, consts)
+                    }
+                    Op::BnRelu(o) => k.bn_relu(
+                        o,
+                        tensors,
+                        n,
+                        arena,
+                        &offsets,
+                        consts.expect("bn_relu has constants"),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// `(channels, height, width)` of one input image.
+    pub fn input_shape(&self) -> [usize; 3] {
+        let t = &self.graph.tensors[self.graph.input];
+        [t.c, t.h, t.w]
+    }
+
+    /// Runs `n` images given NCHW (`[n, c, h, w]`, already preprocessed).
+    pub fn run_nchw(&self, input: &[f32], n: usize) -> Result<Output> {
+        let [c, h, w] = self.input_shape();
+        self.check_input(input, n)?;
+        self.run_nhwc(&nchw_to_nhwc(input, n, c, h, w), n)
+    }
+
+    fn check_input(&self, input: &[f32], n: usize) -> Result<()> {
+        let [c, h, w] = self.input_shape();
+        if n == 0 {
+            return Err(Error::Input("batch is empty".into()));
+        }
+        if input.len() != n * c * h * w {
+            return Err(Error::Input(format!(
+                "expected {n} x {c} x {h} x {w} = {} input values, got {}",
+                n * c * h * w,
+                input.len()
+            )));
+        }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "input value #{i} is {} (not finite)",
+                input[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `n` images given NHWC (`[n, h, w, c]`).
+    pub fn run_nhwc(&self, input: &[f32], n: usize) -> Result<Output> {
+        self.check_input(input, n)?;
+        let per_image = self.graph.tensors[self.graph.input].len();
+        let classes = self.graph.classes();
+        let mut out = Output {
+            logits: Vec::with_capacity(n * classes),
+            classes,
+            features: Vec::new(),
+        };
+        let mut feats: Vec<Vec<Vec<f32>>> = vec![Vec::new(); self.graph.features.len()];
+        let mut state = self.state.lock().map_err(|_| {
+            Error::Gpu("a previous forward pass panicked; create a new session".into())
+        })?;
+        for chunk in input.chunks(self.plan.batch * per_image) {
+            let m = chunk.len() / per_image;
+            let read = self.run_chunk(&mut state, chunk, m)?;
+            let mut pieces = read.into_iter();
+            out.logits.extend(pieces.next().expect("logits first"));
+            for (f, piece) in feats.iter_mut().zip(pieces) {
+                f.push(piece);
+            }
+        }
+        for ((name, t), chunks) in self.graph.features.iter().zip(feats) {
+            let info = &self.graph.tensors[*t];
+            let nhwc: Vec<f32> = chunks.concat();
+            out.features.push(FeatureMap {
+                name: name.clone(),
+                shape: [n, info.c, info.h, info.w],
+                data: nhwc_to_nchw(&nhwc, n, info.h, info.w, info.c),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tensors copied back after each sub-batch: the logits, then the features.
+    fn outputs(&self) -> Vec<TensorId> {
+        std::iter::once(self.graph.logits)
+            .chain(self.graph.features.iter().map(|(_, t)| *t))
+            .collect()
+    }
+
+    /// One submission: upload `m` images, replay the dispatches, read the outputs back (NHWC).
+    fn run_chunk(&self, state: &mut RunState, chunk: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        let device = &self.ctx.device;
+        if !state.dispatches.contains_key(&m) {
+            let recorded = self.record(m);
+            state.dispatches.insert(m, recorded);
+        }
+        let dispatches = &state.dispatches[&m];
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let input_offset = self.plan.tensors[self.graph.input].offset_bytes;
+        self.ctx
+            .queue
+            .write_buffer(&self.arena, input_offset, bytemuck::cast_slice(chunk));
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("forward"),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                d.encode(&mut pass);
+            }
+        }
+        let mut sizes = Vec::new();
+        let mut at = 0u64;
+        for t in self.outputs() {
+            let bytes = (self.graph.tensors[t].len() * m * 4) as u64;
+            encoder.copy_buffer_to_buffer(
+                &self.arena,
+                self.plan.tensors[t].offset_bytes,
+                &self.readback,
+                at,
+                bytes,
+            );
+            sizes.push(bytes);
+            at += bytes;
+        }
+        let index = self.ctx.queue.submit([encoder.finish()]);
+        let slice = self.readback.slice(..at);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("waiting for the forward pass: {e}")))?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        rx.recv()
+            .map_err(|_| Error::Gpu("read-back was never mapped".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+        let result = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut pieces = Vec::with_capacity(sizes.len());
+            let mut start = 0usize;
+            for bytes in sizes {
+                let len = bytes as usize / 4;
+                pieces.push(all[start..start + len].to_vec());
+                start += len;
+            }
+            pieces
+        };
+        self.readback.unmap();
+        Ok(result)
+    }
+}

@@ -1,1 +1,0 @@
-//! The static execution plan: dispatch order, tensor lifetimes and arena offsets. (In progress.)

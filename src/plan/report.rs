@@ -1,0 +1,133 @@
+//! The plan as JSON (for tools) and as a readable table (for `--verbose` and reports).
+
+use super::Plan;
+use crate::graph::Graph;
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+impl Plan {
+    /// The plan as JSON. `batch` is the requested batch, `sub_batch` the images per pass
+    /// (what the arena is sized for); MACs of dispatches are per sub-batch.
+    pub fn to_json(&self, graph: &Graph) -> Value {
+        let tname = |t: usize| graph.tensors[t].name.clone();
+        let dispatches: Vec<Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let op = &graph.ops[s.op];
+                let w = &self.weights[s.op];
+                json!({
+                    "name": s.name,
+                    "kind": s.kind,
+                    "output_shape": s.output_shape,
+                    "macs": s.macs,
+                    "inputs": op.inputs().into_iter().map(tname).collect::<Vec<_>>(),
+                    "outputs": op.outputs().into_iter().map(tname).collect::<Vec<_>>(),
+                    "output_offset_bytes": self.tensors[op.outputs()[0]].offset_bytes,
+                    "weights": {
+                        "buffer": w.buffer,
+                        "offset_bytes": w.offset_bytes,
+                        "size_bytes": w.size_bytes,
+                    },
+                })
+            })
+            .collect();
+        let tensors: Vec<Value> = self
+            .tensors
+            .iter()
+            .zip(&graph.tensors)
+            .enumerate()
+            .map(|(id, (p, t))| {
+                json!({
+                    "id": id,
+                    "name": t.name,
+                    "shape": [self.batch, t.h, t.w, t.c],
+                    "offset_bytes": p.offset_bytes,
+                    "size_bytes": p.size_bytes,
+                    "first_step": p.first_step,
+                    "last_step": p.last_step,
+                })
+            })
+            .collect();
+        json!({
+            "batch": self.requested_batch,
+            "sub_batch": self.batch,
+            "sub_batches": self.sub_batches(),
+            "macs_per_image": graph.macs_per_image(),
+            "weights_bytes": self.weights_bytes,
+            "weight_buffers": self.weight_buffers,
+            "arena_bytes": self.arena_bytes,
+            "naive_bytes": self.naive_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "arena_over_lower_bound": self.arena_ratio(),
+            "input": tname(graph.input),
+            "logits": tname(graph.logits),
+            "features": graph.features.iter().map(|(n, t)| json!({"name": n, "tensor": tname(*t)})).collect::<Vec<_>>(),
+            "dispatches": dispatches,
+            "tensors": tensors,
+        })
+    }
+
+    /// A dispatch table (name, kind, output NHWC, MMACs, arena offset of the output) and a
+    /// memory summary.
+    pub fn describe(&self, graph: &Graph) -> String {
+        let mut s = String::new();
+        let name_w = self
+            .steps
+            .iter()
+            .map(|st| st.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let _ = writeln!(
+            s,
+            "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10}  {:>14}",
+            "#", "name", "kind", "output NHWC", "MMACs", "out offset MiB"
+        );
+        for st in &self.steps {
+            let out = graph.ops[st.op].outputs()[0];
+            let [n, h, w, c] = st.output_shape;
+            let _ = writeln!(
+                s,
+                "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10.1}  {:>14.2}",
+                st.op,
+                st.name,
+                st.kind,
+                format!("{n}x{h}x{w}x{c}"),
+                st.macs as f64 / 1e6,
+                self.tensors[out].offset_bytes as f64 / MIB,
+            );
+        }
+        let total_macs: u64 = self.steps.iter().map(|s| s.macs).sum();
+        let _ = writeln!(
+            s,
+            "{} dispatches, {:.2} GMACs per image, batch {} as {} sub-batch(es) of {}",
+            self.steps.len(),
+            graph.macs_per_image() as f64 / 1e9,
+            self.requested_batch,
+            self.sub_batches(),
+            self.batch,
+        );
+        let _ = writeln!(
+            s,
+            "activations: arena {:.1} MiB, naive {:.1} MiB, lower bound {:.1} MiB \
+             (arena / lower bound {:.3}, arena / naive {:.3}); {:.1} GMACs per sub-batch",
+            self.arena_bytes as f64 / MIB,
+            self.naive_bytes as f64 / MIB,
+            self.lower_bound_bytes as f64 / MIB,
+            self.arena_ratio(),
+            self.arena_bytes as f64 / self.naive_bytes.max(1) as f64,
+            total_macs as f64 / 1e9,
+        );
+        let _ = writeln!(
+            s,
+            "weights: {:.1} MiB in {} buffer(s) ({:.1} MiB with alignment padding)",
+            self.weights_bytes as f64 / MIB,
+            self.weight_buffers.len(),
+            self.weight_buffers.iter().sum::<u64>() as f64 / MIB,
+        );
+        s
+    }
+}

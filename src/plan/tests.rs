@@ -1,0 +1,426 @@
+use super::*;
+use crate::graph::{
+    BnRelu, ConvOp, GlobalAvgPoolOp, MaxPoolOp, PadValue, Residual, SplitOutput, TensorId,
+    TensorInfo,
+};
+
+/// A tiny graph builder: tensors and ops appended in order.
+struct G(Graph);
+
+impl G {
+    fn new(h: usize, w: usize, c: usize) -> G {
+        let input = TensorInfo {
+            name: "input".into(),
+            h,
+            w,
+            c,
+        };
+        G(Graph {
+            tensors: vec![input],
+            ops: Vec::new(),
+            input: 0,
+            logits: 0,
+            features: Vec::new(),
+        })
+    }
+
+    fn t(&mut self, name: &str, h: usize, w: usize, c: usize) -> TensorId {
+        self.0.tensors.push(TensorInfo {
+            name: name.into(),
+            h,
+            w,
+            c,
+        });
+        self.0.tensors.len() - 1
+    }
+
+    /// A `k x k / stride` conv to a new tensor of `cout` channels.
+    fn conv(
+        &mut self,
+        name: &str,
+        input: TensorId,
+        k: usize,
+        stride: usize,
+        cout: usize,
+    ) -> TensorId {
+        let i = self.0.tensors[input].clone();
+        let (h, w) = ((i.h - 1) / stride + 1, (i.w - 1) / stride + 1);
+        let out = self.t(name, h, w, cout);
+        self.0.ops.push(Op::Conv(ConvOp {
+            name: name.into(),
+            input,
+            output: out,
+            kh: k,
+            kw: k,
+            stride,
+            pad: k / 2,
+            cin: i.c,
+            cout,
+            weight: vec![0.0; k * k * i.c * cout],
+            bias: vec![0.0; cout],
+            in_act: None,
+            residual: None,
+            relu: true,
+            split: None,
+        }));
+        out
+    }
+
+    fn last_conv(&mut self) -> &mut ConvOp {
+        match self.0.ops.last_mut() {
+            Some(Op::Conv(c)) => c,
+            _ => panic!("last op is not a conv"),
+        }
+    }
+
+    fn residual(&mut self, r: TensorId) {
+        self.last_conv().residual = Some(Residual {
+            tensor: r,
+            stride: 1,
+        });
+    }
+
+    /// Splits the last conv's output channels at `at`: returns the second tensor.
+    fn split(&mut self, at: usize) -> TensorId {
+        let (out, cout) = {
+            let c = self.last_conv();
+            (c.output, c.cout)
+        };
+        let o = self.0.tensors[out].clone();
+        self.0.tensors[out].c = at;
+        let s = self.t(&format!("{}_split", o.name), o.h, o.w, cout - at);
+        self.last_conv().split = Some(SplitOutput {
+            at,
+            tensor: s,
+            relu: false,
+        });
+        s
+    }
+
+    fn pool(&mut self, name: &str, input: TensorId) -> TensorId {
+        let c = self.0.tensors[input].c;
+        let out = self.t(name, 1, 1, c);
+        self.0.ops.push(Op::GlobalAvgPool(GlobalAvgPoolOp {
+            name: name.into(),
+            input,
+            output: out,
+            in_act: Some(BnRelu {
+                scale: vec![1.0; c],
+                shift: vec![0.0; c],
+            }),
+        }));
+        out
+    }
+
+    fn max_pool(&mut self, name: &str, input: TensorId) -> TensorId {
+        let i = self.0.tensors[input].clone();
+        let out = self.t(name, i.h.div_ceil(2), i.w.div_ceil(2), i.c);
+        self.0.ops.push(Op::MaxPool(MaxPoolOp {
+            name: name.into(),
+            input,
+            output: out,
+            size: 3,
+            stride: 2,
+            pad_top: 1,
+            pad_left: 1,
+            pad_value: PadValue::NegInf,
+        }));
+        out
+    }
+
+    fn done(mut self, logits: TensorId) -> Graph {
+        self.0.logits = logits;
+        self.0
+    }
+}
+
+fn checked(g: &Graph, batch: usize, limits: &Limits) -> Plan {
+    let p = plan(g, batch, limits).unwrap();
+    if let Err(e) = p.check(g, limits) {
+        panic!("invalid plan:\n{e}\n{}", p.describe(g));
+    }
+    p
+}
+
+/// input -> a -> b -> c -> pool -> logits, all `hw x hw x 16` (`hw * hw * 64` bytes per image).
+fn chain(hw: usize) -> Graph {
+    let mut g = G::new(hw, hw, 16);
+    let a = g.conv("a", 0, 3, 1, 16);
+    let b = g.conv("b", a, 3, 1, 16);
+    let c = g.conv("c", b, 3, 1, 16);
+    let p = g.pool("pool", c);
+    let l = g.conv("logits", p, 1, 1, 10);
+    g.done(l)
+}
+
+#[test]
+fn a_chain_ping_pongs_between_two_slots() {
+    let g = chain(8);
+    let p = checked(&g, 2, &Limits::unlimited());
+    let iv: Vec<_> = p
+        .tensors
+        .iter()
+        .map(|t| (t.first_step, t.last_step))
+        .collect();
+    assert_eq!(iv, [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (4, 4)]);
+    let map = 8 * 8 * 16 * 4 * 2;
+    assert_eq!(p.lower_bound_bytes, 2 * map);
+    assert_eq!(p.arena_bytes, 2 * map);
+    assert_eq!(p.naive_bytes, 4 * map + 2 * (16 + 10) * 4);
+    assert_eq!(p.steps[1].output_shape, [2, 8, 8, 16]);
+    assert_eq!(p.steps[1].macs, 2 * 64 * 9 * 16 * 16);
+    assert_eq!(p.steps[3].kind, "global_avg_pool");
+    assert_eq!(p.sub_batches(), 1);
+}
+
+#[test]
+fn a_residual_diamond_keeps_its_shortcut_alive() {
+    let mut g = G::new(8, 8, 32);
+    let x = g.conv("stem", 0, 3, 1, 32);
+    let t1 = g.conv("c1", x, 1, 1, 8);
+    let t2 = g.conv("c2", t1, 3, 1, 8);
+    let y = g.conv("c3", t2, 1, 1, 32);
+    g.residual(x);
+    let p = g.pool("pool", y);
+    let g = g.done(p);
+    let plan = checked(&g, 1, &Limits::unlimited());
+    assert_eq!(
+        (plan.tensors[x].first_step, plan.tensors[x].last_step),
+        (0, 3)
+    );
+    // At c3: x, t2 and y are live: 8 KiB + 2 KiB + 8 KiB.
+    assert_eq!(plan.lower_bound_bytes, (8192 + 2048 + 8192) as u64);
+    assert_eq!(plan.arena_bytes, plan.lower_bound_bytes);
+}
+
+#[test]
+fn split_outputs_and_features_live_as_long_as_needed() {
+    let mut g = G::new(8, 8, 16);
+    let pre = g.conv("stem", 0, 3, 1, 16);
+    let t1 = g.conv("c1_proj", pre, 1, 1, 8 + 64);
+    let proj = g.split(8);
+    let t2 = g.conv("c2", t1, 3, 1, 8);
+    let y = g.conv("c3", t2, 1, 1, 64);
+    g.residual(proj);
+    let p = g.pool("pool", y);
+    let l = g.conv("logits", p, 1, 1, 10);
+    let mut g = g.done(l);
+    g.features = vec![("feat/stem".into(), pre), ("feat/unit".into(), y)];
+    let plan = checked(&g, 3, &Limits::unlimited());
+    let last = g.ops.len() - 1;
+    assert_eq!(
+        (plan.tensors[proj].first_step, plan.tensors[proj].last_step),
+        (1, 3)
+    );
+    assert_eq!(
+        (plan.tensors[pre].first_step, plan.tensors[pre].last_step),
+        (0, last)
+    );
+    assert_eq!(plan.tensors[y].last_step, last);
+    assert_eq!(plan.tensors[l].last_step, last);
+    assert_eq!(plan.tensors[t1].size_bytes, 3 * 8 * 8 * 8 * 4);
+    assert!(plan.arena_bytes <= plan.lower_bound_bytes * 11 / 10);
+}
+
+#[test]
+fn offsets_are_aligned_even_for_odd_sizes() {
+    let mut g = G::new(5, 5, 3);
+    let mut t = 0;
+    for i in 0..6 {
+        t = g.conv(&format!("c{i}"), t, 3, 1, 3 + i);
+    }
+    let p0 = g.max_pool("mp", t);
+    let l = g.pool("pool", p0);
+    let g = g.done(l);
+    for align in [256, 512, 1000] {
+        let limits = Limits {
+            storage_offset_alignment: align,
+            ..Limits::unlimited()
+        };
+        let p = checked(&g, 3, &limits);
+        assert!(p.tensors.iter().all(|t| t.offset_bytes % align == 0));
+        assert!(p.weights.iter().all(|w| w.offset_bytes % align == 0));
+        assert!(p.tensors.iter().any(|t| t.offset_bytes > 0));
+    }
+}
+
+#[test]
+fn sub_batching_picks_the_largest_sub_batch_that_fits() {
+    let g = chain(32);
+    let one = checked(&g, 1, &Limits::unlimited()).arena_bytes;
+    assert_eq!(one, 2 * 65536);
+    for (cap, want) in [
+        (3 * one, 3),
+        (3 * one + 100, 3),
+        (one, 1),
+        (7 * one + 65535, 7),
+    ] {
+        let limits = Limits {
+            max_binding_bytes: cap,
+            ..Limits::unlimited()
+        };
+        let p = checked(&g, 10, &limits);
+        assert_eq!(p.batch, want, "cap {cap}");
+        assert_eq!(p.requested_batch, 10);
+        assert_eq!(p.sub_batches(), 10usize.div_ceil(want));
+        assert!(p.arena_bytes <= cap);
+        assert_eq!(p.steps[0].output_shape[0], want);
+        // The buffer limit counts too.
+        let limits = Limits {
+            max_buffer_bytes: cap,
+            ..Limits::unlimited()
+        };
+        assert_eq!(checked(&g, 10, &limits).batch, want);
+    }
+    // A batch that fits is never split, nor grown.
+    let limits = Limits {
+        max_binding_bytes: 3 * one,
+        ..Limits::unlimited()
+    };
+    assert_eq!(checked(&g, 2, &limits).batch, 2);
+}
+
+#[test]
+fn one_image_too_big_is_an_error_that_says_what_to_do() {
+    let g = chain(8);
+    let limits = Limits {
+        max_binding_bytes: 4096,
+        ..Limits::unlimited()
+    };
+    match plan(&g, 4, &limits) {
+        Err(Error::DeviceLimits(msg)) => {
+            assert!(msg.contains("smaller input size"), "{msg}");
+            assert!(msg.contains("8x8"), "{msg}");
+            assert!(msg.contains("4096"), "{msg}");
+        }
+        other => panic!("expected DeviceLimits, got {other:?}"),
+    }
+}
+
+#[test]
+fn weights_are_aligned_and_spill_into_new_buffers() {
+    let g = chain(8);
+    let sizes: Vec<u64> = g
+        .ops
+        .iter()
+        .map(|o| 4 * o.constants().len() as u64)
+        .collect();
+    // conv a/b/c: 3x3x16x16 + 16 floats (whatever the padding of `constants`): > 9 KiB.
+    assert!(
+        sizes[..3]
+            .iter()
+            .all(|&s| s == sizes[0] && s > 9216 && s < 9984)
+    );
+    assert_eq!(sizes[2 + 1], 2 * 16 * 4); // pool: scale | shift
+    let p = checked(&g, 1, &Limits::unlimited());
+    assert_eq!(
+        p.weights.iter().map(|w| w.size_bytes).collect::<Vec<_>>(),
+        sizes
+    );
+    assert_eq!(p.weight_buffers.len(), 1);
+    assert_eq!(p.weights_bytes, sizes.iter().sum::<u64>());
+    let next = sizes[0].div_ceil(256) * 256; // 9472 without padding
+    assert_eq!(p.weights[1].offset_bytes, next);
+
+    let limits = Limits {
+        max_buffer_bytes: 20_000,
+        ..Limits::unlimited()
+    };
+    let p = checked(&g, 1, &limits);
+    let at: Vec<(usize, u64)> = p
+        .weights
+        .iter()
+        .map(|w| (w.buffer, w.offset_bytes))
+        .collect();
+    let after_pool = next + sizes[3].div_ceil(256) * 256;
+    assert_eq!(at, [(0, 0), (0, next), (1, 0), (1, next), (1, after_pool)]);
+    assert_eq!(p.weight_buffers, [next + sizes[1], after_pool + sizes[4]]);
+
+    let limits = Limits {
+        max_binding_bytes: 9000,
+        ..Limits::unlimited()
+    };
+    match plan(&g, 1, &limits) {
+        Err(Error::DeviceLimits(msg)) => assert!(msg.contains("`a`"), "{msg}"),
+        other => panic!("expected DeviceLimits, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_graphs_are_rejected() {
+    let mut g = chain(8);
+    if let Op::Conv(c) = &mut g.ops[0] {
+        c.input = 2; // written by step 1
+    }
+    assert!(matches!(
+        plan(&g, 1, &Limits::unlimited()),
+        Err(Error::Input(_))
+    ));
+    let mut g = chain(8);
+    if let Op::Conv(c) = &mut g.ops[1] {
+        c.output = 1; // already written by step 0
+    }
+    assert!(matches!(
+        plan(&g, 1, &Limits::unlimited()),
+        Err(Error::Input(_))
+    ));
+    let g = G::new(4, 4, 3).done(0);
+    assert!(matches!(
+        plan(&g, 1, &Limits::unlimited()),
+        Err(Error::Input(_))
+    ));
+    assert!(matches!(
+        plan(&chain(8), 0, &Limits::unlimited()),
+        Err(Error::Input(_))
+    ));
+}
+
+#[test]
+fn the_checker_catches_overlaps() {
+    let g = chain(8);
+    let limits = Limits::unlimited();
+    let mut p = checked(&g, 1, &limits);
+    p.tensors[2].offset_bytes = p.tensors[1].offset_bytes;
+    assert!(p.check(&g, &limits).unwrap_err().contains("overlaps"));
+    let mut p = checked(&g, 1, &limits);
+    p.tensors[2].offset_bytes += 4;
+    assert!(p.check(&g, &limits).is_err());
+}
+
+#[test]
+fn json_and_table_show_the_dispatches() {
+    let g = chain(8);
+    let p = checked(&g, 2, &Limits::unlimited());
+    let j = p.to_json(&g);
+    assert_eq!(j["batch"], 2);
+    assert_eq!(j["sub_batch"], 2);
+    assert_eq!(j["dispatches"].as_array().unwrap().len(), 5);
+    assert_eq!(j["dispatches"][0]["kind"], "conv");
+    assert_eq!(j["dispatches"][0]["output_shape"][0], 2);
+    assert_eq!(j["tensors"][1]["offset_bytes"], p.tensors[1].offset_bytes);
+    for k in [
+        "weights_bytes",
+        "arena_bytes",
+        "naive_bytes",
+        "lower_bound_bytes",
+        "macs_per_image",
+    ] {
+        assert!(j[k].is_u64(), "{k}");
+    }
+    let d = p.describe(&g);
+    assert!(d.contains("global_avg_pool") && d.contains("2x8x8x16") && d.contains("lower bound"));
+}
+
+#[test]
+fn wgpu_limits_are_read_with_a_minimum_alignment() {
+    let l = Limits::from_wgpu(&wgpu::Limits {
+        min_storage_buffer_offset_alignment: 32,
+        ..wgpu::Limits::default()
+    });
+    assert_eq!(l.storage_offset_alignment, 256);
+    assert_eq!(
+        l.max_binding_bytes,
+        wgpu::Limits::default().max_storage_buffer_binding_size
+    );
+    assert_eq!(l.max_buffer_bytes, wgpu::Limits::default().max_buffer_size);
+}
