@@ -1,5 +1,6 @@
 //! Command-line front end: argument parsing and one module per subcommand.
 
+mod bench;
 mod info;
 mod infer;
 mod plan;
@@ -17,6 +18,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Forward-throughput benchmark (TF-slim's time_tensorflow_run), sweeps and profiles.
+    Bench(bench::BenchArgs),
     /// Run a checkpoint on a preprocessed input tensor and write the logits.
     Infer(infer::InferArgs),
     /// Print the dispatch list and memory plan of a model (no GPU needed).
@@ -51,6 +54,7 @@ impl GpuArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Info(a) => info::run(a),

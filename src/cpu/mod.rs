@@ -74,8 +74,9 @@ pub fn conv(
                                 None => input[base + ci] as f64,
                             };
                             let wrow = ((ky * op.kw + kx) * op.cin + ci) * op.cout;
-                            for (co, a) in acc.iter_mut().enumerate() {
-                                *a += x * op.weight[wrow + co] as f64;
+                            let w = &op.weight[wrow..wrow + op.cout];
+                            for (a, &w) in acc.iter_mut().zip(w) {
+                                *a += x * w as f64;
                             }
                         }
                     }
@@ -123,10 +124,8 @@ pub fn max_pool(op: &MaxPoolOp, tensors: &[TensorInfo], batch: usize, input: &[f
                         for kx in 0..op.size {
                             let iy = (oy * op.stride + ky) as isize - op.pad_top as isize;
                             let ix = (ox * op.stride + kx) as isize - op.pad_left as isize;
-                            let inside = iy >= 0
-                                && ix >= 0
-                                && (iy as usize) < ti.h
-                                && (ix as usize) < ti.w;
+                            let inside =
+                                iy >= 0 && ix >= 0 && (iy as usize) < ti.h && (ix as usize) < ti.w;
                             let v = if inside {
                                 input[((n * ti.h + iy as usize) * ti.w + ix as usize) * ti.c + c]
                             } else {
@@ -228,4 +227,156 @@ pub fn run_graph(graph: &Graph, batch: usize, input_nhwc: &[f32]) -> Vec<Option<
         }
     }
     vals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Residual, SplitOutput};
+
+    fn t(h: usize, w: usize, c: usize) -> TensorInfo {
+        TensorInfo {
+            name: format!("{h}x{w}x{c}"),
+            h,
+            w,
+            c,
+        }
+    }
+
+    fn conv1(kh: usize, pad: usize, cout: usize, weight: Vec<f32>) -> ConvOp {
+        ConvOp {
+            name: "c".into(),
+            input: 0,
+            output: 1,
+            kh,
+            kw: kh,
+            stride: 1,
+            pad,
+            cin: 1,
+            cout,
+            weight,
+            bias: vec![0.0; cout],
+            in_act: None,
+            residual: None,
+            relu: false,
+            split: None,
+        }
+    }
+
+    #[test]
+    fn conv_pads_the_pre_activated_map_with_zeros() {
+        // Every 3x3 window (pad 1) of a 2x2 map covers the whole map: out = sum(x + 1) = 14.
+        // Activating the 5 padded taps too would give 19.
+        let mut op = conv1(3, 1, 1, vec![1.0; 9]);
+        op.in_act = Some(BnRelu {
+            scale: vec![1.0],
+            shift: vec![1.0],
+        });
+        let (out, split) = conv(
+            &op,
+            &[t(2, 2, 1), t(2, 2, 1)],
+            1,
+            &[1.0, 2.0, 3.0, 4.0],
+            None,
+        );
+        assert_eq!(out, [14.0; 4]);
+        assert!(split.is_none());
+    }
+
+    #[test]
+    fn conv_residual_stride_split_and_relu() {
+        // 1x1 conv with weights [1, -1, 2] and bias [0, 0, -10]; channel 0 is the main output
+        // (+ residual[2y, 2x], relu), channels 1..3 the split (no relu).
+        let mut op = conv1(1, 0, 3, vec![1.0, -1.0, 2.0]);
+        op.bias = vec![0.0, 0.0, -10.0];
+        op.relu = true;
+        op.residual = Some(Residual {
+            tensor: 2,
+            stride: 2,
+        });
+        op.split = Some(SplitOutput {
+            at: 1,
+            tensor: 3,
+            relu: false,
+        });
+        let tensors = [t(2, 2, 1), t(2, 2, 1), t(3, 3, 1), t(2, 2, 2)];
+        let res: Vec<f32> = (0..9).map(|i| i as f32 * -1.0).collect();
+        let (out, split) = conv(&op, &tensors, 1, &[1.0, 2.0, 3.0, 4.0], Some(&res));
+        // res[0,0]=0, res[0,2]=-2, res[2,0]=-6, res[2,2]=-8
+        assert_eq!(out, [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            split.unwrap(),
+            [-1.0, -8.0, -2.0, -6.0, -3.0, -4.0, -4.0, -2.0]
+        );
+    }
+
+    #[test]
+    fn max_pool_pad_values() {
+        let mut op = MaxPoolOp {
+            name: "p".into(),
+            input: 0,
+            output: 1,
+            size: 2,
+            stride: 2,
+            pad_top: 1,
+            pad_left: 1,
+            pad_value: PadValue::NegInf,
+        };
+        let tensors = [t(2, 2, 1), t(2, 2, 1)];
+        let x = [-1.0, -2.0, -3.0, -4.0];
+        assert_eq!(max_pool(&op, &tensors, 1, &x), [-1.0, -2.0, -3.0, -4.0]);
+        op.pad_value = PadValue::Zero;
+        assert_eq!(max_pool(&op, &tensors, 1, &x), [0.0; 4]);
+    }
+
+    #[test]
+    fn global_avg_pool_and_bn_relu() {
+        let act = BnRelu {
+            scale: vec![2.0, -1.0],
+            shift: vec![0.0, 1.0],
+        };
+        let tensors = [t(1, 2, 2), t(1, 1, 2)];
+        let x = [1.0, 3.0, -1.0, 0.0]; // pixel 0: (1, 3), pixel 1: (-1, 0)
+        let gap = GlobalAvgPoolOp {
+            name: "g".into(),
+            input: 0,
+            output: 1,
+            in_act: Some(act.clone()),
+        };
+        // channel 0: relu(2), relu(-2) -> 1; channel 1: relu(-2), relu(1) -> 0.5
+        assert_eq!(global_avg_pool(&gap, &tensors, 1, &x), [1.0, 0.5]);
+        let bn = BnReluOp {
+            name: "b".into(),
+            input: 0,
+            output: 0,
+            act,
+        };
+        assert_eq!(bn_relu(&bn, &tensors, 1, &x), [2.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn run_graph_chains_ops() {
+        let tensors = vec![t(2, 2, 1), t(2, 2, 1), t(1, 1, 1)];
+        let graph = Graph {
+            tensors,
+            ops: vec![
+                Op::Conv(conv1(1, 0, 1, vec![2.0])),
+                Op::GlobalAvgPool(GlobalAvgPoolOp {
+                    name: "g".into(),
+                    input: 1,
+                    output: 2,
+                    in_act: None,
+                }),
+            ],
+            input: 0,
+            logits: 2,
+            features: vec![],
+        };
+        let vals = run_graph(&graph, 2, &[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 4.0]);
+        assert_eq!(
+            vals[1].as_deref().unwrap(),
+            [2.0, 4.0, 6.0, 8.0, 0.0, 0.0, 0.0, 8.0]
+        );
+        assert_eq!(vals[2].as_deref().unwrap(), [5.0, 2.0]);
+    }
 }

@@ -4,6 +4,8 @@
 
 pub mod context;
 pub mod kernels;
+pub mod session;
+pub mod timing;
 
 pub use context::{AdapterChoice, Backend, GpuContext};
 

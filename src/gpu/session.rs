@@ -3,6 +3,7 @@
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
 
 use super::kernels::Kernels;
+use super::timing::{Timer, Timing, Timings};
 use super::{Dispatch, GpuContext};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, TensorId};
@@ -36,6 +37,8 @@ struct RunState {
     /// Dispatch lists by sub-batch size: the plan's own size is built with the session, a
     /// smaller trailing sub-batch on first use (only the uniforms differ; pipelines are shared).
     dispatches: HashMap<usize, Vec<Dispatch>>,
+    /// Timestamp queries, created on the first timed run.
+    timer: Option<Timer>,
 }
 
 /// A network on a device, ready to run batches of up to `plan.batch` images per submission.
@@ -59,10 +62,21 @@ impl Session {
     /// Plans `graph` for `batch` images (split into sub-batches if the device's limits demand
     /// it), allocates and fills every buffer and records every dispatch.
     pub fn new(ctx: &GpuContext, graph: Graph, batch: usize) -> Result<Session> {
+        Self::with_limits(ctx, graph, batch, &plan::Limits::from_wgpu(&ctx.limits))
+    }
+
+    /// As [`Session::new`], planning for `limits` instead of the device's own (which must be
+    /// at least as large): how the sub-batch split is exercised on a device with big limits.
+    pub fn with_limits(
+        ctx: &GpuContext,
+        graph: Graph,
+        batch: usize,
+        limits: &plan::Limits,
+    ) -> Result<Session> {
         if batch == 0 {
             return Err(Error::Input("batch size must be at least 1".into()));
         }
-        let plan = plan::plan(&graph, batch, &plan::Limits::from_wgpu(&ctx.limits))?;
+        let plan = plan::plan(&graph, batch, limits)?;
         if plan.batch < batch {
             log::info!(
                 "batch {batch} exceeds the device's buffer limits; running it as {} sub-batches of {}",
@@ -121,6 +135,7 @@ impl Session {
             readback,
             state: Mutex::new(RunState {
                 dispatches: HashMap::new(),
+                timer: None,
             }),
         };
         let full = session.record(session.plan.batch);
@@ -241,7 +256,40 @@ impl Session {
 
     /// Runs `n` images given NHWC (`[n, h, w, c]`).
     pub fn run_nhwc(&self, input: &[f32], n: usize) -> Result<Output> {
+        Ok(self.run_nhwc_timed(input, n, Timing::Off)?.0)
+    }
+
+    /// Whether the device can time passes ([`Timing::Whole`], [`Timing::PerDispatch`]).
+    pub fn has_timestamps(&self) -> bool {
+        self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// As [`Session::run_nchw`], also measuring GPU time; `None` where the device lacks
+    /// timestamp queries or `timing` is [`Timing::Off`].
+    pub fn run_nchw_timed(
+        &self,
+        input: &[f32],
+        n: usize,
+        timing: Timing,
+    ) -> Result<(Output, Option<Timings>)> {
+        let [c, h, w] = self.input_shape();
         self.check_input(input, n)?;
+        self.run_nhwc_timed(&nchw_to_nhwc(input, n, c, h, w), n, timing)
+    }
+
+    /// As [`Session::run_nhwc`], also measuring GPU time (see [`Session::run_nchw_timed`]).
+    pub fn run_nhwc_timed(
+        &self,
+        input: &[f32],
+        n: usize,
+        timing: Timing,
+    ) -> Result<(Output, Option<Timings>)> {
+        self.check_input(input, n)?;
+        let timing = if self.has_timestamps() {
+            timing
+        } else {
+            Timing::Off
+        };
         let per_image = self.graph.tensors[self.graph.input].len();
         let classes = self.graph.classes();
         let mut out = Output {
@@ -253,9 +301,24 @@ impl Session {
         let mut state = self.state.lock().map_err(|_| {
             Error::Gpu("a previous forward pass panicked; create a new session".into())
         })?;
+        let mut timings = (timing != Timing::Off).then(|| Timings {
+            gpu_seconds: 0.0,
+            per_dispatch: vec![0.0; if timing == Timing::PerDispatch { self.graph.ops.len() } else { 0 }],
+        });
         for chunk in input.chunks(self.plan.batch * per_image) {
             let m = chunk.len() / per_image;
-            let read = self.run_chunk(&mut state, chunk, m)?;
+            let (read, times) = self.run_chunk(&mut state, chunk, m, timing)?;
+            if let Some(t) = timings.as_mut() {
+                match timing {
+                    Timing::PerDispatch => {
+                        for (acc, s) in t.per_dispatch.iter_mut().zip(&times) {
+                            *acc += s;
+                        }
+                        t.gpu_seconds += times.iter().sum::<f64>();
+                    }
+                    _ => t.gpu_seconds += times.iter().sum::<f64>(),
+                }
+            }
             let mut pieces = read.into_iter();
             out.logits.extend(pieces.next().expect("logits first"));
             for (f, piece) in feats.iter_mut().zip(pieces) {
@@ -271,7 +334,7 @@ impl Session {
                 data: nhwc_to_nchw(&nhwc, n, info.h, info.w, info.c),
             });
         }
-        Ok(out)
+        Ok((out, timings))
     }
 
     /// Tensors copied back after each sub-batch: the logits, then the features.
@@ -282,13 +345,29 @@ impl Session {
     }
 
     /// One submission: upload `m` images, replay the dispatches, read the outputs back (NHWC).
-    fn run_chunk(&self, state: &mut RunState, chunk: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+    /// Also returns the GPU seconds of each timed pass (empty when untimed).
+    fn run_chunk(
+        &self,
+        state: &mut RunState,
+        chunk: &[f32],
+        m: usize,
+        timing: Timing,
+    ) -> Result<(Vec<Vec<f32>>, Vec<f64>)> {
         let device = &self.ctx.device;
         if !state.dispatches.contains_key(&m) {
             let recorded = self.record(m);
             state.dispatches.insert(m, recorded);
         }
+        let pairs = match timing {
+            Timing::Off => 0,
+            Timing::Whole => 1,
+            Timing::PerDispatch => self.graph.ops.len() as u32,
+        };
+        if pairs > 0 && state.timer.as_ref().is_none_or(|t| t.pairs() < pairs) {
+            state.timer = Some(Timer::new(device, pairs));
+        }
         let dispatches = &state.dispatches[&m];
+        let timer = state.timer.as_ref().filter(|_| pairs > 0);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let input_offset = self.plan.tensors[self.graph.input].offset_bytes;
         self.ctx
@@ -297,14 +376,25 @@ impl Session {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("forward"),
         });
-        {
+        if timing == Timing::PerDispatch {
+            for (i, d) in dispatches.iter().enumerate() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&d.label),
+                    timestamp_writes: timer.map(|t| t.writes(i as u32)),
+                });
+                d.encode(&mut pass);
+            }
+        } else {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),
-                timestamp_writes: None,
+                timestamp_writes: timer.map(|t| t.writes(0)),
             });
             for d in dispatches {
                 d.encode(&mut pass);
             }
+        }
+        if let Some(t) = timer {
+            t.resolve(&mut encoder, pairs);
         }
         let mut sizes = Vec::new();
         let mut at = 0u64;
@@ -353,6 +443,10 @@ impl Session {
             pieces
         };
         self.readback.unmap();
-        Ok(result)
+        let times = match timer {
+            Some(t) => t.read(device, &self.ctx.queue, pairs),
+            None => Vec::new(),
+        };
+        Ok((result, times))
     }
 }

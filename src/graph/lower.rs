@@ -229,9 +229,15 @@ pub fn lower(
             x = match (v2, arch.unit) {
                 (true, UnitKind::Bottleneck) => v2_bottleneck(&mut b, &name, x, unit, stride)?,
                 (true, UnitKind::Basic) => v2_basic(&mut b, &name, x, unit, stride)?,
-                (false, kind) => {
-                    v1_unit(&mut b, &name, x, unit, stride, kind, arch.flavour.stride_conv())?
-                }
+                (false, kind) => v1_unit(
+                    &mut b,
+                    &name,
+                    x,
+                    unit,
+                    stride,
+                    kind,
+                    arch.flavour.stride_conv(),
+                )?,
             };
         }
         b.features.push((format!("feat/stage{}", s + 1), x));
@@ -405,7 +411,10 @@ fn reduce_and_projection(
 /// (subsampled `x[::s, ::s]` when the unit strides without a projection: slim/Keras v2).
 fn residual_of(shortcut: Option<TensorId>, x: TensorId, stride: usize) -> Residual {
     match shortcut {
-        Some(t) => Residual { tensor: t, stride: 1 },
+        Some(t) => Residual {
+            tensor: t,
+            stride: 1,
+        },
         None => Residual { tensor: x, stride },
     }
 }
@@ -421,7 +430,10 @@ fn v2_bottleneck(
     unit: &UnitParams,
     stride: usize,
 ) -> Result<TensorId> {
-    let preact = unit.preact.as_ref().ok_or_else(|| missing(name, "preact"))?;
+    let preact = unit
+        .preact
+        .as_ref()
+        .ok_or_else(|| missing(name, "preact"))?;
     let projection = unit
         .shortcut
         .as_ref()
@@ -470,7 +482,10 @@ fn v2_basic(
     unit: &UnitParams,
     stride: usize,
 ) -> Result<TensorId> {
-    let preact = unit.preact.as_ref().ok_or_else(|| missing(name, "preact"))?;
+    let preact = unit
+        .preact
+        .as_ref()
+        .ok_or_else(|| missing(name, "preact"))?;
     let shortcut = match &unit.shortcut {
         Some((conv, bn)) => Some(b.conv(
             ConvSpec {

@@ -203,6 +203,18 @@ impl Op {
         }
     }
 
+    /// `self.constants().len()`, without building them.
+    pub fn constants_len(&self) -> usize {
+        // Mirrors the padded layout of `constants()`.
+        let act = |a: &Option<BnRelu>| a.as_ref().map_or(0, |a| 2 * pad4(a.scale.len()));
+        match self {
+            Op::Conv(o) => (o.kh * o.kw * o.cin + 1) * pad4(o.cout) + act(&o.in_act),
+            Op::MaxPool(_) => 0,
+            Op::GlobalAvgPool(o) => act(&o.in_act),
+            Op::BnRelu(o) => 2 * pad4(o.act.scale.len()),
+        }
+    }
+
     /// Multiply-adds per image (convs only; pools and elementwise ops count 0).
     pub fn macs_per_image(&self, tensors: &[TensorInfo]) -> u64 {
         match self {

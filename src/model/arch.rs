@@ -304,9 +304,11 @@ impl Arch {
     /// A preset by its framework name, e.g. `resnet_v2_152`, `ResNet50V2`, `resnetv2_50`,
     /// `resnet50`, `ResNet50`.
     pub fn preset(name: &str) -> Result<Arch> {
+        // Exact first: Keras' `ResNet50` and torchvision's `resnet50` differ only in case.
         PRESETS
             .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .find(|p| p.name == name)
+            .or_else(|| PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name)))
             .map(|p| p.arch())
             .ok_or_else(|| {
                 Error::UnknownModel(
@@ -410,6 +412,13 @@ mod tests {
         let r50 = Arch::preset("resnet50").unwrap();
         assert!(r50.has_projection(0, 0));
         assert_eq!(r50.unit_stride(1, 0), 2);
+    }
+
+    #[test]
+    fn keras_and_torchvision_names_differ_only_in_case() {
+        assert_eq!(Arch::preset("ResNet50").unwrap().flavour, Flavour::KerasV1);
+        assert_eq!(Arch::preset("resnet50").unwrap().flavour, Flavour::Torchvision);
+        assert_eq!(Arch::preset("RESNET_V2_50").unwrap().flavour, Flavour::SlimV2);
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl Plan {
             vec![Vec::new(); self.weight_buffers.len()];
         let mut total = 0u64;
         for (slot, op) in self.weights.iter().zip(&graph.ops) {
-            let size = op.constants().len() as u64 * F32;
+            let size = op.constants_len() as u64 * F32;
             if slot.size_bytes != size {
                 errs.push(format!(
                     "op `{}`: slot of {} bytes, not {size}",

@@ -145,7 +145,7 @@ pub struct WeightSlot {
     /// Index into [`Plan::weight_buffers`].
     pub buffer: usize,
     pub offset_bytes: u64,
-    /// `4 * op.constants().len()`.
+    /// `4 * op.constants_len()`.
     pub size_bytes: u64,
 }
 

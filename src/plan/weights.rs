@@ -14,7 +14,7 @@ pub(crate) fn pack(graph: &Graph, limits: &Limits) -> Result<(Vec<WeightSlot>, V
     let mut slots = Vec::with_capacity(graph.ops.len());
     let mut buffers: Vec<u64> = Vec::new();
     for op in &graph.ops {
-        let size = op.constants().len() as u64 * F32;
+        let size = op.constants_len() as u64 * F32;
         if size == 0 {
             slots.push(WeightSlot {
                 buffer: 0,

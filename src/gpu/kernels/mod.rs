@@ -1,1 +1,277 @@
-//! Kernel wrappers. (In progress.)
+//! Kernel wrappers: one small module per kernel family (shaders in `shaders/*.wgsl`).
+//!
+//! [`Kernels`] owns the shader modules, the two bind group layouts and a pipeline cache keyed
+//! by (shader, entry point, override constants). Each wrapper method turns one lowered op into a
+//! [`Dispatch`]: it writes the op's shapes, arena offsets and flags into a small uniform buffer
+//! (created once, here) and binds `uniform | arena | constants`.
+//!
+//! Binding conventions, shared by every shader:
+//! * `@binding(0)`: the op's uniform;
+//! * `@binding(1)`: the whole activation arena as ONE read_write storage buffer; tensors are
+//!   addressed by element offsets in the uniform (a second, read-only view of the same buffer in
+//!   the same dispatch would be a usage conflict);
+//! * `@binding(2)`: the op's slot of the read-only weights buffer, laid out by
+//!   [`Op::constants`](crate::graph::Op::constants) (absent for max pool).
+
+mod conv;
+mod elementwise;
+mod pool;
+
+pub use conv::ConvVariant;
+
+use super::Dispatch;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use wgpu::util::DeviceExt;
+
+/// Environment variable that forces a conv variant (`shared` or `register`).
+pub const CONV_VARIANT_ENV: &str = "RESNET_CONV_VARIANT";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Shader {
+    Conv,
+    Pool,
+    Elementwise,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Conv => include_str!("../../../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
+            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+        }
+    }
+}
+
+/// Pipeline cache key: shader, entry point, override constants (values as f64 bits).
+type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+
+/// Pipelines, layouts and the policy that picks kernel variants. Create once per device.
+pub struct Kernels {
+    device: wgpu::Device,
+    max_groups_per_dim: u32,
+    /// Software adapter (lavapipe, WARP, SwiftShader): prefer the register-only conv.
+    software: bool,
+    conv_variant: Option<ConvVariant>,
+    /// uniform | arena | consts
+    layout3: wgpu::BindGroupLayout,
+    pipeline_layout3: wgpu::PipelineLayout,
+    /// uniform | arena (max pool)
+    layout2: wgpu::BindGroupLayout,
+    pipeline_layout2: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Bound as `consts` by kernels whose constants are optional and absent.
+    dummy_consts: wgpu::Buffer,
+}
+
+fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Kernels {
+    /// `limits`: the limits the device was opened with (nothing beyond them is requested).
+    /// The conv variant may be forced with the `RESNET_CONV_VARIANT` environment variable.
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Kernels {
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let entries = [
+            buffer_entry(0, wgpu::BufferBindingType::Uniform),
+            buffer_entry(1, storage(false)),
+            buffer_entry(2, storage(true)),
+        ];
+        let layout3 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels: uniform|arena|consts"),
+            entries: &entries,
+        });
+        let layout2 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels: uniform|arena"),
+            entries: &entries[..2],
+        });
+        let pipeline_layout = |l: &wgpu::BindGroupLayout, label| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(l)],
+                immediate_size: 0,
+            })
+        };
+        let pipeline_layout3 = pipeline_layout(&layout3, "kernels: uniform|arena|consts");
+        let pipeline_layout2 = pipeline_layout(&layout2, "kernels: uniform|arena");
+        let dummy_consts = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernels: dummy consts"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let conv_variant = std::env::var(CONV_VARIANT_ENV).ok().and_then(|v| {
+            v.parse()
+                .map_err(|e| log::warn!("ignoring {CONV_VARIANT_ENV}: {e}"))
+                .ok()
+        });
+        Kernels {
+            device: device.clone(),
+            max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
+            software: device.adapter_info().device_type == wgpu::DeviceType::Cpu,
+            conv_variant,
+            layout3,
+            pipeline_layout3,
+            layout2,
+            pipeline_layout2,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            dummy_consts,
+        }
+    }
+
+    /// Forces a conv variant for every later [`Kernels::conv`] call (`None`: the per-shape
+    /// heuristic). Overrides `RESNET_CONV_VARIANT`.
+    pub fn set_conv_variant(&mut self, variant: Option<ConvVariant>) {
+        self.conv_variant = variant;
+    }
+
+    /// Number of distinct pipelines created so far (each costs a driver compile).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+
+    fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        with_consts: bool,
+    ) -> wgpu::ComputePipeline {
+        let key: PipelineKey = (
+            shader,
+            entry,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = self
+            .modules
+            .lock()
+            .unwrap()
+            .entry(shader)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&format!("{shader:?}")),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    })
+            })
+            .clone();
+        let label = format!("{entry} {constants:?}");
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(if with_consts {
+                    &self.pipeline_layout3
+                } else {
+                    &self.pipeline_layout2
+                }),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Every workgroup variable is written before it is read.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// `groups` workgroups as a grid within `max_compute_workgroups_per_dimension`: folded into
+    /// y when needed (shaders linearise `wid.y * num_workgroups.x + wid.x` and drop the
+    /// overshoot).
+    fn grid(&self, groups: u32) -> [u32; 3] {
+        let max = self.max_groups_per_dim.max(1);
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x);
+        assert!(
+            y <= max,
+            "{groups} workgroups exceed the device's {max} x {max} grid"
+        );
+        [x, y, 1]
+    }
+
+    /// Creates the op's uniform buffer and bind group and wraps them with the pipeline.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        label: &str,
+        pipeline: wgpu::ComputePipeline,
+        params: &[u8],
+        arena: &wgpu::Buffer,
+        consts: Option<wgpu::BufferBinding<'_>>,
+        groups: u32,
+    ) -> Dispatch {
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: arena.as_entire_binding(),
+            },
+        ];
+        let layout = match consts {
+            Some(c) => {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::Buffer(c),
+                });
+                &self.layout3
+            }
+            None => &self.layout2,
+        };
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries: &entries,
+        });
+        Dispatch {
+            label: label.to_string(),
+            pipeline,
+            bind_group,
+            workgroups: self.grid(groups),
+        }
+    }
+
+    fn dummy_consts(&self) -> wgpu::BufferBinding<'_> {
+        self.dummy_consts.as_entire_buffer_binding()
+    }
+}
+
+/// Element offset of a tensor in the arena from its byte offset.
+fn elem_offset(offsets: &[u64], t: usize) -> u32 {
+    let b = offsets[t];
+    assert!(b.is_multiple_of(4), "arena offsets must be f32-aligned");
+    u32::try_from(b / 4).expect("arena offset beyond 2^32 elements")
+}
+
+/// Checked `usize -> u32` for shapes written to uniforms.
+fn u32_of(v: usize) -> u32 {
+    u32::try_from(v).expect("shape does not fit in u32")
+}

@@ -1,0 +1,157 @@
+//! Times the conv kernel variants on ResNet-50-like shapes and prints GFLOP/s.
+//!
+//! `cargo run --release --example conv_gflops [-- BATCH [SECONDS [FILTER]]]` (FILTER: only shapes
+//! whose name contains it)
+//!
+//! Not a test: numbers depend on the machine. Each shape/variant is run once to compile the
+//! pipeline, then in timing steps of ~0.15 s (one submission of several dispatches each) for
+//! about SECONDS (default 1.5); the best step is printed with the median, because on a shared
+//! CPU (lavapipe) other processes only ever make a step slower.
+
+use resnet_wgpu::gpu::kernels::{ConvVariant, Kernels};
+use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
+use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
+use std::time::{Duration, Instant};
+use wgpu::util::DeviceExt;
+
+struct Shape {
+    name: &'static str,
+    h: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    in_act: bool,
+}
+
+#[rustfmt::skip]
+const SHAPES: &[Shape] = &[
+    Shape { name: "1x1 56x56 256->64", h: 56, cin: 256, cout: 64, k: 1, stride: 1, in_act: false },
+    Shape { name: "1x1 56x56 64->256", h: 56, cin: 64, cout: 256, k: 1, stride: 1, in_act: false },
+    Shape { name: "3x3 56x56 64->64", h: 56, cin: 64, cout: 64, k: 3, stride: 1, in_act: false },
+    Shape { name: "3x3 28x28 128->128", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: false },
+    Shape { name: "3x3 28x28 128->128 +in_act", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: true },
+    Shape { name: "3x3 s2 56x56 128->128", h: 56, cin: 128, cout: 128, k: 3, stride: 2, in_act: false },
+    Shape { name: "1x1 7x7 2048->512", h: 7, cin: 2048, cout: 512, k: 1, stride: 1, in_act: false },
+    Shape { name: "3x3 7x7 512->512", h: 7, cin: 512, cout: 512, k: 3, stride: 1, in_act: false },
+    Shape { name: "7x7 s2 224x224 3->64 (stem)", h: 224, cin: 3, cout: 64, k: 7, stride: 2, in_act: false },
+    Shape { name: "1x1 1x1 2048->1000 (fc)", h: 1, cin: 2048, cout: 1000, k: 1, stride: 1, in_act: false },
+];
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let batch: usize = args.next().map_or(1, |a| a.parse().expect("BATCH"));
+    let seconds: f64 = args.next().map_or(1.5, |a| a.parse().expect("SECONDS"));
+    let filter = args.next().unwrap_or_default();
+    let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
+    println!("adapter: {}, batch {batch}", ctx.summary());
+    let variants = [ConvVariant::Register, ConvVariant::Shared];
+    let kernels: Vec<Kernels> = variants
+        .iter()
+        .map(|&v| {
+            let mut k = Kernels::new(&ctx.device, &ctx.limits);
+            k.set_conv_variant(Some(v));
+            k
+        })
+        .collect();
+    println!("GFLOP/s, best (median) of ~0.15 s steps");
+    println!("{:<32} {:>15} {:>15}", "shape", "register", "shared");
+    for s in SHAPES.iter().filter(|s| s.name.contains(&filter)) {
+        let pad = s.k / 2;
+        let oh = (s.h + 2 * pad - s.k) / s.stride + 1;
+        let tensors = vec![
+            TensorInfo {
+                name: "in".into(),
+                h: s.h,
+                w: s.h,
+                c: s.cin,
+            },
+            TensorInfo {
+                name: "out".into(),
+                h: oh,
+                w: oh,
+                c: s.cout,
+            },
+        ];
+        let op = ConvOp {
+            name: s.name.into(),
+            input: 0,
+            output: 1,
+            kh: s.k,
+            kw: s.k,
+            stride: s.stride,
+            pad,
+            cin: s.cin,
+            cout: s.cout,
+            weight: (0..s.k * s.k * s.cin * s.cout)
+                .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
+                .collect(),
+            bias: vec![0.1; s.cout],
+            in_act: s.in_act.then(|| BnRelu {
+                scale: vec![0.9; s.cin],
+                shift: vec![0.1; s.cin],
+            }),
+            residual: None,
+            relu: true,
+            split: None,
+        };
+        let in_bytes = (batch * tensors[0].len() * 4) as u64;
+        let out_off = in_bytes.div_ceil(256) * 256;
+        let size = out_off + (batch * tensors[1].len() * 4) as u64;
+        let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("arena"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let weights = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("weights"),
+                contents: bytemuck::cast_slice(&Op::Conv(op.clone()).constants()),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let flops = 2.0 * batch as f64 * Op::Conv(op.clone()).macs_per_image(&tensors) as f64;
+        let mut row = format!("{:<32}", s.name);
+        for k in &kernels {
+            let d = k.conv(
+                &op,
+                &tensors,
+                batch as u32,
+                &arena,
+                &[0, out_off],
+                weights.as_entire_buffer_binding(),
+            );
+            let run = |reps: usize| {
+                let mut enc = ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    for _ in 0..reps {
+                        d.encode(&mut pass);
+                    }
+                }
+                ctx.queue.submit([enc.finish()]);
+                ctx.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .unwrap();
+            };
+            run(1); // compile + warm up
+            // Size a step so one submission takes ~0.15 s.
+            let t = Instant::now();
+            run(1);
+            let once = t.elapsed().max(Duration::from_micros(50));
+            let reps = ((0.15 / once.as_secs_f64()) as usize).clamp(1, 1000);
+            let mut rates = Vec::new();
+            let start = Instant::now();
+            while rates.len() < 3 || start.elapsed().as_secs_f64() < seconds {
+                let t = Instant::now();
+                run(reps);
+                rates.push(flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
+            }
+            rates.sort_by(f64::total_cmp);
+            let (best, median) = (rates[rates.len() - 1], rates[rates.len() / 2]);
+            row += &format!(" {best:>7.2} ({median:>5.2})");
+        }
+        println!("{row}");
+    }
+}

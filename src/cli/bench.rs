@@ -1,0 +1,364 @@
+//! `resnet bench`: TF-slim's `time_tensorflow_run` experiment (burn-in, timed batches, a line
+//! every 10 steps, mean ± sd per batch) on our engine, plus batch sweeps and a per-dispatch
+//! GPU profile.
+
+use super::GpuArgs;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use resnet_wgpu::gpu::GpuContext;
+use resnet_wgpu::gpu::context::AdapterSummary;
+use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::gpu::timing::Timing;
+use resnet_wgpu::graph::{LowerOptions, lower};
+use resnet_wgpu::model::load::{LoadOptions, load_network};
+use resnet_wgpu::model::random::random_params;
+use resnet_wgpu::model::{Arch, Network};
+use resnet_wgpu::plan::op_kind;
+use resnet_wgpu::{Error, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
+    #[arg(long, default_value = "resnet_v2_152")]
+    model: String,
+    /// Benchmark a checkpoint instead of seeded random weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+    /// Burn-in batches (default 10; 1 on a software adapter).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Timed batches (default 100; 3 on a software adapter).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Seed of the random weights and input.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Several batch sizes, e.g. `1,8,32`: prints a table.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// With --sweep: CSV instead of a table.
+    #[arg(long)]
+    csv: bool,
+    /// Per-dispatch GPU times (timestamp queries).
+    #[arg(long)]
+    profile: bool,
+    /// One JSON object (or a list, with --sweep) on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+/// One batch size's figures.
+#[derive(Debug, Serialize)]
+struct BenchResult {
+    model: String,
+    batch: usize,
+    size: usize,
+    warmup: usize,
+    steps: usize,
+    mean_s: f64,
+    sd_s: f64,
+    min_s: f64,
+    max_s: f64,
+    images_per_s: f64,
+    flops_per_image: u64,
+    gflops: f64,
+    gpu_mean_s: Option<f64>,
+    weights_bytes: u64,
+    arena_bytes: u64,
+    adapter: AdapterSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct LayerTime {
+    name: String,
+    kind: &'static str,
+    output_shape: [usize; 4],
+    gflop: f64,
+    ms: f64,
+    percent: f64,
+    gflops: f64,
+}
+
+fn network(args: &BenchArgs) -> Result<(String, Network)> {
+    Ok(match &args.weights {
+        Some(path) => {
+            let net = load_network(path, &LoadOptions::default())?;
+            (path.display().to_string(), net)
+        }
+        None => {
+            let arch = Arch::preset(&args.model)?;
+            let params = random_params(&arch, args.seed);
+            (args.model.clone(), Network { arch, params })
+        }
+    })
+}
+
+/// Deterministic input in [-1, 1) (the v2 flavours' input range).
+fn random_input(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    // As time_tensorflow_run: sd = sqrt(E[x^2] - E[x]^2).
+    let var = (xs.iter().map(|x| x * x).sum::<f64>() / n - mean * mean).max(0.0);
+    (mean, var.sqrt())
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let ctx = GpuContext::new(&args.gpu.choice())?;
+    let adapter = ctx.summary();
+    eprintln!("adapter: {adapter}");
+    let software = ctx.is_software();
+    let warmup = args.warmup.unwrap_or(if software { 1 } else { 10 });
+    let steps = args.steps.unwrap_or(if software { 3 } else { 100 }).max(1);
+    if software && (args.warmup.is_none() || args.steps.is_none()) {
+        eprintln!(
+            "note: software adapter: defaults reduced to --warmup {warmup} --steps {steps} \
+             (pass them explicitly to override)"
+        );
+    }
+    let (name, net) = network(&args)?;
+    let batches = if args.sweep.is_empty() {
+        vec![args.batch]
+    } else {
+        args.sweep.clone()
+    };
+    if batches.contains(&0) {
+        return Err(Error::Input("batch sizes must be at least 1".into()));
+    }
+    let graph = lower(&net.arch, &net.params, args.size, args.size, &LowerOptions::default())?;
+    let mut results = Vec::new();
+    for &batch in &batches {
+        let session = Session::new(&ctx, graph.clone(), batch)?;
+        let r = bench_one(&args, &name, &net.arch, &session, batch, warmup, steps, &adapter)?;
+        if args.profile {
+            profile(&args, &session, batch)?;
+        }
+        results.push(r);
+    }
+    if args.json {
+        let v = if args.sweep.is_empty() {
+            serde_json::to_value(&results[0])
+        } else {
+            serde_json::to_value(&results)
+        };
+        println!("{}", serde_json::to_string_pretty(&v.expect("json")).expect("json"));
+    } else if !args.sweep.is_empty() {
+        print_sweep(&results, args.csv);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_one(
+    args: &BenchArgs,
+    name: &str,
+    arch: &Arch,
+    session: &Session,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    adapter: &AdapterSummary,
+) -> Result<BenchResult> {
+    let [c, h, w] = session.input_shape();
+    let input = random_input(batch * c * h * w, args.seed ^ 0x5EED);
+    let plan = session.plan();
+    let flops_per_image = 2 * session.graph().macs_per_image();
+    let quiet = args.json || !args.sweep.is_empty();
+    if !quiet {
+        println!(
+            "model {name} ({}, ResNet-{}), batch {batch}, {h}x{w}, {:.2} GFLOP/image, weights {:.1} MiB, arena {:.1} MiB{}",
+            arch.flavour,
+            arch.depth(),
+            flops_per_image as f64 * 1e-9,
+            plan.weights_bytes as f64 / 1048576.0,
+            plan.arena_bytes as f64 / 1048576.0,
+            if plan.batch < batch {
+                format!(", {} sub-batches of {}", batch.div_ceil(plan.batch), plan.batch)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let bar = ProgressBar::new((warmup + steps) as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("batch {batch}"));
+    let timing = if session.has_timestamps() {
+        Timing::Whole
+    } else {
+        Timing::Off
+    };
+    bar.set_message("burn-in");
+    for _ in 0..warmup {
+        session.run_nchw(&input, batch)?;
+        bar.inc(1);
+    }
+    bar.set_message("timed");
+    let mut durations = Vec::with_capacity(steps);
+    let mut gpu = Vec::with_capacity(steps);
+    for i in 0..steps {
+        let t0 = Instant::now();
+        let (_, t) = session.run_nchw_timed(&input, batch, timing)?;
+        let d = t0.elapsed().as_secs_f64();
+        durations.push(d);
+        if let Some(t) = t {
+            gpu.push(t.gpu_seconds);
+        }
+        if !quiet && i % 10 == 0 {
+            bar.suspend(|| println!("step {i}, duration = {d:.3}"));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (mean, sd) = mean_sd(&durations);
+    let gpu_mean = (!gpu.is_empty()).then(|| mean_sd(&gpu).0);
+    let r = BenchResult {
+        model: name.to_string(),
+        batch,
+        size: h,
+        warmup,
+        steps,
+        mean_s: mean,
+        sd_s: sd,
+        min_s: durations.iter().copied().fold(f64::INFINITY, f64::min),
+        max_s: durations.iter().copied().fold(0.0, f64::max),
+        images_per_s: batch as f64 / mean,
+        flops_per_image,
+        gflops: flops_per_image as f64 * batch as f64 / mean * 1e-9,
+        gpu_mean_s: gpu_mean,
+        weights_bytes: plan.weights_bytes,
+        arena_bytes: plan.arena_bytes,
+        adapter: adapter.clone(),
+    };
+    if !quiet {
+        println!("forward across {steps} steps, {mean:.3} +/- {sd:.3} sec / batch");
+        println!(
+            "{:.2} images/s, {:.2} GFLOP/s{}",
+            r.images_per_s,
+            r.gflops,
+            match gpu_mean {
+                Some(g) => format!(", GPU time {g:.3} s / batch"),
+                None => ", GPU time n/a (adapter has no timestamp queries)".into(),
+            }
+        );
+    }
+    Ok(r)
+}
+
+fn profile(args: &BenchArgs, session: &Session, batch: usize) -> Result<()> {
+    if !session.has_timestamps() {
+        return Err(Error::Gpu(
+            "--profile needs timestamp queries, which this adapter does not offer (wgpu feature TIMESTAMP_QUERY)"
+                .into(),
+        ));
+    }
+    let [c, h, w] = session.input_shape();
+    let input = random_input(batch * c * h * w, args.seed ^ 0x5EED);
+    let (_, t) = session.run_nchw_timed(&input, batch, Timing::PerDispatch)?;
+    let t = t.expect("timestamps checked");
+    let graph = session.graph();
+    let total: f64 = t.per_dispatch.iter().sum();
+    let mut rows: Vec<LayerTime> = graph
+        .ops
+        .iter()
+        .zip(&t.per_dispatch)
+        .map(|(op, &s)| {
+            let out = &graph.tensors[op.outputs()[0]];
+            let gflop = 2.0 * op.macs_per_image(&graph.tensors) as f64 * batch as f64 * 1e-9;
+            LayerTime {
+                name: op.name().to_string(),
+                kind: op_kind(op),
+                output_shape: [batch, out.h, out.w, out.c],
+                gflop,
+                ms: s * 1e3,
+                percent: 100.0 * s / total.max(1e-12),
+                gflops: if s > 0.0 { gflop / s } else { 0.0 },
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+        return Ok(());
+    }
+    println!(
+        "\nper-dispatch GPU time, batch {batch} (total {:.1} ms, {:.2} GFLOP/s overall)",
+        total * 1e3,
+        rows.iter().map(|r| r.gflop).sum::<f64>() / total.max(1e-12)
+    );
+    println!(
+        "{:<28} {:<16} {:<20} {:>9} {:>10} {:>7} {:>9}",
+        "layer", "kind", "output NHWC", "GFLOP", "ms", "%", "GFLOP/s"
+    );
+    for r in &rows {
+        let s = r.output_shape;
+        println!(
+            "{:<28} {:<16} {:<20} {:>9.3} {:>10.3} {:>7.2} {:>9.2}",
+            r.name,
+            r.kind,
+            format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3]),
+            r.gflop,
+            r.ms,
+            r.percent,
+            r.gflops
+        );
+    }
+    Ok(())
+}
+
+fn print_sweep(results: &[BenchResult], csv: bool) {
+    if csv {
+        println!("batch,mean_s,sd_s,min_s,max_s,images_per_s,gflops,gpu_mean_s");
+        for r in results {
+            println!(
+                "{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{}",
+                r.batch,
+                r.mean_s,
+                r.sd_s,
+                r.min_s,
+                r.max_s,
+                r.images_per_s,
+                r.gflops,
+                r.gpu_mean_s.map_or(String::new(), |g| format!("{g:.6}"))
+            );
+        }
+        return;
+    }
+    println!(
+        "{:>6} {:>12} {:>10} {:>12} {:>10} {:>12}",
+        "batch", "mean s", "sd s", "images/s", "GFLOP/s", "GPU s"
+    );
+    for r in results {
+        println!(
+            "{:>6} {:>12.4} {:>10.4} {:>12.2} {:>10.2} {:>12}",
+            r.batch,
+            r.mean_s,
+            r.sd_s,
+            r.images_per_s,
+            r.gflops,
+            r.gpu_mean_s.map_or("n/a".into(), |g| format!("{g:.4}"))
+        );
+    }
+}

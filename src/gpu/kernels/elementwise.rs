@@ -1,0 +1,61 @@
+//! Elementwise ops (`shaders/elementwise.wgsl`).
+
+use super::{Kernels, Shader, elem_offset, u32_of};
+use crate::gpu::Dispatch;
+use crate::graph::{BnReluOp, TensorInfo, pad4};
+
+/// Mirrors `Params` in elementwise.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    total: u32,
+    c: u32,
+    in_off: u32,
+    out_off: u32,
+    cp: u32,
+    _pad: [u32; 3],
+}
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+
+impl Kernels {
+    /// Elementwise `relu(x * scale + shift)`. `consts`: the op's slot of the weights buffer
+    /// (`scale [pad4(c)] | shift [pad4(c)]`).
+    pub fn bn_relu(
+        &self,
+        op: &BnReluOp,
+        tensors: &[TensorInfo],
+        batch: u32,
+        arena: &wgpu::Buffer,
+        offsets: &[u64],
+        consts: wgpu::BufferBinding<'_>,
+    ) -> Dispatch {
+        let ti = &tensors[op.input];
+        let to = &tensors[op.output];
+        assert_eq!(
+            (ti.h, ti.w, ti.c),
+            (to.h, to.w, to.c),
+            "{}: shapes",
+            op.name
+        );
+        let total = u32_of(batch as usize * ti.len());
+        let params = Params {
+            total,
+            c: u32_of(ti.c),
+            in_off: elem_offset(offsets, op.input),
+            out_off: elem_offset(offsets, op.output),
+            cp: u32_of(pad4(ti.c)),
+            ..Default::default()
+        };
+        let pipeline = self.pipeline(Shader::Elementwise, "bn_relu", &[], true);
+        self.dispatch(
+            &op.name,
+            pipeline,
+            bytemuck::bytes_of(&params),
+            arena,
+            Some(consts),
+            total.div_ceil(WG),
+        )
+    }
+}

@@ -1,0 +1,428 @@
+//! Loading safetensors checkpoints written in any of the five flavours' own names and layouts
+//! (see `RESNET_SPEC.md`), and writing them back out.
+//!
+//! Everything about the network is read off the checkpoint: the flavour from the names, the
+//! depth from the unit indices, every channel count from the shapes. Presets are never
+//! consulted, so non-standard depths and widths load like the released models. A file that
+//! does not fit is rejected with *every* problem at once, because fixing a converter one
+//! tensor per run is miserable.
+//!
+//! Three pieces share one description so that they cannot drift apart:
+//! `skeleton` (which parameter groups an [`Arch`](crate::model::Arch) has), `names` (what each flavour calls
+//! them and how it lays them out) and `infer` (the arch from names and shapes).
+
+mod infer;
+mod names;
+pub(crate) mod skeleton;
+
+use self::names::Canonicalizer;
+use self::skeleton::{ConvSpec, Factory, Item, Slot, build_params, visit_params};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::model::arch::Flavour;
+use crate::model::params::{BatchNorm, ConvWeights};
+use crate::tensor_file;
+use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// How to read a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Forces the flavour instead of detecting it from the names. Needed only when names are
+    /// ambiguous; a wrong value makes loading fail with a [`Error::WeightMismatch`].
+    pub flavour: Option<Flavour>,
+}
+
+/// An in-memory float32 tensor, for building checkpoints without a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorData {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A tensor's name, shape and dtype (safetensors spelling: `F32`, `F16`, `I64`, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: String,
+}
+
+/// Anything tensors can be loaded from. Shapes and dtypes are listed separately from the data
+/// so that a mismatching checkpoint is diagnosed without decoding any of it.
+pub trait TensorSource {
+    fn infos(&self) -> Vec<TensorInfo>;
+    /// The values of tensor `name`; [`Error::Dtype`] unless it is float32.
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>>;
+}
+
+impl TensorSource for SafeTensors<'_> {
+    fn infos(&self) -> Vec<TensorInfo> {
+        self.iter()
+            .map(|(name, view)| TensorInfo {
+                name: name.to_string(),
+                shape: view.shape().to_vec(),
+                dtype: format!("{:?}", view.dtype()),
+            })
+            .collect()
+    }
+
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let view = self
+            .tensor(name)
+            .map_err(|e| Error::Input(format!("cannot read tensor `{name}`: {e}")))?;
+        tensor_file::f32_data(name, &view)
+    }
+}
+
+impl TensorSource for HashMap<String, TensorData> {
+    fn infos(&self) -> Vec<TensorInfo> {
+        self.iter()
+            .map(|(name, t)| TensorInfo {
+                name: name.clone(),
+                shape: t.shape.clone(),
+                dtype: "F32".into(),
+            })
+            .collect()
+    }
+
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.get(name)
+            .map(|t| t.data.clone())
+            .ok_or_else(|| Error::Input(format!("no tensor `{name}`")))
+    }
+}
+
+/// The form [`export_tensors`] returns, so that a round trip needs no file. Lookups are linear:
+/// meant for tests and small nets.
+impl TensorSource for [(String, Vec<usize>, Vec<f32>)] {
+    fn infos(&self) -> Vec<TensorInfo> {
+        self.iter()
+            .map(|(name, shape, _)| TensorInfo {
+                name: name.clone(),
+                shape: shape.clone(),
+                dtype: "F32".into(),
+            })
+            .collect()
+    }
+
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, data)| data.clone())
+            .ok_or_else(|| Error::Input(format!("no tensor `{name}`")))
+    }
+}
+
+impl TensorSource for Vec<(String, Vec<usize>, Vec<f32>)> {
+    fn infos(&self) -> Vec<TensorInfo> {
+        self.as_slice().infos()
+    }
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.as_slice().read_f32(name)
+    }
+}
+
+/// Loads a safetensors checkpoint of any flavour.
+pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<Network> {
+    let bytes = tensor_file::read_file(path)?;
+    let st = tensor_file::parse(path, &bytes)?;
+    network_from_tensors(&st, opts.flavour)
+}
+
+/// Which flavour a list of tensor names is written in, as [`load_network`] decides it.
+pub fn detect_flavour(names: &[&str]) -> Result<Flavour> {
+    let names: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !names::is_ignored(n))
+        .collect();
+    names::detect(&names).map_err(Error::UnknownFlavour)
+}
+
+/// A tensor as the file has it, filed under its canonical name.
+struct Entry {
+    original: String,
+    shape: Vec<usize>,
+    dtype: String,
+}
+
+struct Catalog {
+    entries: HashMap<String, Entry>,
+}
+
+impl infer::Shapes for Catalog {
+    fn names(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
+    }
+    fn shape(&self, canonical: &str) -> Option<&[usize]> {
+        self.entries.get(canonical).map(|e| e.shape.as_slice())
+    }
+}
+
+fn describe(name: &str, shape: &[usize], dtype: &str) -> String {
+    if dtype == "F32" {
+        format!("`{name}` {shape:?}")
+    } else {
+        format!("`{name}` {shape:?} {dtype}")
+    }
+}
+
+/// Builds a network from named tensors; `flavour` overrides detection. The core of
+/// [`load_network`], usable on tensors that never touched a file.
+pub fn network_from_tensors<S: TensorSource + ?Sized>(
+    src: &S,
+    flavour: Option<Flavour>,
+) -> Result<Network> {
+    let mut infos = src.infos();
+    infos.retain(|i| !names::is_ignored(&i.name));
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    let all: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+    let detected = names::detect(&all);
+    let flavour = match (flavour, &detected) {
+        (Some(f), _) => f,
+        (None, Ok(f)) => *f,
+        (None, Err(why)) => return Err(Error::UnknownFlavour(why.clone())),
+    };
+    let hint = match detected {
+        Ok(d) if d != flavour => Some(format!(
+            "hint: the names look like {d} weights, but the flavour was set to {flavour}"
+        )),
+        _ => None,
+    };
+    let canon = Canonicalizer::new(flavour, &all);
+    let mut entries: HashMap<String, Entry> = HashMap::new();
+    let mut unexpected = Vec::new();
+    let mut duplicates = Vec::new();
+    for info in infos {
+        let Some(c) = canon.canonical(&info.name) else {
+            unexpected.push(describe(&info.name, &info.shape, &info.dtype));
+            continue;
+        };
+        if let Some(first) = entries.get(&c) {
+            duplicates.push(format!(
+                "duplicate: `{}` and `{}` both stand for `{c}`",
+                first.original, info.name
+            ));
+            continue;
+        }
+        entries.insert(
+            c,
+            Entry {
+                original: info.name,
+                shape: info.shape,
+                dtype: info.dtype,
+            },
+        );
+    }
+    let catalog = Catalog { entries };
+
+    let arch = match infer::infer_arch(flavour, &catalog) {
+        Ok(arch) => arch,
+        Err(mut problems) => {
+            problems.extend(duplicates);
+            problems.extend(hint);
+            return Err(Error::WeightMismatch {
+                flavour: flavour.to_string(),
+                problems,
+            });
+        }
+    };
+    let mut reader = Reader {
+        src,
+        flavour,
+        scope: canon.scope().to_string(),
+        catalog: &catalog,
+        used: HashSet::new(),
+        missing: Vec::new(),
+        misshaped: Vec::new(),
+        dtype_error: None,
+    };
+    let params = build_params(&arch, &mut reader);
+    if let Some(e) = reader.dtype_error {
+        return Err(e);
+    }
+    let mut leftovers: Vec<&Entry> = catalog
+        .entries
+        .iter()
+        .filter(|(c, _)| !reader.used.contains(c.as_str()))
+        .map(|(_, e)| e)
+        .collect();
+    leftovers.sort_by(|a, b| a.original.cmp(&b.original));
+    unexpected.extend(
+        leftovers
+            .iter()
+            .map(|e| describe(&e.original, &e.shape, &e.dtype)),
+    );
+    unexpected.sort();
+    let mut problems = reader.missing;
+    problems.extend(reader.misshaped);
+    problems.extend(duplicates);
+    problems.extend(unexpected.into_iter().map(|u| format!("unexpected {u}")));
+    if !problems.is_empty() {
+        problems.extend(hint);
+        return Err(Error::WeightMismatch {
+            flavour: flavour.to_string(),
+            problems,
+        });
+    }
+    Ok(Network { arch, params })
+}
+
+/// Reads the tensors the skeleton asks for and records, rather than stops at, what is wrong.
+struct Reader<'a, S: TensorSource + ?Sized> {
+    src: &'a S,
+    flavour: Flavour,
+    scope: String,
+    catalog: &'a Catalog,
+    used: HashSet<String>,
+    missing: Vec<String>,
+    misshaped: Vec<String>,
+    dtype_error: Option<Error>,
+}
+
+impl<S: TensorSource + ?Sized> Reader<'_, S> {
+    /// The data of canonical tensor `name` if it is there with exactly `expected`'s shape.
+    fn take(&mut self, name: &str, expected: Vec<usize>) -> Option<Vec<f32>> {
+        let Some(e) = self.catalog.entries.get(name) else {
+            let shown = if self.scope.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", self.scope)
+            };
+            self.missing
+                .push(format!("missing `{shown}`, expected shape {expected:?}"));
+            return None;
+        };
+        self.used.insert(name.to_string());
+        if e.dtype != "F32" {
+            self.dtype_error.get_or_insert(Error::Dtype {
+                name: e.original.clone(),
+                dtype: e.dtype.clone(),
+            });
+            return None;
+        }
+        if e.shape != expected {
+            self.misshaped.push(format!(
+                "wrong shape `{}`: expected {expected:?}, found {:?}",
+                e.original, e.shape
+            ));
+            return None;
+        }
+        // Once loading is bound to fail, decoding more data is wasted work.
+        if self.dtype_error.is_some() || !self.missing.is_empty() || !self.misshaped.is_empty() {
+            return None;
+        }
+        match self.src.read_f32(&e.original) {
+            Ok(data) if data.len() == expected.iter().product::<usize>() => Some(data),
+            Ok(data) => {
+                self.misshaped.push(format!(
+                    "wrong size `{}`: shape {expected:?} needs {} values, found {}",
+                    e.original,
+                    expected.iter().product::<usize>(),
+                    data.len()
+                ));
+                None
+            }
+            Err(err) => {
+                self.dtype_error.get_or_insert(err);
+                None
+            }
+        }
+    }
+}
+
+impl<S: TensorSource + ?Sized> Factory for Reader<'_, S> {
+    fn conv(&mut self, slot: Slot, spec: &ConvSpec) -> ConvWeights {
+        let layout = names::layout(self.flavour, slot);
+        let (wname, bname) = names::conv(self.flavour, slot);
+        let (kh, kw, cin, cout) = (spec.kh, spec.kw, spec.cin, spec.cout);
+        let weight = self.take(&wname, layout.shape(kh, kw, cin, cout));
+        let bias = if spec.bias {
+            self.take(&bname, vec![cout])
+        } else {
+            None
+        };
+        let mut w = match weight {
+            Some(data) => layout.to_hwio(data, kh, kw, cin, cout),
+            // Loading fails anyway; the placeholder is never used.
+            None => ConvWeights {
+                kh,
+                kw,
+                cin,
+                cout,
+                weight: Vec::new(),
+                bias: None,
+            },
+        };
+        w.bias = bias;
+        w
+    }
+
+    fn bn(&mut self, slot: Slot, channels: usize, _branch_end: bool) -> BatchNorm {
+        let [gamma, beta, mean, var] = names::bn(self.flavour, slot)
+            .map(|name| self.take(&name, vec![channels]).unwrap_or_default());
+        BatchNorm {
+            gamma,
+            beta,
+            mean,
+            var,
+            eps: self.flavour.bn_eps(),
+        }
+    }
+}
+
+/// The network's tensors under its flavour's own names and layouts (slim under the scope
+/// `resnet_v2_<depth>`), in network order: what a framework export of it would hold.
+pub fn export_tensors(net: &Network) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let f = net.arch.flavour;
+    let scope = (f == Flavour::SlimV2).then(|| names::slim_scope(net.arch.depth()));
+    let full = |name: String| match &scope {
+        Some(s) => format!("{s}/{name}"),
+        None => name,
+    };
+    let mut out = Vec::new();
+    visit_params(&net.params, |slot, item| match item {
+        Item::Conv(w) => {
+            let (wname, bname) = names::conv(f, slot);
+            let (shape, data) = names::layout(f, slot).hwio_to_file(w);
+            out.push((full(wname), shape, data));
+            if let Some(b) = &w.bias {
+                out.push((full(bname), vec![b.len()], b.clone()));
+            }
+        }
+        Item::Bn(bn) => {
+            let values = [&bn.gamma, &bn.beta, &bn.mean, &bn.var];
+            for (name, v) in names::bn(f, slot).into_iter().zip(values) {
+                out.push((full(name), vec![v.len()], v.clone()));
+            }
+        }
+    });
+    out
+}
+
+/// Writes [`export_tensors`] as a safetensors file that [`load_network`] reads back.
+pub fn save_network(net: &Network, path: &Path) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = export_tensors(net)
+        .into_iter()
+        .map(|(name, shape, data)| {
+            let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Input(format!("cannot encode the weights: {e}")))?;
+    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        SafeTensorError::IoError(source) => Error::Io {
+            path: path.to_owned(),
+            source,
+        },
+        other => Error::Input(format!("cannot write {}: {other}", path.display())),
+    })
+}

@@ -1,0 +1,235 @@
+//! The planner on real lowered ResNets (no GPU): every plan passes the invariant checker, the
+//! arena stays within 10% of the lower bound, sub-batching and the device-limit errors behave.
+
+use resnet_wgpu::Error;
+use resnet_wgpu::graph::{Graph, LowerOptions, lower};
+use resnet_wgpu::model::arch::{Family, UnitKind};
+use resnet_wgpu::model::params::{BatchNorm, ConvWeights, UnitParams};
+use resnet_wgpu::model::{Arch, Params};
+use resnet_wgpu::plan::{Limits, Plan, plan};
+
+/// Parameters of the right shapes (values are irrelevant to the planner).
+fn params(arch: &Arch) -> Params {
+    let conv = |k: usize, cin: usize, cout: usize| ConvWeights {
+        kh: k,
+        kw: k,
+        cin,
+        cout,
+        weight: vec![0.01; k * k * cin * cout],
+        bias: None,
+    };
+    let bn = |c: usize| BatchNorm {
+        gamma: vec![1.0; c],
+        beta: vec![0.0; c],
+        mean: vec![0.0; c],
+        var: vec![1.0; c],
+        eps: 1e-5,
+    };
+    let v1 = arch.family() == Family::PostActivation;
+    let stages = arch
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(s, st)| {
+            (0..st.units)
+                .map(|u| {
+                    let cin = arch.unit_in_channels(s, u);
+                    let (w, out) = (st.width, st.out);
+                    let bottleneck = arch.unit == UnitKind::Bottleneck;
+                    UnitParams {
+                        preact: (!v1).then(|| bn(cin)),
+                        conv1: if bottleneck {
+                            conv(1, cin, w)
+                        } else {
+                            conv(3, cin, w)
+                        },
+                        bn1: bn(w),
+                        conv2: if bottleneck {
+                            conv(3, w, w)
+                        } else {
+                            conv(3, w, out)
+                        },
+                        bn2: match (bottleneck, v1) {
+                            (true, _) => Some(bn(w)),
+                            (false, true) => Some(bn(out)),
+                            (false, false) => None,
+                        },
+                        conv3: bottleneck.then(|| conv(1, w, out)),
+                        bn3: (bottleneck && v1).then(|| bn(out)),
+                        shortcut: arch
+                            .has_projection(s, u)
+                            .then(|| (conv(1, cin, out), v1.then(|| bn(out)))),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let last = arch.stages.last().expect("stages").out;
+    Params {
+        stem: conv(7, arch.in_channels, arch.stem_width),
+        stem_bn: v1.then(|| bn(arch.stem_width)),
+        stages,
+        post_norm: (!v1).then(|| bn(last)),
+        classifier: ConvWeights {
+            bias: Some(vec![0.0; arch.classes]),
+            ..conv(1, last, arch.classes)
+        },
+    }
+}
+
+fn graph(preset: &str, side: usize, features: bool) -> Graph {
+    let arch = Arch::preset(preset).unwrap();
+    lower(
+        &arch,
+        &params(&arch),
+        side,
+        side,
+        &LowerOptions { features },
+    )
+    .unwrap()
+}
+
+fn checked(g: &Graph, batch: usize, limits: &Limits) -> Plan {
+    let p = plan(g, batch, limits).unwrap();
+    if let Err(e) = p.check(g, limits) {
+        panic!("invalid plan:\n{e}\n{}", p.describe(g));
+    }
+    p
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+#[test]
+fn resnet_v2_152_batch_32_at_224() {
+    let g = graph("resnet_v2_152", 224, false);
+    let t = std::time::Instant::now();
+    let p = checked(&g, 32, &Limits::unlimited());
+    let took = t.elapsed();
+    println!(
+        "{}",
+        p.describe(&g)
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!(
+        "resnet_v2_152 batch 32 @224: {} ops, arena {} B ({:.1} MiB), naive {} B ({:.1} MiB), \
+         lower bound {} B ({:.1} MiB), arena/lower bound {:.4}; weights {} B; planned in {took:?}",
+        g.ops.len(),
+        p.arena_bytes,
+        p.arena_bytes as f64 / MIB,
+        p.naive_bytes,
+        p.naive_bytes as f64 / MIB,
+        p.lower_bound_bytes,
+        p.lower_bound_bytes as f64 / MIB,
+        p.arena_ratio(),
+        p.weights_bytes,
+    );
+    assert_eq!((p.batch, p.sub_batches()), (32, 1));
+    assert!(p.arena_bytes as f64 <= 1.1 * p.lower_bound_bytes as f64);
+    assert!(p.naive_bytes > 10 * p.arena_bytes);
+    assert_eq!(p.steps.len(), g.ops.len());
+    let j = p.to_json(&g);
+    assert_eq!(j["dispatches"].as_array().unwrap().len(), g.ops.len());
+    assert_eq!(j["macs_per_image"], g.macs_per_image());
+    assert_eq!(j["sub_batch"], 32);
+}
+
+#[test]
+fn every_family_plans_within_ten_percent_of_the_lower_bound() {
+    for preset in [
+        "resnet_v2_50",
+        "ResNet50V2",
+        "resnetv2_18",
+        "resnetv2_50",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "ResNet50",
+    ] {
+        for (side, batch, features) in [(224, 8, false), (224, 3, true), (97, 1, false)] {
+            let g = graph(preset, side, features);
+            let p = checked(&g, batch, &Limits::unlimited());
+            assert!(
+                p.arena_bytes as f64 <= 1.1 * p.lower_bound_bytes as f64,
+                "{preset} @{side} batch {batch} features {features}: arena {} vs lower bound {}",
+                p.arena_bytes,
+                p.lower_bound_bytes
+            );
+        }
+    }
+}
+
+#[test]
+fn sub_batching_picks_the_largest_sub_batch_that_fits() {
+    let g = graph("resnet50", 448, false);
+    // At 448 one image's arena (~28 MiB) exceeds every weight slot (<= 9 MiB).
+    let one = checked(&g, 1, &Limits::unlimited()).arena_bytes;
+    for cap in [one, one * 5 / 2, 7 * one + 12345] {
+        let limits = Limits {
+            max_binding_bytes: cap,
+            ..Limits::unlimited()
+        };
+        let p = checked(&g, 16, &limits);
+        assert!(p.batch < 16 && p.arena_bytes <= cap);
+        // One image more would not fit.
+        let more = checked(&g, p.batch + 1, &Limits::unlimited());
+        assert!(
+            more.arena_bytes > cap,
+            "cap {cap}: {} would fit too",
+            p.batch + 1
+        );
+        assert_eq!(p.sub_batches(), 16usize.div_ceil(p.batch));
+        assert_eq!(p.requested_batch, 16);
+    }
+}
+
+#[test]
+fn an_input_too_big_for_the_device_says_so() {
+    let g = graph("resnet50", 1024, false);
+    let limits = Limits {
+        max_binding_bytes: 128 << 20,
+        ..Limits::unlimited()
+    };
+    match plan(&g, 4, &limits) {
+        Err(e @ Error::DeviceLimits(_)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("1024x1024") && msg.contains("128.0 MiB"),
+                "{msg}"
+            );
+            assert!(msg.contains("smaller input size"), "{msg}");
+        }
+        other => panic!("expected DeviceLimits, got {other:?}"),
+    }
+}
+
+#[test]
+fn weights_spill_into_several_buffers() {
+    let g = graph("resnet50", 224, false);
+    let p = checked(&g, 1, &Limits::unlimited());
+    assert_eq!(p.weight_buffers.len(), 1);
+    let biggest = p.weights.iter().map(|w| w.size_bytes).max().unwrap();
+    let limits = Limits {
+        max_buffer_bytes: 24 << 20,
+        ..Limits::unlimited()
+    };
+    let spilled = checked(&g, 1, &limits);
+    assert!(
+        spilled.weight_buffers.len() >= 4,
+        "{:?}",
+        spilled.weight_buffers
+    );
+    assert!(spilled.weight_buffers.iter().all(|&b| b <= 24 << 20));
+    assert_eq!(spilled.weights_bytes, p.weights_bytes);
+    let limits = Limits {
+        max_binding_bytes: biggest - 1,
+        ..Limits::unlimited()
+    };
+    match plan(&g, 1, &limits) {
+        Err(Error::DeviceLimits(msg)) => assert!(msg.contains("op `"), "{msg}"),
+        other => panic!("expected DeviceLimits, got {other:?}"),
+    }
+}
