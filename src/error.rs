@@ -41,6 +41,11 @@ pub enum Error {
     Input(String),
 
     #[error(
+        "cannot decode {path} as an image: {reason}; supported formats are JPEG, PNG, WebP, BMP and GIF"
+    )]
+    Image { path: PathBuf, reason: String },
+
+    #[error(
         "no GPU adapter found{0}. Install a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` \
              (software rasteriser lavapipe), or your GPU vendor's driver; `resnet info` lists what wgpu sees"
     )]

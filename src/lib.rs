@@ -6,13 +6,17 @@
 //! shared memory arena, pure data) → [`gpu`] (pipelines, bind groups and buffers created once;
 //! a forward pass uploads, submits and reads back). [`cpu`] is the naive reference for all of it.
 
+pub mod classifier;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod labels;
 pub mod layout;
 pub mod model;
 pub mod plan;
+pub mod preprocess;
 pub mod tensor_file;
 
 pub use error::{Error, Result};
+pub use classifier::{Classifier, ClassifierOptions, Model, Prediction};

@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing and one module per subcommand.
 
 mod bench;
+mod classify;
 mod info;
 mod infer;
 mod plan;
@@ -20,6 +21,8 @@ pub struct Cli {
 enum Command {
     /// Forward-throughput benchmark (TF-slim's time_tensorflow_run), sweeps and profiles.
     Bench(bench::BenchArgs),
+    /// Classify image files: top-k labels per image.
+    Classify(classify::ClassifyArgs),
     /// Run a checkpoint on a preprocessed input tensor and write the logits.
     Infer(infer::InferArgs),
     /// Print the dispatch list and memory plan of a model (no GPU needed).
@@ -55,6 +58,7 @@ impl GpuArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Info(a) => info::run(a),

@@ -220,6 +220,60 @@ impl Session {
         &self.ctx
     }
 
+    /// Where the input lives on the GPU, for apps that produce it there themselves:
+    /// `(buffer, byte offset, byte size)` of `plan().batch` images, NHWC float32. Copy into
+    /// it (or write it from your own shader), then [`Session::encode`].
+    pub fn input_buffer(&self) -> (&wgpu::Buffer, u64, u64) {
+        self.tensor_region(self.graph.input)
+    }
+
+    /// Where the logits land: `(buffer, byte offset, byte size)` of `plan().batch` rows of
+    /// `classes` float32 after an encoded forward pass.
+    pub fn logits_buffer(&self) -> (&wgpu::Buffer, u64, u64) {
+        self.tensor_region(self.graph.logits)
+    }
+
+    fn tensor_region(&self, t: TensorId) -> (&wgpu::Buffer, u64, u64) {
+        let bytes = (self.graph.tensors[t].len() * self.plan.batch * 4) as u64;
+        (&self.arena, self.plan.tensors[t].offset_bytes, bytes)
+    }
+
+    /// Records the forward pass for `batch` images (at most `plan().batch`) into the app's
+    /// own encoder: one compute pass, no upload, no read-back. The input must already be in
+    /// [`Session::input_buffer`]; the logits are in [`Session::logits_buffer`] once the
+    /// app's submission completes. Don't run [`Session::run_nchw`] on the same session
+    /// between encoding and submitting: both use the one arena.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, batch: usize) -> Result<()> {
+        if batch == 0 || batch > self.plan.batch {
+            return Err(Error::Input(format!(
+                "encode takes 1..={} images (the session's sub-batch), got {batch}",
+                self.plan.batch
+            )));
+        }
+        let dispatches = {
+            let mut state = self.lock()?;
+            state
+                .dispatches
+                .entry(batch)
+                .or_insert_with(|| self.record(batch))
+                .clone()
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("resnet forward"),
+            timestamp_writes: None,
+        });
+        for d in &dispatches {
+            d.encode(&mut pass);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunState>> {
+        self.state.lock().map_err(|_| {
+            Error::Gpu("a previous forward pass panicked; create a new session".into())
+        })
+    }
+
     /// `(channels, height, width)` of one input image.
     pub fn input_shape(&self) -> [usize; 3] {
         let t = &self.graph.tensors[self.graph.input];
@@ -298,12 +352,17 @@ impl Session {
             features: Vec::new(),
         };
         let mut feats: Vec<Vec<Vec<f32>>> = vec![Vec::new(); self.graph.features.len()];
-        let mut state = self.state.lock().map_err(|_| {
-            Error::Gpu("a previous forward pass panicked; create a new session".into())
-        })?;
+        let mut state = self.lock()?;
         let mut timings = (timing != Timing::Off).then(|| Timings {
             gpu_seconds: 0.0,
-            per_dispatch: vec![0.0; if timing == Timing::PerDispatch { self.graph.ops.len() } else { 0 }],
+            per_dispatch: vec![
+                0.0;
+                if timing == Timing::PerDispatch {
+                    self.graph.ops.len()
+                } else {
+                    0
+                }
+            ],
         });
         for chunk in input.chunks(self.plan.batch * per_image) {
             let m = chunk.len() / per_image;
@@ -354,10 +413,7 @@ impl Session {
         timing: Timing,
     ) -> Result<(Vec<Vec<f32>>, Vec<f64>)> {
         let device = &self.ctx.device;
-        if !state.dispatches.contains_key(&m) {
-            let recorded = self.record(m);
-            state.dispatches.insert(m, recorded);
-        }
+        state.dispatches.entry(m).or_insert_with(|| self.record(m));
         let pairs = match timing {
             Timing::Off => 0,
             Timing::Whole => 1,

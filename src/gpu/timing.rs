@@ -69,13 +69,7 @@ impl Timer {
     /// Copies the first `pairs` results to the read-back buffer (call before `finish`).
     pub(crate) fn resolve(&self, encoder: &mut wgpu::CommandEncoder, pairs: u32) {
         encoder.resolve_query_set(&self.query_set, 0..2 * pairs, &self.resolve, 0);
-        encoder.copy_buffer_to_buffer(
-            &self.resolve,
-            0,
-            &self.readback,
-            0,
-            u64::from(pairs) * 16,
-        );
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, u64::from(pairs) * 16);
     }
 
     /// Durations in seconds of the first `pairs` pairs; call after the submission completed.

@@ -417,8 +417,14 @@ mod tests {
     #[test]
     fn keras_and_torchvision_names_differ_only_in_case() {
         assert_eq!(Arch::preset("ResNet50").unwrap().flavour, Flavour::KerasV1);
-        assert_eq!(Arch::preset("resnet50").unwrap().flavour, Flavour::Torchvision);
-        assert_eq!(Arch::preset("RESNET_V2_50").unwrap().flavour, Flavour::SlimV2);
+        assert_eq!(
+            Arch::preset("resnet50").unwrap().flavour,
+            Flavour::Torchvision
+        );
+        assert_eq!(
+            Arch::preset("RESNET_V2_50").unwrap().flavour,
+            Flavour::SlimV2
+        );
     }
 
     #[test]

@@ -300,11 +300,7 @@ fn one_image_too_big_is_an_error_that_says_what_to_do() {
 #[test]
 fn weights_are_aligned_and_spill_into_new_buffers() {
     let g = chain(8);
-    let sizes: Vec<u64> = g
-        .ops
-        .iter()
-        .map(|o| 4 * o.constants_len() as u64)
-        .collect();
+    let sizes: Vec<u64> = g.ops.iter().map(|o| 4 * o.constants_len() as u64).collect();
     // conv a/b/c: 3x3x16x16 + 16 floats (whatever the padding of `constants`): > 9 KiB.
     assert!(
         sizes[..3]

@@ -1,0 +1,210 @@
+//! The embedding API: a checkpoint in, labels out.
+//!
+//! ```no_run
+//! use resnet_wgpu::{Classifier, ClassifierOptions, Model};
+//!
+//! let model = Model::load("resnet50.safetensors")?;            // flavour inferred
+//! let classifier = Classifier::new(&model, &ClassifierOptions::default())?;
+//! let image = resnet_wgpu::preprocess::load_image("cat.jpg".as_ref())?;
+//! for p in &classifier.classify(&[image], 5)?[0] {
+//!     println!("{:>6.2}%  {}", 100.0 * p.probability, p.label);
+//! }
+//! # Ok::<(), resnet_wgpu::Error>(())
+//! ```
+//!
+//! To share the app's own device (e.g. its renderer's), build a
+//! [`GpuContext::from_device`] and use [`Classifier::with_context`]. To keep data on the GPU,
+//! reach the session's input and logits buffers and encode the forward pass into your own
+//! command encoder through [`Classifier::session`].
+//!
+//! Threads: a [`Classifier`] (like its [`Session`]) is `Send + Sync`. Calls from several
+//! threads are safe and take turns on the GPU (one activation arena per session); for
+//! parallel GPU work create one classifier per thread.
+
+use crate::error::{Error, Result};
+use crate::gpu::session::Session;
+use crate::gpu::{AdapterChoice, GpuContext};
+use crate::graph::{LowerOptions, lower};
+use crate::labels::Labels;
+use crate::model::load::{LoadOptions, load_network};
+use crate::model::{Flavour, Network};
+use crate::preprocess::Preprocess;
+use std::path::Path;
+
+/// A checkpoint, loaded and validated.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub network: Network,
+}
+
+impl Model {
+    /// Loads a safetensors checkpoint of any flavour (inferred from the tensor names).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// As [`Model::load`], e.g. with an explicit flavour.
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        Ok(Model {
+            network: load_network(path.as_ref(), opts)?,
+        })
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.network.arch.flavour
+    }
+
+    pub fn classes(&self) -> usize {
+        self.network.arch.classes
+    }
+}
+
+/// How to build a [`Classifier`].
+#[derive(Clone, Debug)]
+pub struct ClassifierOptions {
+    /// Most images per GPU submission; larger inputs are split.
+    pub max_batch: usize,
+    /// Input preprocessing; `None`: the flavour's own evaluation preprocessing.
+    pub preprocess: Option<Preprocess>,
+    /// `None`: ImageNet labels for 1000/1001 classes, indices otherwise.
+    pub labels: Option<Labels>,
+    /// Which adapter [`Classifier::new`] opens.
+    pub adapter: AdapterChoice,
+}
+
+impl Default for ClassifierOptions {
+    fn default() -> Self {
+        ClassifierOptions {
+            max_batch: 8,
+            preprocess: None,
+            labels: None,
+            adapter: AdapterChoice::default(),
+        }
+    }
+}
+
+/// One class of a top-k answer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub index: usize,
+    pub label: String,
+    pub probability: f32,
+}
+
+/// A model on a device with its preprocessing and labels.
+pub struct Classifier {
+    session: Session,
+    preprocess: Preprocess,
+    labels: Labels,
+}
+
+impl Classifier {
+    /// Opens a device (see [`ClassifierOptions::adapter`]) and builds the session.
+    pub fn new(model: &Model, opts: &ClassifierOptions) -> Result<Classifier> {
+        Self::with_context(model, &GpuContext::new(&opts.adapter)?, opts)
+    }
+
+    /// Builds the session on a device the app already has.
+    pub fn with_context(
+        model: &Model,
+        ctx: &GpuContext,
+        opts: &ClassifierOptions,
+    ) -> Result<Classifier> {
+        let preprocess = opts
+            .preprocess
+            .clone()
+            .unwrap_or_else(|| Preprocess::for_flavour(model.flavour()));
+        let labels = opts
+            .labels
+            .clone()
+            .unwrap_or_else(|| Labels::for_classes(model.classes()));
+        if labels.len() != model.classes() {
+            return Err(Error::Input(format!(
+                "{} labels for a model with {} classes",
+                labels.len(),
+                model.classes()
+            )));
+        }
+        let (h, w) = preprocess.output_size();
+        let net = &model.network;
+        let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())?;
+        let session = Session::new(ctx, graph, opts.max_batch.max(1))?;
+        Ok(Classifier {
+            session,
+            preprocess,
+            labels,
+        })
+    }
+
+    /// The GPU session: buffers, `encode` into your own encoder, plan, device.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// Logits `[n, classes]` of already preprocessed NCHW input.
+    pub fn logits(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.session.run_nchw(input_nchw, n)?.logits)
+    }
+
+    /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input.
+    pub fn probabilities(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
+        let classes = self.labels.len();
+        let mut logits = self.logits(input_nchw, n)?;
+        for row in logits.chunks_mut(classes) {
+            softmax(row);
+        }
+        Ok(logits)
+    }
+
+    /// Preprocesses decoded images and returns the top `k` classes of each.
+    pub fn classify(&self, images: &[image::RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = Vec::new();
+        for img in images {
+            input.extend(self.preprocess.apply(img)?);
+        }
+        let probs = self.probabilities(&input, images.len())?;
+        Ok(probs
+            .chunks(self.labels.len())
+            .map(|row| self.top_k(row, k))
+            .collect())
+    }
+
+    /// The `k` most probable classes of one row of probabilities, best first.
+    pub fn top_k(&self, probabilities: &[f32], k: usize) -> Vec<Prediction> {
+        let mut order: Vec<usize> = (0..probabilities.len()).collect();
+        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| Prediction {
+                index: i,
+                label: self.labels.get(i).to_string(),
+                probability: probabilities[i],
+            })
+            .collect()
+    }
+}
+
+/// In-place numerically stable softmax.
+pub fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    for v in row.iter_mut() {
+        *v = (f64::from(*v) / sum) as f32;
+    }
+}

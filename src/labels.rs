@@ -1,0 +1,73 @@
+//! Class labels: ImageNet-1k ships with the crate; TF-slim's 1001-class models get
+//! `background` at index 0; other class counts print indices unless a labels file is given.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+const IMAGENET: &str = include_str!("../assets/imagenet_labels.txt");
+
+/// One name per class index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Labels(Vec<String>);
+
+impl Labels {
+    /// The default labels for a model with `classes` outputs.
+    pub fn for_classes(classes: usize) -> Labels {
+        let imagenet = IMAGENET.lines().map(str::to_string);
+        match classes {
+            1000 => Labels(imagenet.collect()),
+            1001 => Labels(
+                std::iter::once("background".to_string())
+                    .chain(imagenet)
+                    .collect(),
+            ),
+            n => Labels((0..n).map(|i| i.to_string()).collect()),
+        }
+    }
+
+    /// One label per line (blank trailing lines ignored); must match the model's class count.
+    pub fn from_file(path: &Path, classes: usize) -> Result<Labels> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let labels: Vec<String> = text
+            .trim_end()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        if labels.len() != classes {
+            return Err(Error::Input(format!(
+                "{} has {} labels but the model has {classes} classes",
+                path.display(),
+                labels.len()
+            )));
+        }
+        Ok(Labels(labels))
+    }
+
+    pub fn get(&self, index: usize) -> &str {
+        &self.0[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imagenet_and_slim_offsets() {
+        assert_eq!(Labels::for_classes(1000).get(0), "tench");
+        let slim = Labels::for_classes(1001);
+        assert_eq!((slim.get(0), slim.get(1)), ("background", "tench"));
+        assert_eq!(Labels::for_classes(10).get(7), "7");
+    }
+}

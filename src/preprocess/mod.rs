@@ -1,0 +1,355 @@
+//! From an image file to the network's input tensor, exactly as each flavour's framework does
+//! it in evaluation (see `RESNET_SPEC.md` and `tests/fixtures/preprocess/rules.json`).
+//!
+//! [`load_image`] decodes like `PIL.Image.open(p).convert("RGB")`; [`Preprocess::apply`]
+//! resizes/crops ([`Resize`]) and normalises to CHW float32:
+//!
+//! | flavour | resize | normalise |
+//! |---|---|---|
+//! | torchvision | shorter side 256 (Pillow bilinear, antialiased), centre crop 224 | `(x/255 - mean) / std`, ImageNet mean/std |
+//! | timm-v2 | shorter side 235 = floor(224 / 0.95) (Pillow bicubic), centre crop 224 | `(x/255 - 0.5) / 0.5` |
+//! | keras-v2 | squash to 224x224 (Pillow nearest, `load_img`) | `x/127.5 - 1` |
+//! | keras-v1 | squash to 224x224 (Pillow nearest) | BGR, `x - (103.939, 116.779, 123.68)` |
+//! | slim-v2 | central crop 0.875, TF bilinear to 299x299 on floats | `(x/255 - 0.5) / 0.5` |
+//!
+//! The integer steps (Pillow's fixed-point resampling, nearest, crops) are bit-exact ports;
+//! the float steps use the frameworks' f32 operations in their order.
+
+mod decode;
+pub mod resize;
+
+pub use decode::{decode_image, load_image};
+
+use crate::error::{Error, Result};
+use crate::model::Flavour;
+use image::RgbImage;
+
+/// Resampling filter, as Pillow implements it (`Image.NEAREST`, `BILINEAR`, `BICUBIC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// Pixel selection: source `floor((i + 0.5) * in / out)`, no filtering.
+    Nearest,
+    /// Triangle filter, antialiased (widened) when downscaling.
+    Bilinear,
+    /// Keys' cubic (a = -0.5), antialiased when downscaling.
+    Bicubic,
+}
+
+/// How the decoded image becomes the network's spatial size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Resize {
+    /// torchvision / timm eval: shorter side to `resize` (longer side truncated as torchvision
+    /// does), then centre crop `crop` x `crop` (zero-padded first if the image is smaller).
+    ShorterThenCrop {
+        resize: usize,
+        crop: usize,
+        filter: Filter,
+    },
+    /// Keras `load_img(target_size=(h, w))`: squash to exactly h x w (nearest by default).
+    Squash {
+        height: usize,
+        width: usize,
+        filter: Filter,
+    },
+    /// TF-slim inception eval preprocessing: `tf.image.central_crop` of `fraction` (0.875) of
+    /// each side, then TF bilinear resize to size x size (no antialias) on float [0, 1] values.
+    ///
+    /// The resize is slim's own `tf.image.resize_bilinear(align_corners=False)`, i.e. TF1's
+    /// legacy mapping without half-pixel centres (source = x * in/out), not TF2's
+    /// `tf.image.resize`; see [`SLIM_HALF_PIXEL_CENTERS`].
+    CentralCropThenResize { fraction: f32, size: usize },
+    /// `--no-resize`: the image must already be `height x width`; anything else is an error.
+    None { height: usize, width: usize },
+}
+
+/// Whether [`Resize::CentralCropThenResize`] samples at half-pixel centres. `false`: what
+/// `research/slim/preprocessing/inception_preprocessing.py` does
+/// (`tf.image.resize_bilinear(image, [h, w], align_corners=False)`, TF1 semantics).
+pub const SLIM_HALF_PIXEL_CENTERS: bool = false;
+
+/// A full preprocessing recipe: resize, then per output channel `c`
+/// `(x * scale - mean[c]) / std[c]` in f32.
+///
+/// `mean` and `std` are indexed by *output* channel, i.e. in BGR order when `bgr` is set.
+/// The scale is applied as a division by `1 / scale` (snapped to 255, 127.5) because
+/// that is what torch's `ToTensor` and Keras' `x /= 127.5` compute; for
+/// [`Resize::CentralCropThenResize`] it is a multiplication before the resize, as TF's
+/// `convert_image_dtype` does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preprocess {
+    pub resize: Resize,
+    /// Multiplier of the u8 values: 1/255, 1/127.5 or 1.
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Output channel 0 is blue (Keras' "caffe" mode).
+    pub bgr: bool,
+}
+
+impl Preprocess {
+    /// Each flavour's own evaluation preprocessing.
+    pub fn for_flavour(f: Flavour) -> Preprocess {
+        const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+        const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+        let minus_one_one = |resize| Preprocess {
+            resize,
+            scale: 1.0 / 255.0,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            bgr: false,
+        };
+        let squash = Resize::Squash {
+            height: 224,
+            width: 224,
+            filter: Filter::Nearest,
+        };
+        match f {
+            Flavour::Torchvision => Preprocess {
+                resize: Resize::ShorterThenCrop {
+                    resize: 256,
+                    crop: 224,
+                    filter: Filter::Bilinear,
+                },
+                scale: 1.0 / 255.0,
+                mean: IMAGENET_MEAN,
+                std: IMAGENET_STD,
+                bgr: false,
+            },
+            // timm resolve_data_config for resnetv2_50: input 224, crop_pct 0.95, bicubic.
+            Flavour::TimmV2 => minus_one_one(Resize::ShorterThenCrop {
+                resize: 235,
+                crop: 224,
+                filter: Filter::Bicubic,
+            }),
+            // preprocess_input mode "tf": x /= 127.5; x -= 1.
+            Flavour::KerasV2 => Preprocess {
+                resize: squash,
+                scale: 1.0 / 127.5,
+                mean: [1.0; 3],
+                std: [1.0; 3],
+                bgr: false,
+            },
+            // preprocess_input mode "caffe": RGB -> BGR, minus the BGR means, no scaling.
+            Flavour::KerasV1 => Preprocess {
+                resize: squash,
+                scale: 1.0,
+                mean: [103.939, 116.779, 123.68],
+                std: [1.0; 3],
+                bgr: true,
+            },
+            Flavour::SlimV2 => minus_one_one(Resize::CentralCropThenResize {
+                fraction: 0.875,
+                size: 299,
+            }),
+        }
+    }
+
+    /// Applies the command line's `--size S`, `--resize R` and `--no-resize`:
+    ///
+    /// * `no_resize`: [`Resize::None`] of `S x S`, or of the current [`output_size`] without
+    ///   `S`; it wins over `resize` (the CLI should reject the pair).
+    /// * `ShorterThenCrop`: `S` is the crop; `R` the shorter side. `S` alone scales the shorter
+    ///   side with it, keeping the recipe's ratio: `R = floor(S * resize / crop)` (torchvision
+    ///   224/256 gives `floor(S / 0.875)`; for timm pass `--resize` to get `floor(S / 0.95)`
+    ///   exactly, the ratio 235/224 is only close to it).
+    /// * `Squash` (Keras): `S` squashes to `S x S`; `R` switches to `ShorterThenCrop` with the
+    ///   same filter (nearest) and crop `S` (default: the smaller current side).
+    /// * `CentralCropThenResize` (slim): `S` is the output side; `R` switches to
+    ///   `ShorterThenCrop` with Pillow bilinear and crop `S` (default: the current size).
+    /// * `None`: `S` makes it `S x S`; `R` switches to bilinear `ShorterThenCrop`.
+    ///
+    /// [`output_size`]: Preprocess::output_size
+    pub fn with_overrides(
+        self,
+        size: Option<usize>,
+        resize: Option<usize>,
+        no_resize: bool,
+    ) -> Preprocess {
+        let (h, w) = self.output_size();
+        let new = if no_resize {
+            let (height, width) = size.map_or((h, w), |s| (s, s));
+            Resize::None { height, width }
+        } else {
+            let shorter = |r: usize, filter| Resize::ShorterThenCrop {
+                resize: r,
+                crop: size.unwrap_or(h.min(w)),
+                filter,
+            };
+            match (self.resize, resize) {
+                (
+                    Resize::ShorterThenCrop {
+                        resize: r0,
+                        crop: c0,
+                        filter,
+                    },
+                    r,
+                ) => {
+                    let crop = size.unwrap_or(c0);
+                    let resize = r.unwrap_or((crop * r0).checked_div(c0).unwrap_or(crop));
+                    Resize::ShorterThenCrop {
+                        resize,
+                        crop,
+                        filter,
+                    }
+                }
+                (Resize::Squash { filter, .. }, Some(r)) => shorter(r, filter),
+                (Resize::Squash { filter, .. }, None) => match size {
+                    Some(s) => Resize::Squash {
+                        height: s,
+                        width: s,
+                        filter,
+                    },
+                    None => self.resize,
+                },
+                (Resize::CentralCropThenResize { .. } | Resize::None { .. }, Some(r)) => {
+                    shorter(r, Filter::Bilinear)
+                }
+                (Resize::CentralCropThenResize { fraction, .. }, None) => match size {
+                    Some(s) => Resize::CentralCropThenResize { fraction, size: s },
+                    None => self.resize,
+                },
+                (Resize::None { .. }, None) => match size {
+                    Some(s) => Resize::None {
+                        height: s,
+                        width: s,
+                    },
+                    None => self.resize,
+                },
+            }
+        };
+        Preprocess {
+            resize: new,
+            ..self
+        }
+    }
+
+    /// The network input's spatial size, `(height, width)`.
+    pub fn output_size(&self) -> (usize, usize) {
+        match self.resize {
+            Resize::ShorterThenCrop { crop, .. } => (crop, crop),
+            Resize::Squash { height, width, .. } | Resize::None { height, width } => {
+                (height, width)
+            }
+            Resize::CentralCropThenResize { size, .. } => (size, size),
+        }
+    }
+
+    /// Decoded RGB8 image -> CHW float32 network input of [`output_size`] (channel order BGR
+    /// when `bgr`).
+    ///
+    /// [`output_size`]: Preprocess::output_size
+    pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        let (iw, ih) = (img.width() as usize, img.height() as usize);
+        let (oh, ow) = self.output_size();
+        if iw == 0 || ih == 0 {
+            return Err(Error::Input("the image has no pixels".into()));
+        }
+        if oh == 0 || ow == 0 {
+            return Err(Error::Input(format!(
+                "the input size {oh}x{ow} is empty; give --size a positive value"
+            )));
+        }
+        match self.resize {
+            Resize::ShorterThenCrop {
+                resize: r, filter, ..
+            } => {
+                if r == 0 {
+                    return Err(Error::Input(
+                        "--resize 0: the shorter side must be positive".into(),
+                    ));
+                }
+                let (nw, nh) = resize::torchvision_resized_size(iw, ih, r);
+                let resized = resize::pillow_resize(img, nw, nh, filter);
+                let cropped = resize::center_crop(&resized, ow, oh);
+                Ok(self.normalise_u8(&cropped))
+            }
+            Resize::Squash {
+                height,
+                width,
+                filter,
+            } => Ok(self.normalise_u8(&resize::pillow_resize(img, width, height, filter))),
+            Resize::None { height, width } => {
+                if (ih, iw) != (height, width) {
+                    return Err(Error::Input(format!(
+                        "the image is {iw}x{ih} (width x height) but without resizing the \
+                         network input must be {width}x{height}; drop --no-resize or resize \
+                         the image first"
+                    )));
+                }
+                Ok(self.normalise_u8(img))
+            }
+            Resize::CentralCropThenResize { fraction, size } => {
+                if !(fraction > 0.0 && fraction <= 1.0) {
+                    return Err(Error::Input(format!(
+                        "central crop fraction {fraction} must lie in (0, 1]"
+                    )));
+                }
+                Ok(self.slim(img, f64::from(fraction), size))
+            }
+        }
+    }
+
+    /// Per output channel lookup table of the 256 possible u8 values.
+    fn lut(&self) -> [[f32; 256]; 3] {
+        // 1/scale, snapped to a multiple of 0.5 when within f32 rounding of one: f32(1/127.5)
+        // inverts to 127.49999 otherwise, and Keras divides by exactly 127.5.
+        let d = 1.0 / f64::from(self.scale);
+        let snapped = (d * 2.0).round() / 2.0;
+        let divisor = if (d - snapped).abs() <= 1e-6 * d {
+            snapped
+        } else {
+            d
+        } as f32;
+        let mut lut = [[0f32; 256]; 3];
+        for (c, row) in lut.iter_mut().enumerate() {
+            for (v, out) in row.iter_mut().enumerate() {
+                *out = (v as f32 / divisor - self.mean[c]) / self.std[c];
+            }
+        }
+        lut
+    }
+
+    /// Input channel feeding output channel `c`.
+    fn source_channel(&self, c: usize) -> usize {
+        if self.bgr { 2 - c } else { c }
+    }
+
+    fn normalise_u8(&self, img: &RgbImage) -> Vec<f32> {
+        let lut = self.lut();
+        let src = img.as_raw();
+        let n = src.len() / 3;
+        let mut out = vec![0f32; n * 3];
+        for (c, plane) in out.chunks_exact_mut(n).enumerate() {
+            let (s, lut) = (self.source_channel(c), &lut[c]);
+            for (o, px) in plane.iter_mut().zip(src.chunks_exact(3)) {
+                *o = lut[usize::from(px[s])];
+            }
+        }
+        out
+    }
+
+    /// slim's `preprocess_for_eval`: `convert_image_dtype` (x * (1/255) in f32), central crop,
+    /// TF bilinear resize on floats, then `(v - mean) / std` (`(v - 0.5) * 2` for slim).
+    fn slim(&self, img: &RgbImage, fraction: f64, size: usize) -> Vec<f32> {
+        let (iw, ih) = (img.width() as usize, img.height() as usize);
+        let (x0, cw) = resize::tf_central_crop_box(iw, fraction);
+        let (y0, ch) = resize::tf_central_crop_box(ih, fraction);
+        let src = img.as_raw();
+        let mut crop = Vec::with_capacity(cw * ch * 3);
+        for y in y0..y0 + ch {
+            let row = &src[(y * iw + x0) * 3..(y * iw + x0 + cw) * 3];
+            crop.extend(row.iter().map(|&v| f32::from(v) * self.scale));
+        }
+        let hwc =
+            resize::tf_resize_bilinear(&crop, (cw, ch, 3), size, size, SLIM_HALF_PIXEL_CENTERS);
+        let n = size * size;
+        let mut out = vec![0f32; n * 3];
+        for (c, plane) in out.chunks_exact_mut(n).enumerate() {
+            let s = self.source_channel(c);
+            for (o, px) in plane.iter_mut().zip(hwc.chunks_exact(3)) {
+                *o = (px[s] - self.mean[c]) / self.std[c];
+            }
+        }
+        out
+    }
+}
