@@ -18,5 +18,5 @@ pub mod plan;
 pub mod preprocess;
 pub mod tensor_file;
 
-pub use error::{Error, Result};
 pub use classifier::{Classifier, ClassifierOptions, Model, Prediction};
+pub use error::{Error, Result};

@@ -35,7 +35,10 @@ fn classify(extra: &[&str], files: &[PathBuf]) -> (bool, serde_json::Value, Stri
 fn digits_match_the_framework_image_by_image() {
     let want = expected();
     let images = want["images"].as_array().unwrap();
-    let files: Vec<PathBuf> = images.iter().map(|i| assets().join(i["file"].as_str().unwrap())).collect();
+    let files: Vec<PathBuf> = images
+        .iter()
+        .map(|i| assets().join(i["file"].as_str().unwrap()))
+        .collect();
     // The model was evaluated with torchvision's transform at 32: Resize(32) + CenterCrop(32).
     let (ok, got, stderr) = classify(&["--size", "32", "--resize", "32"], &files);
     assert!(ok, "{stderr}");
@@ -55,8 +58,15 @@ fn digits_match_the_framework_image_by_image() {
     }
     let accuracy = correct as f64 / images.len() as f64;
     let framework = want["accuracy"].as_f64().unwrap();
-    assert!((accuracy - framework).abs() < 1e-9, "accuracy {accuracy} vs the framework's {framework}");
-    eprintln!("digits: {correct}/{} correct ({:.2}%)", images.len(), 100.0 * accuracy);
+    assert!(
+        (accuracy - framework).abs() < 1e-9,
+        "accuracy {accuracy} vs the framework's {framework}"
+    );
+    eprintln!(
+        "digits: {correct}/{} correct ({:.2}%)",
+        images.len(),
+        100.0 * accuracy
+    );
 }
 
 #[test]
@@ -77,8 +87,13 @@ fn a_bad_file_is_reported_by_name_and_the_rest_still_classified() {
 
 #[test]
 fn no_resize_rejects_an_image_of_another_size() {
-    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess/rgb_199x257.png");
+    let img =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess/rgb_199x257.png");
     let (ok, got, _) = classify(&["--no-resize", "--size", "32"], &[img]);
     assert!(!ok);
-    assert!(got[0]["error"].as_str().unwrap().contains("32"), "{}", got[0]);
+    assert!(
+        got[0]["error"].as_str().unwrap().contains("32"),
+        "{}",
+        got[0]
+    );
 }

@@ -50,7 +50,11 @@ fn cases() -> Vec<Case> {
         .iter()
         .map(|c| Case {
             name: c["case"].as_str().expect("case").to_string(),
-            flavour: c["flavour"].as_str().expect("flavour").parse().expect("known flavour"),
+            flavour: c["flavour"]
+                .as_str()
+                .expect("flavour")
+                .parse()
+                .expect("known flavour"),
             units: usizes(&c["units"]),
             widths: usizes(&c["widths"]),
             stem_width: c["stem_width"].as_u64().expect("stem_width") as usize,
@@ -63,7 +67,10 @@ fn cases() -> Vec<Case> {
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 #[test]
@@ -73,7 +80,11 @@ fn every_flavour_matches_its_framework() {
     eprintln!("adapter: {}", ctx.summary());
     let cases = cases();
     if std::env::var_os("RESNET_FIXTURES").is_none() {
-        assert!(cases.len() >= 20, "expected the full fixture set, found {}", cases.len());
+        assert!(
+            cases.len() >= 20,
+            "expected the full fixture set, found {}",
+            cases.len()
+        );
     }
     let mut failures = Vec::new();
     let mut worst: Vec<(Flavour, f32, f32)> = Vec::new();
@@ -85,7 +96,11 @@ fn every_flavour_matches_its_framework() {
         )
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let arch = &net.arch;
-        assert_eq!(arch.flavour, case.flavour, "{}: inferred flavour", case.name);
+        assert_eq!(
+            arch.flavour, case.flavour,
+            "{}: inferred flavour",
+            case.name
+        );
         assert_eq!(
             arch.stages.iter().map(|s| s.units).collect::<Vec<_>>(),
             case.units,
@@ -98,7 +113,11 @@ fn every_flavour_matches_its_framework() {
             "{}: inferred widths",
             case.name
         );
-        assert_eq!(arch.stem_width, case.stem_width, "{}: stem width", case.name);
+        assert_eq!(
+            arch.stem_width, case.stem_width,
+            "{}: stem width",
+            case.name
+        );
         assert_eq!(arch.classes, case.classes, "{}: classes", case.name);
 
         let io = dir.join(format!("{}.io.safetensors", case.name));
@@ -122,7 +141,12 @@ fn every_flavour_matches_its_framework() {
         let mut first_bad = String::new();
         for f in &out.features {
             let want = read_tensor(&io, &f.name).unwrap();
-            let t = graph.features.iter().find(|(name, _)| *name == f.name).unwrap().1;
+            let t = graph
+                .features
+                .iter()
+                .find(|(name, _)| *name == f.name)
+                .unwrap()
+                .1;
             let info = &graph.tensors[t];
             let cpu_map = nhwc_to_nchw(cpu_all[t].as_ref().unwrap(), n, info.h, info.w, info.c);
             let (g, c) = (rel_err(&f.data, &want.data), rel_err(&cpu_map, &want.data));
@@ -152,5 +176,9 @@ fn every_flavour_matches_its_framework() {
     for (f, g, c) in &worst {
         eprintln!("worst relative logit error, {f}: gpu {g:.2e}, cpu {c:.2e}");
     }
-    assert!(failures.is_empty(), "beyond {REL_TOL:e}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "beyond {REL_TOL:e}:\n{}",
+        failures.join("\n")
+    );
 }

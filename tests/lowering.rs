@@ -3,9 +3,9 @@
 //! multiply-adds pin down every stride placement; the parameter counts every bias and BN.
 
 use resnet_wgpu::graph::{LowerOptions, Op, lower};
+use resnet_wgpu::model::Arch;
 use resnet_wgpu::model::params::{BatchNorm, ConvWeights, Params};
 use resnet_wgpu::model::random::random_params;
-use resnet_wgpu::model::Arch;
 
 /// (preset, params, BN stats, MACs @224 in units of 1e6, rounded as the spec prints them).
 const TABLE: &[(&str, u64, u64, u64)] = &[
@@ -45,7 +45,9 @@ fn conv_params(c: &ConvWeights) -> u64 {
 
 /// (trainable, running statistics) of a batch norm.
 fn bn_params(bn: Option<&BatchNorm>) -> (u64, u64) {
-    bn.map_or((0, 0), |b| (2 * b.channels() as u64, 2 * b.channels() as u64))
+    bn.map_or((0, 0), |b| {
+        (2 * b.channels() as u64, 2 * b.channels() as u64)
+    })
 }
 
 fn count(p: &Params) -> (u64, u64) {
@@ -85,13 +87,23 @@ fn presets_match_the_frameworks_parameter_and_mac_counts() {
     for &(name, want_params, want_stats, want_mmacs) in TABLE {
         let arch = Arch::preset(name).unwrap();
         let params = random_params(&arch, 1);
-        assert_eq!(count(&params), (want_params, want_stats), "{name}: params, BN stats");
+        assert_eq!(
+            count(&params),
+            (want_params, want_stats),
+            "{name}: params, BN stats"
+        );
         // The spec prints GMACs with 3 decimals: compare at that precision.
         let got = mmacs(&arch, &params, 224);
-        assert!(got.abs_diff(want_mmacs) <= 1, "{name}: {got} MMACs, spec {want_mmacs}");
+        assert!(
+            got.abs_diff(want_mmacs) <= 1,
+            "{name}: {got} MMACs, spec {want_mmacs}"
+        );
         if let Some(&(_, at299)) = SLIM_299.iter().find(|(n, _)| *n == name) {
             let got = mmacs(&arch, &params, 299);
-            assert!(got.abs_diff(at299) <= 1, "{name}@299: {got} MMACs, spec {at299}");
+            assert!(
+                got.abs_diff(at299) <= 1,
+                "{name}@299: {got} MMACs, spec {at299}"
+            );
         }
     }
 }
@@ -106,15 +118,31 @@ fn v2_projection_shares_one_read_with_the_reduce_conv_where_strides_agree() {
     };
     // slim: the projection is in unit 1 (stride 1), always merged.
     let slim = names("resnet_v2_50");
-    assert_eq!(slim.iter().filter(|n| n.ends_with("conv1+shortcut")).count(), 4);
+    assert_eq!(
+        slim.iter()
+            .filter(|n| n.ends_with("conv1+shortcut"))
+            .count(),
+        4
+    );
     assert!(!slim.iter().any(|n| n.ends_with("/shortcut")));
     // timm: stages 2-4 stride the projection but not the 1x1 reduce: separate convs there.
     let timm = names("resnetv2_50");
-    assert_eq!(timm.iter().filter(|n| n.ends_with("conv1+shortcut")).count(), 1);
+    assert_eq!(
+        timm.iter()
+            .filter(|n| n.ends_with("conv1+shortcut"))
+            .count(),
+        1
+    );
     assert_eq!(timm.iter().filter(|n| n.ends_with("/shortcut")).count(), 3);
     // Keras v1 strides both 1x1s of the first unit: merged in every stage.
     let keras = names("ResNet50");
-    assert_eq!(keras.iter().filter(|n| n.ends_with("conv1+shortcut")).count(), 4);
+    assert_eq!(
+        keras
+            .iter()
+            .filter(|n| n.ends_with("conv1+shortcut"))
+            .count(),
+        4
+    );
 }
 
 #[test]
@@ -122,7 +150,14 @@ fn every_conv_folds_its_batch_norm_and_v2_preacts_ride_on_the_consumers() {
     let arch = Arch::preset("resnet_v2_50").unwrap();
     let p = random_params(&arch, 3);
     let g = lower(&arch, &p, 64, 64, &LowerOptions::default()).unwrap();
-    let convs: Vec<_> = g.ops.iter().filter_map(|o| match o { Op::Conv(c) => Some(c), _ => None }).collect();
+    let convs: Vec<_> = g
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Conv(c) => Some(c),
+            _ => None,
+        })
+        .collect();
     // 1 stem + 16 units x 3 convs (projections merged) + classifier; no standalone BN op.
     assert_eq!(convs.len(), 1 + 16 * 3 + 1);
     assert!(!g.ops.iter().any(|o| matches!(o, Op::BnRelu(_))));
@@ -130,9 +165,19 @@ fn every_conv_folds_its_batch_norm_and_v2_preacts_ride_on_the_consumers() {
     assert_eq!(convs.iter().filter(|c| c.in_act.is_some()).count(), 16);
     assert_eq!(convs.iter().filter(|c| c.residual.is_some()).count(), 16);
     // slim's strided identity: x[::2, ::2] in the last unit of stages 1-3.
-    assert_eq!(convs.iter().filter(|c| c.residual.as_ref().is_some_and(|r| r.stride == 2)).count(), 3);
+    assert_eq!(
+        convs
+            .iter()
+            .filter(|c| c.residual.as_ref().is_some_and(|r| r.stride == 2))
+            .count(),
+        3
+    );
     // The post-norm is fused into the pool unless features are asked for.
-    assert!(g.ops.iter().any(|o| matches!(o, Op::GlobalAvgPool(gp) if gp.in_act.is_some())));
+    assert!(
+        g.ops
+            .iter()
+            .any(|o| matches!(o, Op::GlobalAvgPool(gp) if gp.in_act.is_some()))
+    );
     let gf = lower(&arch, &p, 64, 64, &LowerOptions { features: true }).unwrap();
     assert!(gf.ops.iter().any(|o| matches!(o, Op::BnRelu(_))));
     assert_eq!(gf.features.len(), 8); // stem_conv, stem_pool, stage1-4, post_norm, pooled

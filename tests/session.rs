@@ -22,15 +22,25 @@ fn context() -> GpuContext {
 
 fn input(len: usize, seed: u32) -> Vec<f32> {
     (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 23) as f32 - 1.0)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
+                / (1 << 23) as f32
+                - 1.0
+        })
         .collect()
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(err <= TOL * scale, "{what}: max |Δ| {err:e} > {TOL:e} x {scale}");
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= TOL * scale,
+        "{what}: max |Δ| {err:e} > {TOL:e} x {scale}"
+    );
 }
 
 fn small(flavour: Flavour, unit: UnitKind) -> Arch {
@@ -93,7 +103,9 @@ fn a_batch_over_the_binding_limit_runs_as_sub_batches_with_the_same_logits() {
     let whole = Session::new(&ctx, g.clone(), n).unwrap();
     assert_eq!(whole.plan().batch, n);
     // A device whose largest binding holds the arena of two images, not five.
-    let one = resnet_wgpu::plan::plan(&g, 1, &Limits::unlimited()).unwrap().arena_bytes;
+    let one = resnet_wgpu::plan::plan(&g, 1, &Limits::unlimited())
+        .unwrap()
+        .arena_bytes;
     let limits = Limits {
         max_binding_bytes: 2 * one + one / 2,
         ..Limits::from_wgpu(&ctx.limits)
@@ -105,7 +117,11 @@ fn a_batch_over_the_binding_limit_runs_as_sub_batches_with_the_same_logits() {
     assert_close(&b.logits, &a.logits, "sub-batched vs whole");
     // A smaller batch than planned reuses the session (the trailing sub-batch path).
     let c = whole.run_nchw(&x[..2 * 3 * side * side], 2).unwrap();
-    assert_close(&c.logits, &a.logits[..2 * 7], "batch 2 on a batch-5 session");
+    assert_close(
+        &c.logits,
+        &a.logits[..2 * 7],
+        "batch 2 on a batch-5 session",
+    );
 }
 
 #[test]
@@ -130,7 +146,10 @@ fn a_session_is_send_and_sync_and_serialises_concurrent_runs() {
     let g = graph(&small(Flavour::TimmV2, UnitKind::Bottleneck), 33, 33, false);
     let session = Session::new(&ctx, g, 2).unwrap();
     let inputs: Vec<Vec<f32>> = (0..4).map(|i| input(2 * 3 * 33 * 33, 10 + i)).collect();
-    let serial: Vec<Vec<f32>> = inputs.iter().map(|x| session.run_nchw(x, 2).unwrap().logits).collect();
+    let serial: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| session.run_nchw(x, 2).unwrap().logits)
+        .collect();
     std::thread::scope(|s| {
         let handles: Vec<_> = inputs
             .iter()

@@ -145,11 +145,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if batches.contains(&0) {
         return Err(Error::Input("batch sizes must be at least 1".into()));
     }
-    let graph = lower(&net.arch, &net.params, args.size, args.size, &LowerOptions::default())?;
+    let graph = lower(
+        &net.arch,
+        &net.params,
+        args.size,
+        args.size,
+        &LowerOptions::default(),
+    )?;
     let mut results = Vec::new();
     for &batch in &batches {
         let session = Session::new(&ctx, graph.clone(), batch)?;
-        let r = bench_one(&args, &name, &net.arch, &session, batch, warmup, steps, &adapter)?;
+        let r = bench_one(
+            &args, &name, &net.arch, &session, batch, warmup, steps, &adapter,
+        )?;
         if args.profile {
             profile(&args, &session, batch)?;
         }
@@ -161,7 +169,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         } else {
             serde_json::to_value(&results)
         };
-        println!("{}", serde_json::to_string_pretty(&v.expect("json")).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v.expect("json")).expect("json")
+        );
     } else if !args.sweep.is_empty() {
         print_sweep(&results, args.csv);
     }
@@ -193,7 +204,11 @@ fn bench_one(
             plan.weights_bytes as f64 / 1048576.0,
             plan.arena_bytes as f64 / 1048576.0,
             if plan.batch < batch {
-                format!(", {} sub-batches of {}", batch.div_ceil(plan.batch), plan.batch)
+                format!(
+                    ", {} sub-batches of {}",
+                    batch.div_ceil(plan.batch),
+                    plan.batch
+                )
             } else {
                 String::new()
             }

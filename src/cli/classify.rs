@@ -58,7 +58,11 @@ struct FileResult {
 }
 
 pub fn run(args: ClassifyArgs) -> Result<()> {
-    let flavour = args.flavour.as_deref().map(str::parse::<Flavour>).transpose()?;
+    let flavour = args
+        .flavour
+        .as_deref()
+        .map(str::parse::<Flavour>)
+        .transpose()?;
     let model = Model::load_with(&args.weights, &LoadOptions { flavour })?;
     let preprocess = Preprocess::for_flavour(model.flavour()).with_overrides(
         args.size,

@@ -47,7 +47,11 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> Result<()> {
-    let flavour = args.flavour.as_deref().map(str::parse::<Flavour>).transpose()?;
+    let flavour = args
+        .flavour
+        .as_deref()
+        .map(str::parse::<Flavour>)
+        .transpose()?;
     let net = load_network(&args.weights, &LoadOptions { flavour })?;
     log::info!(
         "{}: {} ResNet-{} ({} classes)",
@@ -72,7 +76,15 @@ pub fn run(args: InferArgs) -> Result<()> {
             net.arch.in_channels
         )));
     }
-    let graph = lower(&net.arch, &net.params, h, w, &LowerOptions { features: args.features })?;
+    let graph = lower(
+        &net.arch,
+        &net.params,
+        h,
+        w,
+        &LowerOptions {
+            features: args.features,
+        },
+    )?;
     let ctx = GpuContext::new(&args.gpu.choice())?;
     eprintln!("adapter: {}", ctx.summary());
     let batch = args.batch.unwrap_or(n).clamp(1, n.max(1));
@@ -94,9 +106,19 @@ pub fn run(args: InferArgs) -> Result<()> {
         } else {
             f.shape.to_vec()
         };
-        tensors.push((f.name, Tensor { shape, data: f.data }));
+        tensors.push((
+            f.name,
+            Tensor {
+                shape,
+                data: f.data,
+            },
+        ));
     }
     write_tensors(&args.output, &tensors)?;
-    eprintln!("wrote {} ({n} x {} logits)", args.output.display(), session.graph().classes());
+    eprintln!(
+        "wrote {} ({n} x {} logits)",
+        args.output.display(),
+        session.graph().classes()
+    );
     Ok(())
 }

@@ -2,8 +2,8 @@
 
 use super::GpuArgs;
 use clap::Args;
-use resnet_wgpu::gpu::context::{AdapterSummary, list_adapters};
 use resnet_wgpu::Result;
+use resnet_wgpu::gpu::context::{AdapterSummary, list_adapters};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -25,16 +25,36 @@ pub fn run(args: InfoArgs) -> Result<()> {
         let info = a.get_info();
         let l = a.limits();
         println!("[{i}] {}", AdapterSummary::from(&info));
-        println!("    max_buffer_size:                      {}", l.max_buffer_size);
-        println!("    max_storage_buffer_binding_size:      {}", l.max_storage_buffer_binding_size);
-        println!("    min_storage_buffer_offset_alignment:  {}", l.min_storage_buffer_offset_alignment);
-        println!("    max_compute_workgroup_storage_size:   {}", l.max_compute_workgroup_storage_size);
-        println!("    max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
+        println!(
+            "    max_buffer_size:                      {}",
+            l.max_buffer_size
+        );
+        println!(
+            "    max_storage_buffer_binding_size:      {}",
+            l.max_storage_buffer_binding_size
+        );
+        println!(
+            "    min_storage_buffer_offset_alignment:  {}",
+            l.min_storage_buffer_offset_alignment
+        );
+        println!(
+            "    max_compute_workgroup_storage_size:   {}",
+            l.max_compute_workgroup_storage_size
+        );
+        println!(
+            "    max_compute_invocations_per_workgroup: {}",
+            l.max_compute_invocations_per_workgroup
+        );
         println!(
             "    max_compute_workgroup_size:           {}x{}x{}",
-            l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_workgroup_size_z
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z
         );
-        println!("    max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
+        println!(
+            "    max_compute_workgroups_per_dimension: {}",
+            l.max_compute_workgroups_per_dimension
+        );
         println!("    features: {:?}", a.features());
     }
     Ok(())

@@ -2,16 +2,20 @@
 
 mod bench;
 mod classify;
-mod info;
 mod infer;
+mod info;
 mod plan;
 
 use clap::{Args, Parser, Subcommand};
-use resnet_wgpu::gpu::{AdapterChoice, Backend};
 use resnet_wgpu::Result;
+use resnet_wgpu::gpu::{AdapterChoice, Backend};
 
 #[derive(Parser, Debug)]
-#[command(name = "resnet", version, about = "ResNet inference as WGSL compute shaders on wgpu")]
+#[command(
+    name = "resnet",
+    version,
+    about = "ResNet inference as WGSL compute shaders on wgpu"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,14 +54,25 @@ pub fn run(args: PlanArgs) -> Result<()> {
         args.height.unwrap_or(args.size),
         args.width.unwrap_or(args.size),
     );
-    let graph = lower(&net.arch, &net.params, h, w, &LowerOptions { features: args.features })?;
+    let graph = lower(
+        &net.arch,
+        &net.params,
+        h,
+        w,
+        &LowerOptions {
+            features: args.features,
+        },
+    )?;
     let mut limits = Limits::unlimited();
     if let Some(b) = args.max_binding_bytes {
         limits.max_binding_bytes = b;
     }
     let plan = plan(&graph, args.batch, &limits)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan.to_json(&graph)).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json(&graph)).expect("json")
+        );
     } else {
         println!("{}", plan.describe(&graph));
     }

@@ -1,0 +1,279 @@
+//! The `resnet` binary end to end: its outputs and its errors for bad input.
+
+use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn resnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args)
+        .output()
+        .expect("run resnet")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A fresh scratch directory per test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnet-wgpu-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const CASE: &str = "torchvision_basic_small_32x32";
+
+/// Copies the case's checkpoint with `edit` applied to its (name, tensor) list.
+fn edited_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) -> PathBuf {
+    let src = fixture(&format!("{CASE}.weights.safetensors"));
+    let bytes = std::fs::read(&src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Tensor)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(_, v)| v.dtype() == safetensors::Dtype::F32)
+        .map(|(name, v)| {
+            let data = resnet_wgpu::tensor_file::f32_data(&name, &v).unwrap();
+            (
+                name,
+                Tensor {
+                    shape: v.shape().to_vec(),
+                    data,
+                },
+            )
+        })
+        .collect();
+    edit(&mut tensors);
+    let out = dir.join("edited.safetensors");
+    write_tensors(&out, &tensors).unwrap();
+    out
+}
+
+fn infer(weights: &Path, dir: &Path) -> Output {
+    let input = fixture(&format!("{CASE}.io.safetensors"));
+    let out = dir.join("out.safetensors");
+    resnet(&[
+        "infer",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn infer_writes_framework_logits_and_features() {
+    let dir = scratch("ok");
+    let out = dir.join("out.safetensors");
+    let io = fixture(&format!("{CASE}.io.safetensors"));
+    let o = resnet(&[
+        "infer",
+        "--weights",
+        fixture(&format!("{CASE}.weights.safetensors"))
+            .to_str()
+            .unwrap(),
+        "--input",
+        io.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--features",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("adapter"),
+        "logs the adapter: {}",
+        stderr(&o)
+    );
+    let got = read_tensor(&out, "logits").unwrap();
+    let want = read_tensor(&io, "logits").unwrap();
+    assert_eq!(got.shape, want.shape);
+    // Tolerance as in tests/golden.rs: 1e-3 relative to max(1, max|logit|).
+    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (a, b) in got.data.iter().zip(&want.data) {
+        assert!((a - b).abs() <= 1e-3 * scale, "{a} vs {b}");
+    }
+    for name in [
+        "feat/stem_conv",
+        "feat/stem_pool",
+        "feat/stage1",
+        "feat/stage4",
+        "feat/pooled",
+    ] {
+        let g = read_tensor(&out, name).unwrap();
+        assert_eq!(g.shape, read_tensor(&io, name).unwrap().shape, "{name}");
+    }
+}
+
+#[test]
+fn truncated_checkpoint_is_reported() {
+    let dir = scratch("truncated");
+    let bytes = std::fs::read(fixture(&format!("{CASE}.weights.safetensors"))).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = infer(&cut, &dir);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a valid safetensors file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = scratch("missing");
+    let w = edited_weights(&dir, |t| t.retain(|(n, _)| n != "layer2.0.conv1.weight"));
+    let o = infer(&w, &dir);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("layer2.0.conv1.weight"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let dir = scratch("shape");
+    let w = edited_weights(&dir, |t| {
+        let (_, x) = t
+            .iter_mut()
+            .find(|(n, _)| n == "layer3.1.bn1.running_var")
+            .unwrap();
+        x.data.push(1.0);
+        x.shape[0] += 1;
+    });
+    let o = infer(&w, &dir);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("layer3.1.bn1.running_var"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn too_small_input_is_rejected() {
+    let dir = scratch("small");
+    let input = dir.join("small.safetensors");
+    let t = Tensor {
+        shape: vec![1, 3, 16, 16],
+        data: vec![0.0; 3 * 16 * 16],
+    };
+    write_tensors(&input, &[("input".into(), t)]).unwrap();
+    let o = resnet(&[
+        "infer",
+        "--weights",
+        fixture(&format!("{CASE}.weights.safetensors"))
+            .to_str()
+            .unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.join("o.safetensors").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("below the minimum"), "{}", stderr(&o));
+}
+
+#[test]
+fn plan_json_reports_the_memory_figures() {
+    let o = resnet(&[
+        "plan",
+        "--model",
+        "resnet_v2_152",
+        "--batch",
+        "32",
+        "--size",
+        "224",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let get = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} missing"));
+    let (arena, naive, lb) = (
+        get("arena_bytes"),
+        get("naive_bytes"),
+        get("lower_bound_bytes"),
+    );
+    assert!(get("weights_bytes") > 200 << 20);
+    assert!(lb <= arena && arena as f64 <= 1.1 * lb as f64 && arena < naive);
+    assert!(v["dispatches"].as_array().unwrap().len() > 150);
+}
+
+#[test]
+fn bench_json_has_every_field_and_the_software_defaults() {
+    let o = resnet(&[
+        "bench", "--model", "resnet18", "--size", "32", "--batch", "2", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("software adapter"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in [
+        "mean_s",
+        "sd_s",
+        "min_s",
+        "max_s",
+        "images_per_s",
+        "gflops",
+        "gpu_mean_s",
+    ] {
+        assert!(
+            v[k].as_f64().is_some_and(|x| x > 0.0 || k == "sd_s"),
+            "{k}: {v}"
+        );
+    }
+    for k in ["flops_per_image", "weights_bytes", "arena_bytes"] {
+        assert!(v[k].as_u64().is_some_and(|x| x > 0), "{k}");
+    }
+    assert_eq!(
+        (v["warmup"].as_u64(), v["steps"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert!(v["adapter"]["name"].is_string());
+    // 2 x MACs of resnet18 at 32x32 (1/49 of 224's 1.814 GMACs, plus edge effects).
+    let flops = v["flops_per_image"].as_u64().unwrap();
+    assert!((70_000_000..80_000_000).contains(&flops), "{flops}");
+}
+
+#[test]
+fn bench_sweep_csv_and_profile() {
+    let o = resnet(&[
+        "bench", "--model", "resnet18", "--size", "32", "--sweep", "1,3", "--csv", "--steps", "2",
+        "--warmup", "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("batch,mean_s,sd_s"), "{out}");
+    assert!(
+        lines[1].starts_with("1,") && lines[2].starts_with("3,"),
+        "{out}"
+    );
+
+    let o = resnet(&[
+        "bench",
+        "--model",
+        "resnet18",
+        "--size",
+        "32",
+        "--batch",
+        "1",
+        "--profile",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("per-dispatch GPU time") && out.contains("stem/conv"),
+        "{out}"
+    );
+}
