@@ -112,7 +112,6 @@ impl Classifier {
     ) -> Result<Classifier> {
         let preprocess = opts
             .preprocess
-            .clone()
             .unwrap_or_else(|| Preprocess::for_flavour(model.flavour()));
         let labels = opts
             .labels

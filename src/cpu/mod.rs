@@ -300,7 +300,7 @@ mod tests {
             relu: false,
         });
         let tensors = [t(2, 2, 1), t(2, 2, 1), t(3, 3, 1), t(2, 2, 2)];
-        let res: Vec<f32> = (0..9).map(|i| i as f32 * -1.0).collect();
+        let res: Vec<f32> = (0..9).map(|i| -(i as f32)).collect();
         let (out, split) = conv(&op, &tensors, 1, &[1.0, 2.0, 3.0, 4.0], Some(&res));
         // res[0,0]=0, res[0,2]=-2, res[2,0]=-6, res[2,2]=-8
         assert_eq!(out, [1.0, 0.0, 0.0, 0.0]);
