@@ -2,7 +2,8 @@
 //! maps that the real frameworks (TF-slim, Keras, timm, torchvision) computed for the same
 //! checkpoints. Fixtures are made by `tools/gen_fixtures.py`; see `tests/fixtures/manifest.json`.
 //!
-//! Tolerance: |Δlogit| ≤ 1e-3 · max(1, max|logit|) per case (the frameworks run f32 in their own
+//! Tolerance: |Δ| ≤ 1e-3 · max(1, max|reference|) for the logits and for every feature map of
+//! every case (the frameworks run f32 in their own
 //! summation order; we fold batch norm into the weights, which moves the rounding).
 
 use resnet_wgpu::cpu;
@@ -159,7 +160,8 @@ fn every_flavour_matches_its_framework() {
             case.name,
             case.flavour.name()
         );
-        if gpu_err > REL_TOL || cpu_err > REL_TOL {
+        // Every intermediate map must match too, not only the logits.
+        if gpu_err > REL_TOL || cpu_err > REL_TOL || !first_bad.is_empty() {
             failures.push(format!(
                 "{}: gpu {gpu_err:.2e} cpu {cpu_err:.2e}{first_bad}",
                 case.name
