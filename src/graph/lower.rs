@@ -101,6 +101,33 @@ struct ConvSpec<'a> {
     relu: bool,
 }
 
+impl<'a> ConvSpec<'a> {
+    /// A conv reading `input` with nothing fused around it but an optional ReLU.
+    fn new(name: String, input: TensorId, stride: usize, relu: bool) -> ConvSpec<'a> {
+        ConvSpec {
+            name,
+            input,
+            stride,
+            in_act: None,
+            residual: None,
+            relu,
+        }
+    }
+
+    /// Applies a v2 pre-activation BN+ReLU to the input as it is loaded.
+    fn preact(self, bn: Option<&'a BatchNorm>) -> ConvSpec<'a> {
+        ConvSpec { in_act: bn, ..self }
+    }
+
+    /// Adds a residual in the epilogue.
+    fn residual(self, r: Residual) -> ConvSpec<'a> {
+        ConvSpec {
+            residual: Some(r),
+            ..self
+        }
+    }
+}
+
 struct Builder {
     tensors: Vec<TensorInfo>,
     ops: Vec<Op>,
@@ -206,14 +233,7 @@ pub fn lower(
 
     // Stem: v1 folds its BN and applies ReLU; v2 has neither (the first unit's preact does it).
     let stem = b.conv(
-        ConvSpec {
-            name: "stem/conv".into(),
-            input,
-            stride: 2,
-            in_act: None,
-            residual: None,
-            relu: !v2,
-        },
+        ConvSpec::new("stem/conv".into(), input, 2, !v2),
         fold(&params.stem, params.stem_bn.as_ref()),
         None,
     )?;
@@ -271,14 +291,7 @@ pub fn lower(
     }));
     b.features.push(("feat/pooled".into(), pooled));
     let logits = b.conv(
-        ConvSpec {
-            name: "classifier".into(),
-            input: pooled,
-            stride: 1,
-            in_act: None,
-            residual: None,
-            relu: false,
-        },
+        ConvSpec::new("classifier".into(), pooled, 1, false),
         fold(&params.classifier, None),
         None,
     )?;
@@ -348,14 +361,8 @@ fn reduce_and_projection(
         Some((proj, proj_stride)) if proj_stride == reduce_stride && proj.kh == 1 => {
             let at = reduce.cout;
             let out = b.conv(
-                ConvSpec {
-                    name: format!("{name}/conv1+shortcut"),
-                    input: x,
-                    stride: reduce_stride,
-                    in_act,
-                    residual: None,
-                    relu: true,
-                },
+                ConvSpec::new(format!("{name}/conv1+shortcut"), x, reduce_stride, true)
+                    .preact(in_act),
                 concat_cout(reduce, proj),
                 Some(at),
             )?;
@@ -364,26 +371,12 @@ fn reduce_and_projection(
         }
         Some((proj, proj_stride)) => {
             let shortcut = b.conv(
-                ConvSpec {
-                    name: format!("{name}/shortcut"),
-                    input: x,
-                    stride: proj_stride,
-                    in_act,
-                    residual: None,
-                    relu: false,
-                },
+                ConvSpec::new(format!("{name}/shortcut"), x, proj_stride, false).preact(in_act),
                 proj,
                 None,
             )?;
             let out = b.conv(
-                ConvSpec {
-                    name: format!("{name}/conv1"),
-                    input: x,
-                    stride: reduce_stride,
-                    in_act,
-                    residual: None,
-                    relu: true,
-                },
+                ConvSpec::new(format!("{name}/conv1"), x, reduce_stride, true).preact(in_act),
                 reduce,
                 None,
             )?;
@@ -391,14 +384,7 @@ fn reduce_and_projection(
         }
         None => {
             let out = b.conv(
-                ConvSpec {
-                    name: format!("{name}/conv1"),
-                    input: x,
-                    stride: reduce_stride,
-                    in_act,
-                    residual: None,
-                    relu: true,
-                },
+                ConvSpec::new(format!("{name}/conv1"), x, reduce_stride, true).preact(in_act),
                 reduce,
                 None,
             )?;
@@ -449,27 +435,14 @@ fn v2_bottleneck(
         Some(preact),
     )?;
     let r2 = b.conv(
-        ConvSpec {
-            name: format!("{name}/conv2"),
-            input: r1,
-            stride,
-            in_act: None,
-            residual: None,
-            relu: true,
-        },
+        ConvSpec::new(format!("{name}/conv2"), r1, stride, true),
         fold(&unit.conv2, unit.bn2.as_ref()),
         None,
     )?;
     let conv3 = unit.conv3.as_ref().ok_or_else(|| missing(name, "conv3"))?;
     b.conv(
-        ConvSpec {
-            name: format!("{name}/conv3"),
-            input: r2,
-            stride: 1,
-            in_act: None,
-            residual: Some(residual_of(shortcut, x, stride)),
-            relu: false,
-        },
+        ConvSpec::new(format!("{name}/conv3"), r2, 1, false)
+            .residual(residual_of(shortcut, x, stride)),
         fold(conv3, None),
         None,
     )
@@ -488,40 +461,20 @@ fn v2_basic(
         .ok_or_else(|| missing(name, "preact"))?;
     let shortcut = match &unit.shortcut {
         Some((conv, bn)) => Some(b.conv(
-            ConvSpec {
-                name: format!("{name}/shortcut"),
-                input: x,
-                stride,
-                in_act: Some(preact),
-                residual: None,
-                relu: false,
-            },
+            ConvSpec::new(format!("{name}/shortcut"), x, stride, false).preact(Some(preact)),
             fold(conv, bn.as_ref()),
             None,
         )?),
         None => None,
     };
     let r1 = b.conv(
-        ConvSpec {
-            name: format!("{name}/conv1"),
-            input: x,
-            stride,
-            in_act: Some(preact),
-            residual: None,
-            relu: true,
-        },
+        ConvSpec::new(format!("{name}/conv1"), x, stride, true).preact(Some(preact)),
         fold(&unit.conv1, Some(&unit.bn1)),
         None,
     )?;
     b.conv(
-        ConvSpec {
-            name: format!("{name}/conv2"),
-            input: r1,
-            stride: 1,
-            in_act: None,
-            residual: Some(residual_of(shortcut, x, stride)),
-            relu: false,
-        },
+        ConvSpec::new(format!("{name}/conv2"), r1, 1, false)
+            .residual(residual_of(shortcut, x, stride)),
         fold(&unit.conv2, unit.bn2.as_ref()),
         None,
     )
@@ -556,14 +509,7 @@ fn v1_unit(
                 None,
             )?;
             let r2 = b.conv(
-                ConvSpec {
-                    name: format!("{name}/conv2"),
-                    input: r1,
-                    stride: s2,
-                    in_act: None,
-                    residual: None,
-                    relu: true,
-                },
+                ConvSpec::new(format!("{name}/conv2"), r1, s2, true),
                 fold(&unit.conv2, unit.bn2.as_ref()),
                 None,
             )?;
@@ -573,28 +519,14 @@ fn v1_unit(
         UnitKind::Basic => {
             let shortcut = match projection {
                 Some((proj, s)) => Some(b.conv(
-                    ConvSpec {
-                        name: format!("{name}/shortcut"),
-                        input: x,
-                        stride: s,
-                        in_act: None,
-                        residual: None,
-                        relu: false,
-                    },
+                    ConvSpec::new(format!("{name}/shortcut"), x, s, false),
                     proj,
                     None,
                 )?),
                 None => None,
             };
             let r1 = b.conv(
-                ConvSpec {
-                    name: format!("{name}/conv1"),
-                    input: x,
-                    stride,
-                    in_act: None,
-                    residual: None,
-                    relu: true,
-                },
+                ConvSpec::new(format!("{name}/conv1"), x, stride, true),
                 fold(&unit.conv1, Some(&unit.bn1)),
                 None,
             )?;
@@ -606,14 +538,8 @@ fn v1_unit(
         UnitKind::Basic => "conv2",
     };
     b.conv(
-        ConvSpec {
-            name: format!("{name}/{last_name}"),
-            input: last_input,
-            stride: 1,
-            in_act: None,
-            residual: Some(residual_of(shortcut, x, stride)),
-            relu: true,
-        },
+        ConvSpec::new(format!("{name}/{last_name}"), last_input, 1, true)
+            .residual(residual_of(shortcut, x, stride)),
         fold(last_conv, last_bn),
         None,
     )
