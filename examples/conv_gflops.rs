@@ -3,12 +3,17 @@
 //! `cargo run --release --example conv_gflops [-- BATCH [SECONDS [FILTER]]]` (FILTER: only shapes
 //! whose name contains it)
 //!
-//! Not a test: numbers depend on the machine. Each shape/variant is run once to compile the
-//! pipeline, then in timing steps of ~0.15 s (one submission of several dispatches each) for
-//! about SECONDS (default 1.5); the best step is printed with the median, because on a shared
-//! CPU (lavapipe) other processes only ever make a step slower.
+//! Not a test: numbers depend on the machine. Each shape/config is run once to compile the
+//! pipeline, then in timing steps of ~0.15 s (one submission of several dispatches each),
+//! INTERLEAVED across the configs of a shape (so background load hits them alike), for about
+//! SECONDS (default 1.5) per config; the best step is printed with the median, because on a
+//! shared CPU (lavapipe) other processes only ever make a step slower.
+//!
+//! Configs: `plan` (what the plan picks on this device), `plan+chk` (the same with the bounds
+//! checks forced on: the kernel before plan-time tuning), `register` and `shared` (variant
+//! forced).
 
-use resnet_wgpu::gpu::kernels::{ConvVariant, Kernels};
+use resnet_wgpu::gpu::kernels::{ConvConfig, ConvVariant, Kernels};
 use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
 use std::time::{Duration, Instant};
@@ -28,6 +33,8 @@ struct Shape {
 const SHAPES: &[Shape] = &[
     Shape { name: "1x1 56x56 256->64", h: 56, cin: 256, cout: 64, k: 1, stride: 1, in_act: false },
     Shape { name: "1x1 56x56 64->256", h: 56, cin: 64, cout: 256, k: 1, stride: 1, in_act: false },
+    Shape { name: "1x1 28x28 512->128 +in_act", h: 28, cin: 512, cout: 128, k: 1, stride: 1, in_act: true },
+    Shape { name: "1x1 14x14 256->1024", h: 14, cin: 256, cout: 1024, k: 1, stride: 1, in_act: false },
     Shape { name: "3x3 56x56 64->64", h: 56, cin: 64, cout: 64, k: 3, stride: 1, in_act: false },
     Shape { name: "3x3 28x28 128->128", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: false },
     Shape { name: "3x3 28x28 128->128 +in_act", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: true },
@@ -45,17 +52,31 @@ fn main() {
     let filter = args.next().unwrap_or_default();
     let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
     println!("adapter: {}, batch {batch}", ctx.summary());
-    let variants = [ConvVariant::Register, ConvVariant::Shared];
-    let kernels: Vec<Kernels> = variants
-        .iter()
-        .map(|&v| {
-            let mut k = Kernels::new(&ctx.device, &ctx.limits);
-            k.set_conv_variant(Some(v));
-            k
-        })
-        .collect();
-    println!("GFLOP/s, best (median) of ~0.15 s steps");
-    println!("{:<32} {:>15} {:>15}", "shape", "register", "shared");
+    let kernels = Kernels::new(&ctx.device, &ctx.limits);
+    type Tweak = fn(&Kernels, &ConvOp, &[TensorInfo], u32) -> ConvConfig;
+    let configs: [(&str, Tweak); 4] = [
+        ("plan", |k, op, t, b| k.conv_config_for(op, t, b)),
+        ("plan+chk", |k, op, t, b| ConvConfig {
+            checks: true,
+            ..k.conv_config_for(op, t, b)
+        }),
+        ("register", |k, op, t, b| {
+            let mut p = k.device_profile();
+            p.forced = Some(ConvVariant::Register);
+            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
+        }),
+        ("shared", |k, op, t, b| {
+            let mut p = k.device_profile();
+            p.forced = Some(ConvVariant::Shared);
+            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
+        }),
+    ];
+    println!("GFLOP/s, best (median) of ~0.15 s steps, configs interleaved");
+    let mut head = format!("{:<32}", "shape");
+    for (name, _) in &configs {
+        head += &format!(" {name:>15}");
+    }
+    println!("{head}");
     for s in SHAPES.iter().filter(|s| s.name.contains(&filter)) {
         let pad = s.k / 2;
         let oh = (s.h + 2 * pad - s.k) / s.stride + 1;
@@ -113,8 +134,11 @@ fn main() {
             });
         let flops = 2.0 * batch as f64 * Op::Conv(op.clone()).macs_per_image(&tensors) as f64;
         let mut row = format!("{:<32}", s.name);
-        for k in &kernels {
-            let d = k.conv(
+        let mut runs = Vec::new();
+        for (_, tweak) in &configs {
+            let cfg = tweak(&kernels, &op, &tensors, batch as u32);
+            let d = kernels.conv_with(
+                &cfg,
                 &op,
                 &tensors,
                 batch as u32,
@@ -122,32 +146,40 @@ fn main() {
                 &[0, out_off],
                 weights.as_entire_buffer_binding(),
             );
-            let run = |reps: usize| {
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    for _ in 0..reps {
-                        d.encode(&mut pass);
-                    }
+            runs.push((d, 1usize, Vec::new()));
+        }
+        let run = |d: &resnet_wgpu::gpu::Dispatch, reps: usize| {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for _ in 0..reps {
+                    d.encode(&mut pass);
                 }
-                ctx.queue.submit([enc.finish()]);
-                ctx.device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .unwrap();
-            };
-            run(1); // compile + warm up
+            }
+            ctx.queue.submit([enc.finish()]);
+            ctx.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .unwrap();
+        };
+        for (d, reps, _) in &mut runs {
+            run(d, 1); // compile + warm up
             // Size a step so one submission takes ~0.15 s.
             let t = Instant::now();
-            run(1);
+            run(d, 1);
             let once = t.elapsed().max(Duration::from_micros(50));
-            let reps = ((0.15 / once.as_secs_f64()) as usize).clamp(1, 1000);
-            let mut rates = Vec::new();
-            let start = Instant::now();
-            while rates.len() < 3 || start.elapsed().as_secs_f64() < seconds {
+            *reps = ((0.15 / once.as_secs_f64()) as usize).clamp(1, 1000);
+        }
+        let start = Instant::now();
+        let mut rounds = 0;
+        while rounds < 3 || start.elapsed().as_secs_f64() < seconds * runs.len() as f64 {
+            for (d, reps, rates) in &mut runs {
                 let t = Instant::now();
-                run(reps);
-                rates.push(flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
+                run(d, *reps);
+                rates.push(flops * *reps as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
+            rounds += 1;
+        }
+        for (_, _, rates) in &mut runs {
             rates.sort_by(f64::total_cmp);
             let (best, median) = (rates[rates.len() - 1], rates[rates.len() / 2]);
             row += &format!(" {best:>7.2} ({median:>5.2})");

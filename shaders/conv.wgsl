@@ -66,6 +66,9 @@ override VEC4: bool = false;
 override IS_1X1: bool = false;
 // Invocations per workgroup of the register-only variant (one output pixel each).
 override RWG: u32 = 32u;
+// Bounds checks for partial tiles. The plan sets it false when the tiles divide M and N (and K
+// for the shared variant) and cout is a multiple of a tile's channels, which compiles them out.
+override CHECKS: bool = true;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The one activation arena, read_write: every tensor of the plan lives in it, so inputs,
@@ -87,7 +90,7 @@ fn has_flag(f: u32) -> bool {
 // The caller guarantees m < M; channels >= cout (padding of the last vec4) are dropped.
 fn store4(m: u32, n4: u32, v: vec4<f32>) {
     let c0 = n4 * 4u;
-    if (c0 >= p.cout) {
+    if (CHECKS && c0 >= p.cout) {
         return;
     }
     let r = v + consts[p.bias4 + n4];
@@ -105,7 +108,7 @@ fn store4(m: u32, n4: u32, v: vec4<f32>) {
     let split_c = p.cout - p.at;
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
-        if (c >= p.cout) {
+        if (CHECKS && c >= p.cout) {
             break;
         }
         var x = r[j];
@@ -184,14 +187,14 @@ fn conv_register(
     // Consecutive pixels per invocation, so the invocations past M form whole trailing SIMD
     // groups that return here instead of computing masked-off work.
     let m0 = (tm * RWG + lid) * RTM;
-    if (m0 >= p.m) {
+    if (CHECKS && m0 >= p.m) {
         return;
     }
     // This tile's weight columns, clamped so a partial last tile re-reads the last column
     // instead of running past the row (those results are never stored).
     var col: array<u32, RTN4>;
     for (var j = 0u; j < RTN4; j++) {
-        col[j] = min(tn * RTN4 + j, p.coutp4 - 1u);
+        col[j] = select(tn * RTN4 + j, min(tn * RTN4 + j, p.coutp4 - 1u), CHECKS);
     }
     let in_act = has_flag(FLAG_IN_ACT);
 
@@ -203,7 +206,7 @@ fn conv_register(
     var img_row: array<u32, RTM>;
     for (var i = 0u; i < RTM; i++) {
         // Pixels past M (last tile) compute on a clamped, valid row; they are not stored.
-        let m = min(m0 + i, p.m - 1u);
+        let m = select(m0 + i, min(m0 + i, p.m - 1u), CHECKS);
         valid[i] = true;
         if (IS_1X1) {
             base[i] = p.in_off + m * p.cin;
@@ -289,7 +292,7 @@ fn conv_register(
     }
     for (var i = 0u; i < RTM; i++) {
         let m = m0 + i;
-        if (m < p.m) {
+        if (!CHECKS || m < p.m) {
             for (var j = 0u; j < RTN4; j++) {
                 store4(m, tn * RTN4 + j, acc[i * RTN4 + j]);
             }
@@ -348,7 +351,7 @@ fn a_index(r: Row, k: u32) -> vec2<i32> {
 // A[row, k] with the pre-activation applied; 0 outside M x K (so partial tiles add nothing)
 // and for taps in the zero padding (which pads the pre-activated map, hence after the act).
 fn load_a(r: Row, k: u32, k_total: u32) -> f32 {
-    if (!r.ok || k >= k_total) {
+    if (CHECKS && (!r.ok || k >= k_total)) {
         return 0.0;
     }
     let ic = a_index(r, k);
@@ -364,7 +367,7 @@ fn load_a(r: Row, k: u32, k_total: u32) -> f32 {
 
 // A[row, k .. k + 3] (cin % 4 == 0 and k % 4 == 0, so the 4 columns are 4 channels of one tap).
 fn load_a4(r: Row, k: u32, k_total: u32) -> vec4<f32> {
-    if (!r.ok || k >= k_total) {
+    if (CHECKS && (!r.ok || k >= k_total)) {
         return vec4<f32>(0.0);
     }
     let ic = a_index(r, k);
@@ -423,7 +426,7 @@ fn conv_shared(
             let n4 = tn * SBN4 + lid % SBN4;
             let k = k0 + kk;
             var v = vec4<f32>(0.0);
-            if (k < k_total && n4 < p.coutp4) {
+            if (!CHECKS || (k < k_total && n4 < p.coutp4)) {
                 v = consts[k * p.coutp4 + n4];
             }
             sb[lid] = v;
@@ -439,7 +442,7 @@ fn conv_shared(
     }
     for (var i = 0u; i < 4u; i++) {
         let m = tm * SBM + ty * 4u + i;
-        if (m < p.m) {
+        if (!CHECKS || m < p.m) {
             store4(m, tn * SBN4 + tx, acc[i]);
         }
     }

@@ -300,6 +300,44 @@ fn conv_cases() -> Vec<ConvCase> {
             batch: 3,
             ..case(1, 1, 64, 10, 1, 1)
         },
+        // Tiles divide M (64 / 128 pixels), N (64 channels) and K (16, 144): the plan drops the
+        // bounds checks in both variants (asserted in `conv_configs_drop_checks_only_when_tiles_divide`).
+        ConvCase {
+            in_act: true,
+            residual: Some(1),
+            relu: true,
+            ..case(8, 8, 16, 64, 1, 1)
+        },
+        ConvCase {
+            batch: 2,
+            in_act: true,
+            residual: Some(2),
+            relu: true,
+            ..case(8, 8, 16, 64, 3, 1)
+        },
+        // ... with a split (conv1+shortcut), at a tile boundary and inside a tile.
+        ConvCase {
+            in_act: true,
+            split: Some(32),
+            relu: true,
+            ..case(8, 8, 32, 64, 1, 1)
+        },
+        ConvCase {
+            batch: 2,
+            split: Some(20),
+            ..case(8, 8, 16, 64, 1, 1)
+        },
+        // M divides the register tile (32) but not the shared one (64); N divides neither.
+        ConvCase {
+            batch: 1,
+            ..case(4, 8, 16, 36, 1, 1)
+        },
+        // N divides, M does not (7x7 maps like stage 4).
+        ConvCase {
+            batch: 1,
+            in_act: true,
+            ..case(7, 7, 32, 64, 3, 1)
+        },
     ]
 }
 
@@ -392,9 +430,51 @@ fn conv_matches_cpu_reference() {
             );
         }
     }
-    // Structural overrides only: {vec4, scalar} x {1x1, general} per variant (the register
-    // Kernels also runs the 3 pool/elementwise pipelines in the other tests).
-    assert!(g.shared.pipeline_count() <= 4 && g.register.pipeline_count() <= 4 + 3);
+    // Structural overrides only: {vec4, scalar} x {1x1, general} x {checks, none} per variant
+    // (the register Kernels also runs the 3 pool/elementwise pipelines in the other tests).
+    assert!(g.shared.pipeline_count() <= 8 && g.register.pipeline_count() <= 8 + 3);
+}
+
+#[test]
+fn conv_configs_drop_checks_only_when_tiles_divide() {
+    use resnet_wgpu::plan::kernel::{DeviceProfile, choose_conv};
+    let profile = |v| DeviceProfile {
+        software: false,
+        forced: Some(v),
+    };
+    let reg = profile(ConvVariant::Register);
+    let sh = profile(ConvVariant::Shared);
+    let cfg = |c: &ConvCase, p: &DeviceProfile| {
+        let (op, t) = build_conv(c, &mut Rng(5));
+        choose_conv(&op, &t, c.batch, p)
+    };
+    // 8x8 1x1 16->64: M 64, N 64, K 16: every tile divides.
+    let c = case(8, 8, 16, 64, 1, 1);
+    assert!(!cfg(&c, &reg).checks && !cfg(&c, &sh).checks);
+    assert!(cfg(&c, &reg).is_1x1 && cfg(&c, &reg).vec4);
+    // K 144 = 9 * 16 and M 128.
+    let c = ConvCase {
+        batch: 2,
+        ..case(8, 8, 16, 64, 3, 1)
+    };
+    assert!(!cfg(&c, &reg).checks && !cfg(&c, &sh).checks);
+    // M 32: the register tile divides, the shared one does not.
+    let c = case(4, 8, 16, 64, 1, 1);
+    assert!(!cfg(&c, &reg).checks && cfg(&c, &sh).checks);
+    // N 36 (not a multiple of 8), M 49, K 12 (not a multiple of 16).
+    for c in [
+        case(4, 8, 16, 36, 1, 1),
+        case(7, 7, 16, 64, 1, 1),
+        case(8, 8, 12, 64, 1, 1),
+    ] {
+        assert!(cfg(&c, &sh).checks, "{c:?}");
+    }
+    assert!(cfg(&case(7, 7, 16, 64, 1, 1), &reg).checks);
+    // The grid covers the GEMM.
+    let c = case(7, 7, 32, 64, 3, 1);
+    let r = cfg(&c, &reg);
+    assert_eq!((r.m, r.n, r.k), (49, 64, 288));
+    assert_eq!(r.tiles, 64u32.div_ceil(8) * 49u32.div_ceil(32));
 }
 
 #[test]

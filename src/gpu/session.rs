@@ -76,7 +76,8 @@ impl Session {
         if batch == 0 {
             return Err(Error::Input("batch size must be at least 1".into()));
         }
-        let plan = plan::plan(&graph, batch, limits)?;
+        let kernels = Kernels::new(&ctx.device, &ctx.limits);
+        let plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
         if plan.batch < batch {
             log::info!(
                 "batch {batch} exceeds the device's buffer limits; running it as {} sub-batches of {}",
@@ -124,7 +125,6 @@ impl Session {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let kernels = Kernels::new(device, &ctx.limits);
         let mut session = Session {
             ctx: ctx.clone(),
             graph,
@@ -174,7 +174,8 @@ impl Session {
             .ops
             .iter()
             .zip(&self.plan.weights)
-            .map(|(op, slot)| {
+            .zip(&self.plan.steps)
+            .map(|((op, slot), step)| {
                 let consts = (slot.size_bytes > 0).then(|| wgpu::BufferBinding {
                     buffer: &self.weights[slot.buffer],
                     offset: slot.offset_bytes,
@@ -183,7 +184,13 @@ impl Session {
                 let k = &self.kernels;
                 let arena = &self.arena;
                 match op {
-                    Op::Conv(o) => k.conv(
+                    Op::Conv(o) => k.conv_with(
+                        // The plan's choice; a smaller trailing sub-batch has another M, so
+                        // its tiles (and bounds checks) are chosen again for its size.
+                        &step
+                            .conv
+                            .filter(|_| n as usize == self.plan.batch)
+                            .unwrap_or_else(|| k.conv_config_for(o, tensors, n)),
                         o,
                         tensors,
                         n,

@@ -19,6 +19,7 @@
 
 mod arena;
 mod check;
+pub mod kernel;
 mod report;
 mod weights;
 
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 
 pub use arena::Interval;
+pub use kernel::{ConvConfig, ConvVariant, DeviceProfile};
 
 /// The device limits the plan must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub struct Step {
     pub output_shape: [usize; 4],
     /// Multiply-adds for the whole sub-batch.
     pub macs: u64,
+    /// Convs: the kernel variant and tile configuration ([`kernel::choose_conv`]).
+    pub conv: Option<ConvConfig>,
 }
 
 /// Where a tensor lives in the arena, and when.
@@ -163,8 +167,19 @@ pub fn op_kind(op: &Op) -> &'static str {
 const F32: u64 = 4;
 
 /// Plans `graph` for `batch` images on a device with `limits`. If the arena for `batch` images
-/// is too big for the device, the plan is for the largest sub-batch that fits.
+/// is too big for the device, the plan is for the largest sub-batch that fits. Kernel choices
+/// are for a hardware GPU ([`DeviceProfile::gpu`]); see [`plan_for`].
 pub fn plan(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
+    plan_for(graph, batch, limits, &DeviceProfile::gpu())
+}
+
+/// As [`plan`], with the per-step kernel choices made for `device`.
+pub fn plan_for(
+    graph: &Graph,
+    batch: usize,
+    limits: &Limits,
+    device: &DeviceProfile,
+) -> Result<Plan> {
     if batch == 0 {
         return Err(Error::Input("the batch size must be at least 1".into()));
     }
@@ -239,6 +254,10 @@ pub fn plan(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
                 kind: op_kind(op),
                 output_shape: [sub, out.h, out.w, out.c],
                 macs: op.macs_per_image(&graph.tensors) * sub as u64,
+                conv: match op {
+                    Op::Conv(c) => Some(kernel::choose_conv(c, &graph.tensors, sub, device)),
+                    _ => None,
+                },
             }
         })
         .collect();

@@ -23,6 +23,18 @@ impl Plan {
                     "kind": s.kind,
                     "output_shape": s.output_shape,
                     "macs": s.macs,
+                    "kernel": s.conv.map(|c| json!({
+                        "variant": c.variant.name(),
+                        "workgroup_size": c.wg,
+                        "tile_m": c.tile_m,
+                        "tile_n": 4 * c.tile_n4,
+                        "vec4": c.vec4,
+                        "is_1x1": c.is_1x1,
+                        "bounds_checks": c.checks,
+                        "m_fastest": c.m_fastest,
+                        "gemm_mnk": [c.m, c.n, c.k],
+                        "workgroups": c.tiles,
+                    })),
                     "inputs": op.inputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "outputs": op.outputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "output_offset_bytes": self.tensors[op.outputs()[0]].offset_bytes,
@@ -83,22 +95,25 @@ impl Plan {
             .max(4);
         let _ = writeln!(
             s,
-            "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10}  {:>14}",
+            "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10}  {:>14}  kernel",
             "#", "name", "kind", "output NHWC", "MMACs", "out offset MiB"
         );
         for st in &self.steps {
             let out = graph.ops[st.op].outputs()[0];
             let [n, h, w, c] = st.output_shape;
-            let _ = writeln!(
-                s,
-                "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10.1}  {:>14.2}",
+            let line = format!(
+                "{:>4}  {:<name_w$}  {:<15}  {:>22}  {:>10.1}  {:>14.2}  {}",
                 st.op,
                 st.name,
                 st.kind,
                 format!("{n}x{h}x{w}x{c}"),
                 st.macs as f64 / 1e6,
                 self.tensors[out].offset_bytes as f64 / MIB,
+                st.conv
+                    .map(|c| format!("{} ({} wg)", c.describe(), c.tiles))
+                    .unwrap_or_default(),
             );
+            let _ = writeln!(s, "{}", line.trim_end());
         }
         let total_macs: u64 = self.steps.iter().map(|s| s.macs).sum();
         let _ = writeln!(

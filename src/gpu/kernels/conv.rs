@@ -1,47 +1,11 @@
 //! The fused implicit-GEMM convolution (`shaders/conv.wgsl`).
 
 use super::{Kernels, Shader, elem_offset, u32_of};
-use crate::error::Error;
 use crate::gpu::Dispatch;
 use crate::graph::{ConvOp, TensorInfo, pad4};
-use std::str::FromStr;
-
-/// Which conv kernel runs an op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConvVariant {
-    /// Tiles of A and B staged in workgroup memory (`conv_shared`): what real GPUs need.
-    Shared,
-    /// Register tiling only, no workgroup memory or barriers (`conv_register`): fastest on
-    /// software rasterisers such as lavapipe.
-    Register,
-}
-
-impl FromStr for ConvVariant {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "shared" => Ok(ConvVariant::Shared),
-            "register" => Ok(ConvVariant::Register),
-            _ => Err(Error::Input(format!(
-                "unknown conv variant `{s}`: use shared or register"
-            ))),
-        }
-    }
-}
-
-// Tile sizes; they must match the `const`s in conv.wgsl (checked by a unit test below). They
-// are WGSL `const`s rather than overrides because they size private register arrays, which WGSL
-// only allows with constant expressions.
-/// Register variant: pixels per invocation.
-const RTM: u32 = 1;
-/// Register variant: vec4 output columns per invocation.
-const RTN4: u32 = 2;
-/// Register variant: invocations per workgroup (the `RWG` override).
-const RWG: u32 = 32;
-/// Shared variant: pixels per workgroup tile.
-const SBM: u32 = 64;
-/// Shared variant: vec4 output columns per workgroup tile.
-const SBN4: u32 = 16;
+use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile, choose_conv};
+#[cfg(test)]
+use crate::plan::kernel::{RTM, RTN4, RWG, SBK, SBM, SBN4};
 
 const FLAG_IN_ACT: u32 = 1;
 const FLAG_RESIDUAL: u32 = 2;
@@ -85,30 +49,46 @@ struct Params {
 }
 
 impl Kernels {
-    /// The variant [`Kernels::conv`] uses for this op: the forced one if any
-    /// ([`Kernels::set_conv_variant`] or `RESNET_CONV_VARIANT`), else a per-shape heuristic.
-    ///
-    /// Heuristic: software adapters always get the register variant (measured faster on
-    /// lavapipe for every ResNet shape: barriers become coroutine switches there). On GPUs the
-    /// shared variant, except for GEMMs with fewer rows than a quarter of its 64-pixel tile
-    /// (e.g. the classifier at batch 1), where most of a shared tile would be idle.
-    pub fn conv_variant_for(&self, op: &ConvOp, tensors: &[TensorInfo], batch: u32) -> ConvVariant {
-        if let Some(v) = self.conv_variant {
-            return v;
-        }
-        let out = &tensors[op.output];
-        let m = batch as usize * out.h * out.w;
-        if self.software || m < SBM as usize / 4 {
-            ConvVariant::Register
-        } else {
-            ConvVariant::Shared
+    /// What plan-time kernel choices should assume about this device (including a variant
+    /// forced with [`Kernels::set_conv_variant`] or `RESNET_CONV_VARIANT`).
+    pub fn device_profile(&self) -> DeviceProfile {
+        DeviceProfile {
+            software: self.software,
+            forced: self.conv_variant,
         }
     }
 
-    /// One fused convolution. `consts`: the op's slot of the weights buffer, laid out by
-    /// [`Op::constants`](crate::graph::Op::constants).
+    /// The configuration [`Kernels::conv`] uses for this op ([`choose_conv`] for this device).
+    pub fn conv_config_for(&self, op: &ConvOp, tensors: &[TensorInfo], batch: u32) -> ConvConfig {
+        choose_conv(op, tensors, batch as usize, &self.device_profile())
+    }
+
+    /// The variant [`Kernels::conv`] uses for this op.
+    pub fn conv_variant_for(&self, op: &ConvOp, tensors: &[TensorInfo], batch: u32) -> ConvVariant {
+        self.conv_config_for(op, tensors, batch).variant
+    }
+
+    /// One fused convolution with this device's default configuration.
     pub fn conv(
         &self,
+        op: &ConvOp,
+        tensors: &[TensorInfo],
+        batch: u32,
+        arena: &wgpu::Buffer,
+        offsets: &[u64],
+        consts: wgpu::BufferBinding<'_>,
+    ) -> Dispatch {
+        let cfg = self.conv_config_for(op, tensors, batch);
+        self.conv_with(&cfg, op, tensors, batch, arena, offsets, consts)
+    }
+
+    /// One fused convolution in configuration `cfg` (from [`choose_conv`] for this op and
+    /// batch: its GEMM shape is checked). `consts`: the op's slot of the weights buffer, laid
+    /// out by [`Op::constants`](crate::graph::Op::constants).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_with(
+        &self,
+        cfg: &ConvConfig,
         op: &ConvOp,
         tensors: &[TensorInfo],
         batch: u32,
@@ -132,7 +112,13 @@ impl Kernels {
         if op.relu {
             flags |= FLAG_RELU;
         }
-        if k * coutp > batch as usize * ti.len() {
+        assert_eq!(
+            (cfg.m as usize, cfg.n as usize, cfg.k as usize),
+            (m, op.cout, k),
+            "{}: kernel config for another shape",
+            op.name
+        );
+        if cfg.m_fastest {
             flags |= FLAG_M_FASTEST;
         }
         let mut params = Params {
@@ -184,37 +170,28 @@ impl Kernels {
         }
         params.flags = flags;
 
-        let variant = self.conv_variant_for(op, tensors, batch);
-        let vec4 = op.cin.is_multiple_of(4);
-        let is_1x1 = op.kh == 1
-            && op.kw == 1
-            && op.stride == 1
-            && op.pad == 0
-            && (to.h, to.w) == (ti.h, ti.w);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let (entry, constants, tile_m, tile_n4) = match variant {
+        let (entry, constants) = match cfg.variant {
             ConvVariant::Register => (
                 "conv_register",
                 vec![
-                    ("VEC4", flag(vec4)),
-                    ("IS_1X1", flag(is_1x1)),
-                    ("RWG", RWG as f64),
+                    ("VEC4", flag(cfg.vec4)),
+                    ("IS_1X1", flag(cfg.is_1x1)),
+                    ("CHECKS", flag(cfg.checks)),
+                    ("RWG", f64::from(cfg.wg)),
                 ],
-                RWG * RTM,
-                RTN4,
             ),
             ConvVariant::Shared => (
                 "conv_shared",
-                vec![("VEC4", flag(vec4)), ("IS_1X1", flag(is_1x1))],
-                SBM,
-                SBN4,
+                vec![
+                    ("VEC4", flag(cfg.vec4)),
+                    ("IS_1X1", flag(cfg.is_1x1)),
+                    ("CHECKS", flag(cfg.checks)),
+                ],
             ),
         };
-        params.tiles_n = params.coutp4.div_ceil(tile_n4);
-        params.tiles = params
-            .tiles_n
-            .checked_mul(params.m.div_ceil(tile_m))
-            .expect("conv grid too large");
+        params.tiles_n = cfg.tiles_n;
+        params.tiles = cfg.tiles;
         let pipeline = self.pipeline(Shader::Conv, entry, &constants, true);
         self.dispatch(
             &op.name,
@@ -240,6 +217,7 @@ mod tests {
             format!("override RWG: u32 = {RWG}u;"),
             format!("const SBM: u32 = {SBM}u;"),
             format!("const SBN4: u32 = {SBN4}u;"),
+            format!("const SBK: u32 = {SBK}u;"),
             format!("const FLAG_IN_ACT: u32 = {FLAG_IN_ACT}u;"),
             format!("const FLAG_RESIDUAL: u32 = {FLAG_RESIDUAL}u;"),
             format!("const FLAG_RELU: u32 = {FLAG_RELU}u;"),

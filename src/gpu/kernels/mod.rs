@@ -17,7 +17,7 @@ mod conv;
 mod elementwise;
 mod pool;
 
-pub use conv::ConvVariant;
+pub use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile};
 
 use super::Dispatch;
 use std::collections::HashMap;

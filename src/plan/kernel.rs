@@ -1,0 +1,200 @@
+//! Per-step kernel choice: which conv kernel variant and tile configuration runs each conv,
+//! decided at plan time from the op's shapes and a [`DeviceProfile`]. Pure data: the session
+//! hands each step's [`ConvConfig`] to the kernels, `resnet plan` prints it.
+
+use crate::error::Error;
+use crate::graph::{ConvOp, TensorInfo, pad4};
+use std::str::FromStr;
+
+/// Which conv kernel runs an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvVariant {
+    /// Tiles of A and B staged in workgroup memory (`conv_shared`): what real GPUs need.
+    Shared,
+    /// Register tiling only, no workgroup memory or barriers (`conv_register`): fastest on
+    /// software rasterisers such as lavapipe.
+    Register,
+}
+
+impl ConvVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Shared => "shared",
+            ConvVariant::Register => "register",
+        }
+    }
+}
+
+impl FromStr for ConvVariant {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "shared" => Ok(ConvVariant::Shared),
+            "register" => Ok(ConvVariant::Register),
+            _ => Err(Error::Input(format!(
+                "unknown conv variant `{s}`: use shared or register"
+            ))),
+        }
+    }
+}
+
+/// What the kernel choice depends on besides shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceProfile {
+    /// Software rasteriser (lavapipe, WARP, SwiftShader): no workgroup memory, no barriers.
+    pub software: bool,
+    /// Forces one variant for every conv (`RESNET_CONV_VARIANT`, tests, benchmarks).
+    pub forced: Option<ConvVariant>,
+}
+
+impl DeviceProfile {
+    /// A hardware GPU with the default heuristic (what `resnet plan` shows).
+    pub fn gpu() -> DeviceProfile {
+        DeviceProfile {
+            software: false,
+            forced: None,
+        }
+    }
+
+    /// A software adapter with the default heuristic.
+    pub fn software() -> DeviceProfile {
+        DeviceProfile {
+            software: true,
+            forced: None,
+        }
+    }
+}
+
+impl Default for DeviceProfile {
+    fn default() -> Self {
+        DeviceProfile::gpu()
+    }
+}
+
+// Tile sizes; they must match conv.wgsl (checked by a unit test in gpu::kernels::conv). They
+// are WGSL `const`s rather than overrides where they size private register arrays.
+/// Register variant: pixels per invocation.
+pub const RTM: u32 = 1;
+/// Register variant: vec4 output columns per invocation.
+pub const RTN4: u32 = 2;
+/// Register variant: default invocations per workgroup (the `RWG` override).
+pub const RWG: u32 = 32;
+/// Shared variant: pixels per workgroup tile.
+pub const SBM: u32 = 64;
+/// Shared variant: vec4 output columns per workgroup tile.
+pub const SBN4: u32 = 16;
+/// Shared variant: K step.
+pub const SBK: u32 = 16;
+
+/// How one conv step runs: the pipeline (variant + override constants) and its grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvConfig {
+    pub variant: ConvVariant,
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Output pixels (GEMM rows) per workgroup tile.
+    pub tile_m: u32,
+    /// vec4 output-channel columns per workgroup tile.
+    pub tile_n4: u32,
+    /// Input channels a multiple of 4: vec4 activation loads.
+    pub vec4: bool,
+    /// 1x1, stride 1, pad 0: A is the input tensor itself.
+    pub is_1x1: bool,
+    /// False when the tiles divide M, N (and K for the shared variant) exactly and cout is a
+    /// multiple of the tile's channels: the bounds checks are compiled out.
+    pub checks: bool,
+    /// Walk M fastest over the workgroup tiles (weights larger than the input).
+    pub m_fastest: bool,
+    /// GEMM shape: M = batch * OH * OW, N = cout, K = KH * KW * Cin.
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// Workgroup tiles along N and in all.
+    pub tiles_n: u32,
+    pub tiles: u32,
+}
+
+impl ConvConfig {
+    /// A short description for plan tables, e.g. `register 32x8 1x1 nochk`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} {}x{}",
+            self.variant.name(),
+            self.tile_m,
+            4 * self.tile_n4
+        );
+        if self.is_1x1 {
+            s += " 1x1";
+        }
+        if !self.vec4 {
+            s += " scalar";
+        }
+        if !self.checks {
+            s += " nochk";
+        }
+        if self.m_fastest {
+            s += " m-fast";
+        }
+        s
+    }
+}
+
+/// The kernel configuration of `op` for `batch` images on `device`.
+///
+/// Variant: software adapters get the register variant (measured faster on lavapipe for every
+/// ResNet shape: barriers become coroutine switches there). On GPUs the shared variant, except
+/// for GEMMs with fewer rows than a quarter of its 64-pixel tile (e.g. the classifier at batch
+/// 1), where most of a shared tile would be idle.
+pub fn choose_conv(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    device: &DeviceProfile,
+) -> ConvConfig {
+    let ti = &tensors[op.input];
+    let to = &tensors[op.output];
+    let m = batch * to.h * to.w;
+    let k = op.kh * op.kw * op.cin;
+    let coutp = pad4(op.cout);
+    let variant = device
+        .forced
+        .unwrap_or(if device.software || m < SBM as usize / 4 {
+            ConvVariant::Register
+        } else {
+            ConvVariant::Shared
+        });
+    let (wg, tile_m, tile_n4) = match variant {
+        ConvVariant::Register => (RWG, RWG * RTM, RTN4),
+        ConvVariant::Shared => (256, SBM, SBN4),
+    };
+    let n_divides = op.cout.is_multiple_of(4 * tile_n4 as usize);
+    let m_divides = m.is_multiple_of(tile_m as usize);
+    let k_divides = variant == ConvVariant::Register || k.is_multiple_of(SBK as usize);
+    let tiles_n = u32_of(coutp / 4).div_ceil(tile_n4);
+    let tiles = tiles_n
+        .checked_mul(u32_of(m).div_ceil(tile_m))
+        .expect("conv grid too large");
+    ConvConfig {
+        variant,
+        wg,
+        tile_m,
+        tile_n4,
+        vec4: op.cin.is_multiple_of(4),
+        is_1x1: op.kh == 1
+            && op.kw == 1
+            && op.stride == 1
+            && op.pad == 0
+            && (to.h, to.w) == (ti.h, ti.w),
+        checks: !(m_divides && n_divides && k_divides),
+        m_fastest: k * coutp > batch * ti.len(),
+        m: u32_of(m),
+        n: u32_of(op.cout),
+        k: u32_of(k),
+        tiles_n,
+        tiles,
+    }
+}
+
+fn u32_of(v: usize) -> u32 {
+    u32::try_from(v).expect("shape does not fit in u32")
+}
