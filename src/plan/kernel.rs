@@ -85,6 +85,9 @@ pub const SBM: u32 = 64;
 pub const SBN4: u32 = 16;
 /// Shared variant: K step.
 pub const SBK: u32 = 16;
+/// Fewer shared-variant workgroups than this leave a large GPU mostly idle (an H100 has 132
+/// SMs): such layers take the smaller register tiles instead. Not yet timed on a real GPU.
+pub const GPU_MIN_WORKGROUPS: usize = 128;
 
 /// How one conv step runs: the pipeline (variant + override constants) and its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,7 +147,9 @@ impl ConvConfig {
 /// Variant: software adapters get the register variant (measured faster on lavapipe for every
 /// ResNet shape: barriers become coroutine switches there). On GPUs the shared variant, except
 /// for GEMMs with fewer rows than a quarter of its 64-pixel tile (e.g. the classifier at batch
-/// 1), where most of a shared tile would be idle.
+/// 1), where most of a shared tile would be idle, and for layers whose 64x64 tiles would give
+/// fewer than [`GPU_MIN_WORKGROUPS`] workgroups (e.g. 7x7x512 at batch 1: 8 tiles): the
+/// register variant's 32x8 tiles give those 16x more workgroups to spread over the GPU.
 pub fn choose_conv(
     op: &ConvOp,
     tensors: &[TensorInfo],
@@ -156,13 +161,14 @@ pub fn choose_conv(
     let m = batch * to.h * to.w;
     let k = op.kh * op.kw * op.cin;
     let coutp = pad4(op.cout);
-    let variant = device
-        .forced
-        .unwrap_or(if device.software || m < SBM as usize / 4 {
+    let shared_tiles = m.div_ceil(SBM as usize) * coutp.div_ceil(4 * SBN4 as usize);
+    let variant = device.forced.unwrap_or(
+        if device.software || m < SBM as usize / 4 || shared_tiles < GPU_MIN_WORKGROUPS {
             ConvVariant::Register
         } else {
             ConvVariant::Shared
-        });
+        },
+    );
     let (wg, tile_m, tile_n4) = match variant {
         ConvVariant::Register => (RWG, RWG * RTM, RTN4),
         ConvVariant::Shared => (256, SBM, SBN4),
@@ -197,4 +203,50 @@ pub fn choose_conv(
 
 fn u32_of(v: usize) -> u32 {
     u32::try_from(v).expect("shape does not fit in u32")
+}
+
+#[cfg(test)]
+mod few_workgroups {
+    use super::*;
+    use crate::graph::{ConvOp, TensorInfo};
+
+    fn conv_7x7(c: usize) -> (ConvOp, Vec<TensorInfo>) {
+        let t = |name: &str| TensorInfo {
+            name: name.into(),
+            h: 7,
+            w: 7,
+            c,
+        };
+        let op = ConvOp {
+            name: "c".into(),
+            input: 0,
+            output: 1,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+            cin: c,
+            cout: c,
+            weight: vec![0.0; 9 * c * c],
+            bias: vec![0.0; c],
+            in_act: None,
+            residual: None,
+            relu: true,
+            split: None,
+        };
+        (op, vec![t("in"), t("out")])
+    }
+
+    #[test]
+    fn small_late_layers_take_small_tiles_on_a_gpu() {
+        let gpu = DeviceProfile {
+            software: false,
+            forced: None,
+        };
+        let (op, t) = conv_7x7(512);
+        // batch 1: 1 x 8 shared tiles -> register tiles.
+        assert_eq!(choose_conv(&op, &t, 1, &gpu).variant, ConvVariant::Register);
+        // batch 32: 25 x 8 = 200 shared tiles -> shared.
+        assert_eq!(choose_conv(&op, &t, 32, &gpu).variant, ConvVariant::Shared);
+    }
 }
