@@ -277,3 +277,49 @@ fn bench_sweep_csv_and_profile() {
         "{out}"
     );
 }
+
+#[test]
+fn infer_accepts_nhwc_input_and_a_flavour_override() {
+    let dir = scratch("nhwc");
+    let io = fixture(&format!("{CASE}.io.safetensors"));
+    let x = read_tensor(&io, "input").unwrap();
+    let [n, c, h, w] = x.shape[..] else {
+        panic!("4-D input")
+    };
+    let nhwc = resnet_wgpu::layout::nchw_to_nhwc(&x.data, n, c, h, w);
+    let input = dir.join("nhwc.safetensors");
+    let t = Tensor {
+        shape: vec![n, h, w, c],
+        data: nhwc,
+    };
+    write_tensors(&input, &[("input".into(), t)]).unwrap();
+    let out = dir.join("out.safetensors");
+    let weights = fixture(&format!("{CASE}.weights.safetensors"));
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "infer",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--layout",
+            "nhwc",
+        ];
+        a.extend_from_slice(extra);
+        resnet(&a)
+    };
+    let o = args(&["--flavour", "torchvision", "--batch", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = read_tensor(&out, "logits").unwrap();
+    let want = read_tensor(&io, "logits").unwrap();
+    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (a, b) in got.data.iter().zip(&want.data) {
+        assert!((a - b).abs() <= 1e-3 * scale, "{a} vs {b}");
+    }
+    // A wrong flavour override is a clear mismatch error, not a crash.
+    let o = args(&["--flavour", "keras-v1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("keras-v1"), "{}", stderr(&o));
+}
