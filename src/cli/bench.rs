@@ -11,7 +11,7 @@ use resnet_wgpu::gpu::session::Session;
 use resnet_wgpu::gpu::timing::Timing;
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, load_network};
-use resnet_wgpu::model::random::random_params;
+use resnet_wgpu::model::random::{random_input, random_params};
 use resnet_wgpu::model::{Arch, Network};
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
@@ -100,19 +100,6 @@ fn network(args: &BenchArgs) -> Result<(String, Network)> {
             (args.model.clone(), Network { arch, params })
         }
     })
-}
-
-/// Deterministic input in [-1, 1) (the v2 flavours' input range).
-fn random_input(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {

@@ -289,9 +289,7 @@ impl Session {
 
     /// Runs `n` images given NCHW (`[n, c, h, w]`, already preprocessed).
     pub fn run_nchw(&self, input: &[f32], n: usize) -> Result<Output> {
-        let [c, h, w] = self.input_shape();
-        self.check_input(input, n)?;
-        self.run_nhwc(&nchw_to_nhwc(input, n, c, h, w), n)
+        Ok(self.run_nchw_timed(input, n, Timing::Off)?.0)
     }
 
     fn check_input(&self, input: &[f32], n: usize) -> Result<()> {
@@ -335,7 +333,7 @@ impl Session {
     ) -> Result<(Output, Option<Timings>)> {
         let [c, h, w] = self.input_shape();
         self.check_input(input, n)?;
-        self.run_nhwc_timed(&nchw_to_nhwc(input, n, c, h, w), n, timing)
+        self.forward(&nchw_to_nhwc(input, n, c, h, w), n, timing)
     }
 
     /// As [`Session::run_nhwc`], also measuring GPU time (see [`Session::run_nchw_timed`]).
@@ -346,6 +344,16 @@ impl Session {
         timing: Timing,
     ) -> Result<(Output, Option<Timings>)> {
         self.check_input(input, n)?;
+        self.forward(input, n, timing)
+    }
+
+    /// The forward pass over checked NHWC input, sub-batch by sub-batch.
+    fn forward(
+        &self,
+        input: &[f32],
+        n: usize,
+        timing: Timing,
+    ) -> Result<(Output, Option<Timings>)> {
         let timing = if self.has_timestamps() {
             timing
         } else {

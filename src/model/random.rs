@@ -111,6 +111,20 @@ pub fn random_params(arch: &Arch, seed: u64) -> Params {
     build_params(arch, &mut f)
 }
 
+/// Deterministic benchmark input in [-1, 1) (the v2 flavours' input range): `resnet bench` and
+/// the burn peer comparison feed both engines exactly this.
+pub fn random_input(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use resnet_wgpu::gpu::session::Session;
 use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::Arch;
-use resnet_wgpu::model::random::random_params;
+use resnet_wgpu::model::random::{random_input, random_params};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -70,19 +70,6 @@ impl std::fmt::Display for Stats {
             self.mean, self.sd, self.images_per_s
         )
     }
-}
-
-/// The input `resnet bench` uses: deterministic, in [-1, 1).
-fn random_input(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// Runs `f` `warmup` times untimed, then `steps` times timed; `f` returns the logits' checksum.
