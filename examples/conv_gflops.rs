@@ -10,11 +10,11 @@
 //! shared CPU (lavapipe) other processes only ever make a step slower.
 //!
 //! Configs: `plan` (what the plan picks on this device), `plan+chk` (the same with the bounds
-//! checks forced on: the kernel before plan-time tuning), `register` and `shared` (variant
-//! forced).
+//! checks forced on: the kernel before plan-time tuning), `register`, `shared` and `texture`
+//! (variant forced). Texture-variant timings include the copy of the input into its texture.
 
-use resnet_wgpu::gpu::kernels::{ConvConfig, ConvVariant, Kernels};
-use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
+use resnet_wgpu::gpu::kernels::{ConvConfig, ConvTextures, ConvVariant, Kernels, texture};
+use resnet_wgpu::gpu::{AdapterChoice, GpuContext, TextureCopy, encode_sequence};
 use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
@@ -54,7 +54,7 @@ fn main() {
     println!("adapter: {}, batch {batch}", ctx.summary());
     let kernels = Kernels::new(&ctx.device, &ctx.limits);
     type Tweak = fn(&Kernels, &ConvOp, &[TensorInfo], u32) -> ConvConfig;
-    let configs: [(&str, Tweak); 4] = [
+    let configs: [(&str, Tweak); 5] = [
         ("plan", |k, op, t, b| k.conv_config_for(op, t, b)),
         ("plan+chk", |k, op, t, b| ConvConfig {
             checks: true,
@@ -68,6 +68,11 @@ fn main() {
         ("shared", |k, op, t, b| {
             let mut p = k.device_profile();
             p.forced = Some(ConvVariant::Shared);
+            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
+        }),
+        ("texture", |k, op, t, b| {
+            let mut p = k.device_profile();
+            p.forced = Some(ConvVariant::Texture);
             resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
         }),
     ];
@@ -122,7 +127,7 @@ fn main() {
         let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("arena"),
             size,
-            usage: wgpu::BufferUsages::STORAGE,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let weights = ctx
@@ -130,8 +135,19 @@ fn main() {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("weights"),
                 contents: bytemuck::cast_slice(&Op::Conv(op.clone()).constants()),
-                usage: wgpu::BufferUsages::STORAGE,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             });
+        let input_texture = texture::create(&ctx.device, in_bytes / 4, "input");
+        let weights_texture = texture::create(&ctx.device, weights.size() / 16, "weights");
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        TextureCopy {
+            buffer: weights.clone(),
+            offset: 0,
+            texels: weights.size() / 16,
+            texture: weights_texture.clone(),
+        }
+        .encode(&mut enc);
+        ctx.queue.submit([enc.finish()]);
         let flops = 2.0 * batch as f64 * Op::Conv(op.clone()).macs_per_image(&tensors) as f64;
         let mut row = format!("{:<32}", s.name);
         let mut runs = Vec::new();
@@ -145,17 +161,17 @@ fn main() {
                 &arena,
                 &[0, out_off],
                 weights.as_entire_buffer_binding(),
+                Some(ConvTextures {
+                    input: &input_texture,
+                    weights: &weights_texture,
+                    weights_texel: 0,
+                }),
             );
             runs.push((d, 1usize, Vec::new()));
         }
         let run = |d: &resnet_wgpu::gpu::Dispatch, reps: usize| {
             let mut enc = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for _ in 0..reps {
-                    d.encode(&mut pass);
-                }
-            }
+            encode_sequence(&mut enc, "conv", &vec![d.clone(); reps], None);
             ctx.queue.submit([enc.finish()]);
             ctx.device
                 .poll(wgpu::PollType::wait_indefinitely())

@@ -8,7 +8,7 @@
 // (in-bounds ones only), and in the epilogue bias, residual (stride 1 or 2), ReLU and a split
 // of the output channels into a second tensor.
 //
-// Two entry points share the epilogue:
+// Three entry points share the epilogue:
 // * `conv_register`: no workgroup memory. All invocations of a workgroup share one tile of
 //   output channels, so every weight load has a workgroup-uniform address (a software
 //   rasteriser like lavapipe turns those into one scalar load + broadcast) and there is no
@@ -17,6 +17,11 @@
 // * `conv_shared`: the classic tiled GEMM for real GPUs: a 16x16 workgroup stages an
 //   SBM x SBK tile of A and an SBK x (4 * SBN4) tile of B in workgroup memory per step, each
 //   invocation accumulates 4 pixels x one vec4 of channels.
+// * `conv_texture`: for software rasterisers. lavapipe turns every storage-buffer load into a
+//   per-lane scalar sequence (bounds check, insert, blend), whatever the address, which caps a
+//   buffer GEMM near 6 GFLOP/s; a texel fetch costs a fraction of that. So this variant reads A
+//   from a copy of the input tensor in an rgba32float texture and B from a texture copy of the
+//   weights buffer, and each invocation accumulates TM pixels x 16 channels (64 accumulators).
 //
 // Structural choices are pipeline-overridable constants (few distinct pipelines); every shape,
 // offset and flag is in the uniform.
@@ -48,7 +53,7 @@ struct Params {
     cinp4: u32,      // pad4(cin) / 4
     tiles_n: u32,    // workgroup tiles along N
     tiles: u32,      // workgroup tiles in all (the grid may be folded into 2D and overshoot)
-    _pad0: u32,
+    w_texel: u32,    // texture variant: texel index of this op's constants in `weights_tex`
     _pad1: u32,
 }
 
@@ -446,4 +451,264 @@ fn conv_shared(
             store4(m, tn * SBN4 + tx, acc[i]);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Texture variant: A and B as texel fetches, TM pixels x TN4 vec4 columns per invocation.
+//
+// Both textures are rgba32float, TEX_WIDTH texels wide, and hold a linear array of vec4: texel
+// i is at (i % TEX_WIDTH, i / TEX_WIDTH). `input_tex` holds the op's input tensor, NHWC with
+// each pixel's channels zero-padded to cinp4 texels (staged just before the dispatch: copied
+// from the arena when cin % 4 == 0, else packed by texture.wgsl), `weights_tex` the whole
+// weights buffer of the op (its constants start at texel p.w_texel).
+//
+// Every conv takes the general im2col path with bounds checks (a 1x1 path and unchecked
+// tiles measured no faster), so a pipeline is specialised only by TM: each takes lavapipe
+// ~25 s to compile on a cold shader cache.
+//
+// The rows are unrolled by hand (`if (TM > i)` on an override, so a pipeline keeps only the
+// rows it uses): a loop over a private array of rows is not unrolled by Mesa's compiler, and
+// the array then lives in scratch memory (measured on lavapipe, 16x16 tile of a 1x1 GEMM: 16
+// GFLOP/s as a loop, 37 GFLOP/s unrolled). The same measurement found that loading the A
+// texels of all rows first and then doing the multiply-adds is much faster (37 vs 23 GFLOP/s)
+// than interleaving a row's loads with its multiply-adds.
+
+const TEX_WIDTH: u32 = 4096u;
+const TEX_SHIFT: u32 = 12u; // log2(TEX_WIDTH)
+const TMAX: u32 = 16u;      // most pixels per invocation
+const TN4: u32 = 4u;        // vec4 columns per invocation
+// Pixels per invocation, 1..=TMAX.
+override TM: u32 = 16u;
+
+@group(0) @binding(3) var input_tex: texture_2d<f32>;
+@group(0) @binding(4) var weights_tex: texture_2d<f32>;
+
+fn input_texel(i: u32) -> vec4<f32> {
+    return textureLoad(input_tex, vec2<u32>(i & (TEX_WIDTH - 1u), i >> TEX_SHIFT), 0);
+}
+
+fn weights_texel(i: u32) -> vec4<f32> {
+    return textureLoad(weights_tex, vec2<u32>(i & (TEX_WIDTH - 1u), i >> TEX_SHIFT), 0);
+}
+
+// One output pixel's input window.
+struct TexRow {
+    base: u32,    // texel of channel 0 of the current tap's input pixel (0 in the padding)
+    ok: bool,     // that pixel is inside the input
+    img_row: u32, // image * input height
+    iy0: i32,     // top-left input position of the window
+    ix0: i32,
+}
+
+fn tex_row(m0: u32, i: u32) -> TexRow {
+    // Pixels past M (last tile) compute on a clamped, valid row; they are not stored.
+    let m = min(m0 + i, p.m - 1u);
+    var r: TexRow;
+    r.ok = true;
+    r.base = m * p.cinp4;
+    let hw = p.oh * p.ow;
+    let rem = m % hw;
+    r.img_row = (m / hw) * p.h;
+    r.iy0 = i32((rem / p.ow) * p.stride) - i32(p.pad);
+    r.ix0 = i32((rem % p.ow) * p.stride) - i32(p.pad);
+    return r;
+}
+
+// The row at tap (ky, kx). (Values rather than pointer parameters: naga's SPIR-V writer
+// panics on a pointer to an array element passed to a function, gfx-rs/wgpu#6875.)
+fn tex_tap(r: TexRow, ky: u32, kx: u32) -> TexRow {
+    var t = r;
+    let iy = r.iy0 + i32(ky);
+    let ix = r.ix0 + i32(kx);
+    t.ok = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+    t.base = select(0u, ((r.img_row + u32(iy)) * p.w + u32(ix)) * p.cinp4, t.ok);
+    return t;
+}
+
+// A[row, 4 channels of this tap], pre-activated, zero in the padding (which pads the
+// pre-activated map, hence after the act).
+// Branch-free: without a pre-activation sc = 1, sh = 0 and lo = -inf leave x unchanged, which
+// costs 2 vector ops against the row's 16 vec4 FMAs but keeps the loop body one basic block
+// (a per-row branch made Mesa's compile of this already large shader much slower).
+fn tex_a(r: TexRow, c4: u32, sc: vec4<f32>, sh: vec4<f32>, lo: vec4<f32>) -> vec4<f32> {
+    let x = max(fma(input_texel(r.base + c4), sc, sh), lo);
+    return select(vec4<f32>(0.0), x, r.ok);
+}
+
+// The weights of 4 consecutive k (one vec4 of input channels) for TN4 vec4 columns: matrix j
+// has the 4 weight rows as columns, so `w.c[j] * a` is the 4 x 4 block's product.
+struct WBlock {
+    c0: mat4x4<f32>,
+    c1: mat4x4<f32>,
+    c2: mat4x4<f32>,
+    c3: mat4x4<f32>,
+}
+
+// `live`: how many of the 4 rows are this tap's (4 unless cin % 4 != 0, where the rest belong
+// to the next tap or, after the last, to the bias; they are zeroed, so a padding channel adds
+// nothing whatever it holds).
+fn tex_w(row: u32, col: u32, live: u32) -> mat4x4<f32> {
+    let s = p.coutp4;
+    let z = vec4<f32>(0.0);
+    return mat4x4<f32>(
+        weights_texel(row + col),
+        select(z, weights_texel(row + s + col), live > 1u),
+        select(z, weights_texel(row + 2u * s + col), live > 2u),
+        select(z, weights_texel(row + 3u * s + col), live > 3u),
+    );
+}
+
+// TN4 vec4 accumulators of one pixel.
+struct RowAcc {
+    c0: vec4<f32>,
+    c1: vec4<f32>,
+    c2: vec4<f32>,
+    c3: vec4<f32>,
+}
+
+fn tex_mac(acc: RowAcc, w: WBlock, a: vec4<f32>) -> RowAcc {
+    return RowAcc(acc.c0 + w.c0 * a, acc.c1 + w.c1 * a, acc.c2 + w.c2 * a, acc.c3 + w.c3 * a);
+}
+
+fn tex_store(m: u32, n4: u32, acc: RowAcc) {
+    if (m >= p.m) {
+        return;
+    }
+    store4(m, n4, acc.c0);
+    store4(m, n4 + 1u, acc.c1);
+    store4(m, n4 + 2u, acc.c2);
+    store4(m, n4 + 3u, acc.c3);
+}
+
+@compute @workgroup_size(RWG)
+fn conv_texture(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tile = wid.y * nwg.x + wid.x;
+    if (tile >= p.tiles) {
+        return; // overshoot of the 2D-folded grid
+    }
+    let tmn = tile_coords(tile);
+    let m0 = (tmn.x * RWG + lid) * TM;
+    if (m0 >= p.m) {
+        return; // whole invocation past M
+    }
+    let n4 = tmn.y * TN4;
+    // Weight columns, clamped so a partial last tile re-reads the last one (never stored).
+    let col0 = min(n4, p.coutp4 - 1u);
+    let col1 = min(n4 + 1u, p.coutp4 - 1u);
+    let col2 = min(n4 + 2u, p.coutp4 - 1u);
+    let col3 = min(n4 + 3u, p.coutp4 - 1u);
+    let in_act = has_flag(FLAG_IN_ACT);
+    let lo = select(vec4<f32>(-3.0e38), vec4<f32>(0.0), in_act);
+
+    var r: array<TexRow, TMAX>;
+    var a: array<vec4<f32>, TMAX>;
+    var acc: array<RowAcc, TMAX>;
+    if (TM > 0u) { r[0] = tex_row(m0, 0u); }
+    if (TM > 1u) { r[1] = tex_row(m0, 1u); }
+    if (TM > 2u) { r[2] = tex_row(m0, 2u); }
+    if (TM > 3u) { r[3] = tex_row(m0, 3u); }
+    if (TM > 4u) { r[4] = tex_row(m0, 4u); }
+    if (TM > 5u) { r[5] = tex_row(m0, 5u); }
+    if (TM > 6u) { r[6] = tex_row(m0, 6u); }
+    if (TM > 7u) { r[7] = tex_row(m0, 7u); }
+    if (TM > 8u) { r[8] = tex_row(m0, 8u); }
+    if (TM > 9u) { r[9] = tex_row(m0, 9u); }
+    if (TM > 10u) { r[10] = tex_row(m0, 10u); }
+    if (TM > 11u) { r[11] = tex_row(m0, 11u); }
+    if (TM > 12u) { r[12] = tex_row(m0, 12u); }
+    if (TM > 13u) { r[13] = tex_row(m0, 13u); }
+    if (TM > 14u) { r[14] = tex_row(m0, 14u); }
+    if (TM > 15u) { r[15] = tex_row(m0, 15u); }
+
+    for (var ky = 0u; ky < p.kh; ky++) {
+        for (var kx = 0u; kx < p.kw; kx++) {
+            // Each row's input pixel at this tap.
+            if (TM > 0u) { r[0] = tex_tap(r[0], ky, kx); }
+            if (TM > 1u) { r[1] = tex_tap(r[1], ky, kx); }
+            if (TM > 2u) { r[2] = tex_tap(r[2], ky, kx); }
+            if (TM > 3u) { r[3] = tex_tap(r[3], ky, kx); }
+            if (TM > 4u) { r[4] = tex_tap(r[4], ky, kx); }
+            if (TM > 5u) { r[5] = tex_tap(r[5], ky, kx); }
+            if (TM > 6u) { r[6] = tex_tap(r[6], ky, kx); }
+            if (TM > 7u) { r[7] = tex_tap(r[7], ky, kx); }
+            if (TM > 8u) { r[8] = tex_tap(r[8], ky, kx); }
+            if (TM > 9u) { r[9] = tex_tap(r[9], ky, kx); }
+            if (TM > 10u) { r[10] = tex_tap(r[10], ky, kx); }
+            if (TM > 11u) { r[11] = tex_tap(r[11], ky, kx); }
+            if (TM > 12u) { r[12] = tex_tap(r[12], ky, kx); }
+            if (TM > 13u) { r[13] = tex_tap(r[13], ky, kx); }
+            if (TM > 14u) { r[14] = tex_tap(r[14], ky, kx); }
+            if (TM > 15u) { r[15] = tex_tap(r[15], ky, kx); }
+            // Texel of the first weight row (k) of this tap.
+            let krow = p.w_texel + (ky * p.kw + kx) * p.cin * p.coutp4;
+            for (var c4 = 0u; c4 < p.cinp4; c4++) {
+                var sc = vec4<f32>(1.0);
+                var sh = vec4<f32>(0.0);
+                if (in_act) {
+                    sc = weights_texel(p.w_texel + p.act4 + c4);
+                    sh = weights_texel(p.w_texel + p.act4 + p.cinp4 + c4);
+                }
+                if (TM > 0u) { a[0] = tex_a(r[0], c4, sc, sh, lo); }
+                if (TM > 1u) { a[1] = tex_a(r[1], c4, sc, sh, lo); }
+                if (TM > 2u) { a[2] = tex_a(r[2], c4, sc, sh, lo); }
+                if (TM > 3u) { a[3] = tex_a(r[3], c4, sc, sh, lo); }
+                if (TM > 4u) { a[4] = tex_a(r[4], c4, sc, sh, lo); }
+                if (TM > 5u) { a[5] = tex_a(r[5], c4, sc, sh, lo); }
+                if (TM > 6u) { a[6] = tex_a(r[6], c4, sc, sh, lo); }
+                if (TM > 7u) { a[7] = tex_a(r[7], c4, sc, sh, lo); }
+                if (TM > 8u) { a[8] = tex_a(r[8], c4, sc, sh, lo); }
+                if (TM > 9u) { a[9] = tex_a(r[9], c4, sc, sh, lo); }
+                if (TM > 10u) { a[10] = tex_a(r[10], c4, sc, sh, lo); }
+                if (TM > 11u) { a[11] = tex_a(r[11], c4, sc, sh, lo); }
+                if (TM > 12u) { a[12] = tex_a(r[12], c4, sc, sh, lo); }
+                if (TM > 13u) { a[13] = tex_a(r[13], c4, sc, sh, lo); }
+                if (TM > 14u) { a[14] = tex_a(r[14], c4, sc, sh, lo); }
+                if (TM > 15u) { a[15] = tex_a(r[15], c4, sc, sh, lo); }
+                let row = krow + 4u * c4 * p.coutp4;
+                let live = p.cin - 4u * c4;
+                let w = WBlock(
+                    tex_w(row, col0, live),
+                    tex_w(row, col1, live),
+                    tex_w(row, col2, live),
+                    tex_w(row, col3, live),
+                );
+                if (TM > 0u) { acc[0] = tex_mac(acc[0], w, a[0]); }
+                if (TM > 1u) { acc[1] = tex_mac(acc[1], w, a[1]); }
+                if (TM > 2u) { acc[2] = tex_mac(acc[2], w, a[2]); }
+                if (TM > 3u) { acc[3] = tex_mac(acc[3], w, a[3]); }
+                if (TM > 4u) { acc[4] = tex_mac(acc[4], w, a[4]); }
+                if (TM > 5u) { acc[5] = tex_mac(acc[5], w, a[5]); }
+                if (TM > 6u) { acc[6] = tex_mac(acc[6], w, a[6]); }
+                if (TM > 7u) { acc[7] = tex_mac(acc[7], w, a[7]); }
+                if (TM > 8u) { acc[8] = tex_mac(acc[8], w, a[8]); }
+                if (TM > 9u) { acc[9] = tex_mac(acc[9], w, a[9]); }
+                if (TM > 10u) { acc[10] = tex_mac(acc[10], w, a[10]); }
+                if (TM > 11u) { acc[11] = tex_mac(acc[11], w, a[11]); }
+                if (TM > 12u) { acc[12] = tex_mac(acc[12], w, a[12]); }
+                if (TM > 13u) { acc[13] = tex_mac(acc[13], w, a[13]); }
+                if (TM > 14u) { acc[14] = tex_mac(acc[14], w, a[14]); }
+                if (TM > 15u) { acc[15] = tex_mac(acc[15], w, a[15]); }
+            }
+        }
+    }
+    if (TM > 0u) { tex_store(m0, n4, acc[0]); }
+    if (TM > 1u) { tex_store(m0 + 1u, n4, acc[1]); }
+    if (TM > 2u) { tex_store(m0 + 2u, n4, acc[2]); }
+    if (TM > 3u) { tex_store(m0 + 3u, n4, acc[3]); }
+    if (TM > 4u) { tex_store(m0 + 4u, n4, acc[4]); }
+    if (TM > 5u) { tex_store(m0 + 5u, n4, acc[5]); }
+    if (TM > 6u) { tex_store(m0 + 6u, n4, acc[6]); }
+    if (TM > 7u) { tex_store(m0 + 7u, n4, acc[7]); }
+    if (TM > 8u) { tex_store(m0 + 8u, n4, acc[8]); }
+    if (TM > 9u) { tex_store(m0 + 9u, n4, acc[9]); }
+    if (TM > 10u) { tex_store(m0 + 10u, n4, acc[10]); }
+    if (TM > 11u) { tex_store(m0 + 11u, n4, acc[11]); }
+    if (TM > 12u) { tex_store(m0 + 12u, n4, acc[12]); }
+    if (TM > 13u) { tex_store(m0 + 13u, n4, acc[13]); }
+    if (TM > 14u) { tex_store(m0 + 14u, n4, acc[14]); }
+    if (TM > 15u) { tex_store(m0 + 15u, n4, acc[15]); }
 }

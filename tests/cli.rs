@@ -211,6 +211,37 @@ fn plan_json_reports_the_memory_figures() {
 }
 
 #[test]
+fn plan_shows_the_kernel_choice_per_device() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["plan", "--model", "resnet_v2_50", "--batch", "1", "--json"];
+        args.extend_from_slice(extra);
+        let o = resnet(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let kernel = |name: &str| {
+            let d = v["dispatches"].as_array().unwrap().iter();
+            let d = d.clone().find(|d| d["name"] == name);
+            d.unwrap_or_else(|| panic!("no dispatch {name}"))["kernel"]["describe"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        (
+            kernel("stem/conv"),
+            kernel("stage4/unit3/conv2"),
+            kernel("classifier"),
+        )
+    };
+    let (stem, late, fc) = run(&["--software"]);
+    assert!(stem.starts_with("texture 128x16 16px"), "{stem}");
+    assert!(late.starts_with("texture 56x16 7px"), "{late}");
+    assert!(fc.starts_with("register"), "{fc}");
+    let (stem, late, _) = run(&[]);
+    assert!(stem.starts_with("shared"), "{stem}");
+    assert!(late.starts_with("register"), "{late}");
+}
+
+#[test]
 fn bench_json_has_every_field_and_the_software_defaults() {
     let o = resnet(&[
         "bench", "--model", "resnet18", "--size", "32", "--batch", "2", "--json",

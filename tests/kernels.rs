@@ -10,8 +10,8 @@
 //!
 //! These tests need a wgpu adapter and FAIL without one (lavapipe is enough).
 
-use resnet_wgpu::gpu::kernels::{ConvVariant, Kernels};
-use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext};
+use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
+use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, TextureCopy, encode_sequence};
 use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
@@ -22,6 +22,7 @@ struct Gpu {
     ctx: GpuContext,
     register: Kernels,
     shared: Kernels,
+    texture: Kernels,
 }
 
 fn gpu() -> &'static Gpu {
@@ -36,10 +37,13 @@ fn gpu() -> &'static Gpu {
         register.set_conv_variant(Some(ConvVariant::Register));
         let mut shared = Kernels::new(&ctx.device, &ctx.limits);
         shared.set_conv_variant(Some(ConvVariant::Shared));
+        let mut texture = Kernels::new(&ctx.device, &ctx.limits);
+        texture.set_conv_variant(Some(ConvVariant::Texture));
         Gpu {
             ctx,
             register,
             shared,
+            texture,
         }
     })
 }
@@ -124,7 +128,7 @@ fn run_and_check(
     let weights = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("test weights"),
         contents: bytemuck::cast_slice(&wdata),
-        usage: wgpu::BufferUsages::STORAGE,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     });
     let binding = (!consts.is_empty()).then(|| wgpu::BufferBinding {
         buffer: &weights,
@@ -140,10 +144,7 @@ fn run_and_check(
         mapped_at_creation: false,
     });
     let mut enc = dev.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        dispatch.encode(&mut pass);
-    }
+    encode_sequence(&mut enc, label, std::slice::from_ref(&dispatch), None);
     enc.copy_buffer_to_buffer(&arena, 0, &readback, 0, size);
     g.ctx.queue.submit([enc.finish()]);
     readback.map_async(wgpu::MapMode::Read, .., |r| r.expect("map"));
@@ -408,9 +409,15 @@ fn conv_matches_cpu_reference() {
             expected.push((s.tensor, data));
         }
         let consts = Op::Conv(op.clone()).constants();
-        for (variant, kernels) in [("register", &g.register), ("shared", &g.shared)] {
+        let variants = [
+            ("register", &g.register),
+            ("shared", &g.shared),
+            ("texture", &g.texture),
+        ];
+        for (variant, kernels) in variants {
+            let cfg = kernels.conv_config_for(&op, &tensors, c.batch as u32);
             run_and_check(
-                &format!("{variant} {c:?}"),
+                &format!("{variant} ({}) {c:?}", cfg.describe()),
                 &tensors,
                 c.batch,
                 &inputs,
@@ -418,29 +425,59 @@ fn conv_matches_cpu_reference() {
                 &consts,
                 Check::Tolerance,
                 |arena, offsets, consts| {
-                    kernels.conv(
+                    let consts = consts.unwrap();
+                    let (input, weights) = conv_textures(c.batch * tensors[0].len(), consts.buffer);
+                    kernels.conv_with(
+                        &cfg,
                         &op,
                         &tensors,
                         c.batch as u32,
                         arena,
                         offsets,
-                        consts.unwrap(),
+                        consts.clone(),
+                        Some(ConvTextures {
+                            input: &input,
+                            weights: &weights,
+                            weights_texel: (consts.offset / 16) as u32,
+                        }),
                     )
                 },
             );
         }
     }
     // Structural overrides only: {vec4, scalar} x {1x1, general} x {checks, none} per variant
-    // (the register Kernels also runs the 3 pool/elementwise pipelines in the other tests).
+    // (the register Kernels also runs the 3 pool/elementwise pipelines in the other tests);
+    // the texture variant has no scalar path but several pixels per invocation.
     assert!(g.shared.pipeline_count() <= 8 && g.register.pipeline_count() <= 8 + 3);
+    assert!(g.texture.pipeline_count() <= 8);
+}
+
+/// The texture variant's input texture (for `input_floats`) and a texture copy of `weights`.
+fn conv_textures(input_floats: usize, weights: &wgpu::Buffer) -> (wgpu::Texture, wgpu::Texture) {
+    let g = gpu();
+    let dev = &g.ctx.device;
+    // Generously sized: pixels * ceil(cin / 4) texels <= input_floats when cin >= 1.
+    let input = texture::create(dev, input_floats as u64, "test input texture");
+    let texels = weights.size() / 16;
+    let weights_texture = texture::create(dev, texels, "test weights texture");
+    let mut enc = dev.create_command_encoder(&Default::default());
+    TextureCopy {
+        buffer: weights.clone(),
+        offset: 0,
+        texels,
+        texture: weights_texture.clone(),
+    }
+    .encode(&mut enc);
+    g.ctx.queue.submit([enc.finish()]);
+    (input, weights_texture)
 }
 
 #[test]
 fn conv_configs_drop_checks_only_when_tiles_divide() {
     use resnet_wgpu::plan::kernel::{DeviceProfile, choose_conv};
     let profile = |v| DeviceProfile {
-        software: false,
         forced: Some(v),
+        ..DeviceProfile::gpu()
     };
     let reg = profile(ConvVariant::Register);
     let sh = profile(ConvVariant::Shared);
@@ -706,6 +743,10 @@ fn conv_variant_choice() {
         "register".parse::<ConvVariant>().unwrap(),
         ConvVariant::Register
     );
+    assert_eq!(
+        "texture".parse::<ConvVariant>().unwrap(),
+        ConvVariant::Texture
+    );
     assert!("fast".parse::<ConvVariant>().is_err());
     let g = gpu();
     let (op, tensors) = build_conv(&case(56, 56, 64, 64, 3, 1), &mut Rng(3));
@@ -717,8 +758,14 @@ fn conv_variant_choice() {
     k.set_conv_variant(None);
     let chosen = k.conv_variant_for(&op, &tensors, 1);
     if g.ctx.is_software() {
-        // Measured: the register variant is faster on lavapipe for every ResNet shape.
-        assert_eq!(chosen, ConvVariant::Register);
+        // Measured on lavapipe: texel fetches beat buffer loads on every ResNet shape (the
+        // 3-channel stem included); the register variant takes the classifier at small
+        // batches (too few GEMM rows for the texture tiles).
+        assert_eq!(chosen, ConvVariant::Texture);
+        let (stem, t) = build_conv(&case(16, 16, 3, 8, 7, 2), &mut Rng(3));
+        assert_eq!(k.conv_variant_for(&stem, &t, 1), ConvVariant::Texture);
+        let (fc, t) = build_conv(&case(1, 1, 64, 10, 1, 1), &mut Rng(3));
+        assert_eq!(k.conv_variant_for(&fc, &t, 1), ConvVariant::Register);
     } else {
         assert_eq!(chosen, ConvVariant::Shared);
     }

@@ -30,7 +30,7 @@ fn every_shader_parses_and_validates() {
     }
     checked.sort();
     // The kernel wrappers include exactly these.
-    for want in ["conv.wgsl", "elementwise.wgsl", "pool.wgsl"] {
+    for want in ["conv.wgsl", "elementwise.wgsl", "pool.wgsl", "texture.wgsl"] {
         assert!(checked.iter().any(|c| c == want), "missing shaders/{want}");
     }
 }

@@ -5,7 +5,7 @@ use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::model::random::random_params;
 use resnet_wgpu::model::{Arch, Network};
-use resnet_wgpu::plan::{Limits, plan};
+use resnet_wgpu::plan::{DeviceProfile, Limits, plan_for};
 use resnet_wgpu::{Error, Result};
 use std::path::PathBuf;
 
@@ -32,6 +32,9 @@ pub struct PlanArgs {
     /// Simulate a device whose largest storage binding is this many bytes (default: unlimited).
     #[arg(long)]
     max_binding_bytes: Option<u64>,
+    /// Choose the conv kernels a software adapter (lavapipe) gets instead of a GPU's.
+    #[arg(long)]
+    software: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -67,7 +70,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if let Some(b) = args.max_binding_bytes {
         limits.max_binding_bytes = b;
     }
-    let plan = plan(&graph, args.batch, &limits)?;
+    let device = if args.software {
+        DeviceProfile::software()
+    } else {
+        DeviceProfile::gpu()
+    };
+    let plan = plan_for(&graph, args.batch, &limits, &device)?;
     if args.json {
         println!(
             "{}",

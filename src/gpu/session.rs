@@ -2,9 +2,9 @@
 //! weight buffers (filled once), every pipeline, uniform buffer and bind group. A forward pass
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
 
-use super::kernels::Kernels;
+use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
-use super::{Dispatch, GpuContext};
+use super::{Dispatch, GpuContext, TextureCopy, encode_sequence};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, TensorId};
 use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
@@ -49,8 +49,50 @@ pub struct Session {
     kernels: Kernels,
     arena: wgpu::Buffer,
     weights: Vec<wgpu::Buffer>,
+    /// Texture conv variant only: the staging texture its inputs are copied into, and a
+    /// texture copy of each weights buffer a texture conv reads (None for the others).
+    input_texture: Option<wgpu::Texture>,
+    weight_textures: Vec<Option<wgpu::Texture>>,
     readback: wgpu::Buffer,
     state: Mutex<RunState>,
+}
+
+/// Texels of the textures the plan's texture-variant convs read: the staging input texture
+/// (0: none) and whether each weights buffer needs a texture copy.
+struct TextureSizes {
+    input: u64,
+    weights: Vec<bool>,
+    weight_texels: Vec<u64>,
+}
+
+impl TextureSizes {
+    fn of(graph: &Graph, plan: &Plan) -> TextureSizes {
+        let mut sizes = TextureSizes {
+            input: 0,
+            weights: vec![false; plan.weight_buffers.len()],
+            weight_texels: plan.weight_buffers.iter().map(|b| b.div_ceil(16)).collect(),
+        };
+        for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
+            if let (Op::Conv(o), Some(cfg)) = (op, &step.conv)
+                && cfg.variant == ConvVariant::Texture
+            {
+                let t = &graph.tensors[o.input];
+                let texels = (plan.batch * t.h * t.w * t.c.div_ceil(4)) as u64;
+                sizes.input = sizes.input.max(texels);
+                sizes.weights[slot.buffer] = true;
+            }
+        }
+        sizes
+    }
+
+    fn fit(&self, limits: &wgpu::Limits) -> bool {
+        texture::fits(self.input, limits)
+            && self
+                .weights
+                .iter()
+                .zip(&self.weight_texels)
+                .all(|(&used, &texels)| !used || texture::fits(texels, limits))
+    }
 }
 
 /// Byte offset of each tensor in the arena, indexed by TensorId.
@@ -76,8 +118,18 @@ impl Session {
         if batch == 0 {
             return Err(Error::Input("batch size must be at least 1".into()));
         }
-        let kernels = Kernels::new(&ctx.device, &ctx.limits);
-        let plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
+        let mut kernels = Kernels::new(&ctx.device, &ctx.limits);
+        let mut plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
+        let mut textures = TextureSizes::of(&graph, &plan);
+        if !textures.fit(&ctx.limits) {
+            log::info!(
+                "the texture conv variant's textures exceed this device's largest texture; \
+                 using buffer loads"
+            );
+            kernels.set_textures(false);
+            plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
+            textures = TextureSizes::of(&graph, &plan);
+        }
         if plan.batch < batch {
             log::info!(
                 "batch {batch} exceeds the device's buffer limits; running it as {} sub-batches of {}",
@@ -105,7 +157,9 @@ impl Session {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights {i}")),
                     size: size.max(16),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_DST
+                        | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 })
             })
@@ -119,6 +173,31 @@ impl Session {
                 );
             }
         }
+        let input_texture = (textures.input > 0)
+            .then(|| texture::create(device, textures.input, "texture conv input"));
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("weight textures"),
+        });
+        let weight_textures: Vec<Option<wgpu::Texture>> = textures
+            .weights
+            .iter()
+            .zip(&weights)
+            .enumerate()
+            .map(|(i, (&used, buffer))| {
+                used.then(|| {
+                    let texels = buffer.size() / 16;
+                    let t = texture::create(device, texels, &format!("weights {i} texture"));
+                    TextureCopy {
+                        buffer: buffer.clone(),
+                        offset: 0,
+                        texels,
+                        texture: t.clone(),
+                    }
+                    .encode(&mut encoder);
+                    t
+                })
+            })
+            .collect();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
             size: Self::readback_bytes(&graph, plan.batch).max(16),
@@ -132,6 +211,8 @@ impl Session {
             kernels,
             arena,
             weights,
+            input_texture,
+            weight_textures,
             readback,
             state: Mutex::new(RunState {
                 dispatches: HashMap::new(),
@@ -145,7 +226,8 @@ impl Session {
             .expect("fresh mutex")
             .dispatches
             .insert(session.plan.batch, full);
-        ctx.queue.submit([]);
+        // After the weight uploads queued above: fills the weight textures.
+        ctx.queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(oom.pop()) {
             return Err(Error::DeviceLimits(format!(
                 "out of GPU memory creating the session: {e}"
@@ -184,20 +266,33 @@ impl Session {
                 let k = &self.kernels;
                 let arena = &self.arena;
                 match op {
-                    Op::Conv(o) => k.conv_with(
+                    Op::Conv(o) => {
                         // The plan's choice; a smaller trailing sub-batch has another M, so
                         // its tiles (and bounds checks) are chosen again for its size.
-                        &step
+                        let cfg = step
                             .conv
                             .filter(|_| n as usize == self.plan.batch)
-                            .unwrap_or_else(|| k.conv_config_for(o, tensors, n)),
-                        o,
-                        tensors,
-                        n,
-                        arena,
-                        &offsets,
-                        consts.expect("a conv has weights"),
-                    ),
+                            .unwrap_or_else(|| k.conv_config_for(o, tensors, n));
+                        let textures =
+                            (cfg.variant == ConvVariant::Texture).then(|| ConvTextures {
+                                input: self.input_texture.as_ref().expect("planned"),
+                                weights: self.weight_textures[slot.buffer]
+                                    .as_ref()
+                                    .expect("planned"),
+                                weights_texel: u32::try_from(slot.offset_bytes / 16)
+                                    .expect("weights texture offset fits in u32"),
+                            });
+                        k.conv_with(
+                            &cfg,
+                            o,
+                            tensors,
+                            n,
+                            arena,
+                            &offsets,
+                            consts.expect("a conv has weights"),
+                            textures,
+                        )
+                    }
                     Op::MaxPool(o) => k.max_pool(o, tensors, n, arena, &offsets),
                     Op::GlobalAvgPool(o) => {
                         k.global_avg_pool(o, tensors, n, arena, &offsets, consts)
@@ -246,7 +341,8 @@ impl Session {
     }
 
     /// Records the forward pass for `batch` images (at most `plan().batch`) into the app's
-    /// own encoder: one compute pass, no upload, no read-back. The input must already be in
+    /// own encoder: compute passes (and, for the texture conv variant, the copies of conv
+    /// inputs into a texture between them), no upload, no read-back. The input must already be in
     /// [`Session::input_buffer`]; the logits are in [`Session::logits_buffer`] once the
     /// app's submission completes. Don't run [`Session::run_nchw`] on the same session
     /// between encoding and submitting: both use the one arena.
@@ -265,13 +361,7 @@ impl Session {
                 .or_insert_with(|| self.record(batch))
                 .clone()
         };
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("resnet forward"),
-            timestamp_writes: None,
-        });
-        for d in &dispatches {
-            d.encode(&mut pass);
-        }
+        encode_sequence(encoder, "resnet forward", &dispatches, None);
         Ok(())
     }
 
@@ -448,21 +538,19 @@ impl Session {
             label: Some("forward"),
         });
         if timing == Timing::PerDispatch {
+            // A pass per dispatch; a texture conv's input copy precedes its pass, outside
+            // the timed span.
             for (i, d) in dispatches.iter().enumerate() {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&d.label),
-                    timestamp_writes: timer.map(|t| t.writes(i as u32)),
-                });
-                d.encode(&mut pass);
+                let one = std::slice::from_ref(d);
+                encode_sequence(&mut encoder, &d.label, one, timer.map(|t| t.pair(i as u32)));
             }
         } else {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: timer.map(|t| t.writes(0)),
-            });
-            for d in dispatches {
-                d.encode(&mut pass);
-            }
+            encode_sequence(
+                &mut encoder,
+                "forward",
+                dispatches,
+                timer.map(|t| t.pair(0)),
+            );
         }
         if let Some(t) = timer {
             t.resolve(&mut encoder, pairs);
@@ -482,6 +570,11 @@ impl Session {
             at += bytes;
         }
         let index = self.ctx.queue.submit([encoder.finish()]);
+        // Validation errors of the encoding surface at submission; a failed submission
+        // would otherwise only show as a failed wait below.
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
         let slice = self.readback.slice(..at);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -493,9 +586,6 @@ impl Session {
                 timeout: None,
             })
             .map_err(|e| Error::Gpu(format!("waiting for the forward pass: {e}")))?;
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(e.to_string()));
-        }
         rx.recv()
             .map_err(|_| Error::Gpu("read-back was never mapped".into()))?
             .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;

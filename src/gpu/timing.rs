@@ -57,13 +57,9 @@ impl Timer {
         self.pairs
     }
 
-    /// Begin/end timestamp writes for pair `i`.
-    pub(crate) fn writes(&self, i: u32) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites {
-            query_set: &self.query_set,
-            beginning_of_pass_write_index: Some(2 * i),
-            end_of_pass_write_index: Some(2 * i + 1),
-        }
+    /// The query set with the begin and end indices of pair `i`.
+    pub(crate) fn pair(&self, i: u32) -> (&wgpu::QuerySet, u32, u32) {
+        (&self.query_set, 2 * i, 2 * i + 1)
     }
 
     /// Copies the first `pairs` results to the read-back buffer (call before `finish`).

@@ -28,6 +28,8 @@ impl Plan {
                         "workgroup_size": c.wg,
                         "tile_m": c.tile_m,
                         "tile_n": 4 * c.tile_n4,
+                        "pixels_per_invocation": c.rows,
+                        "describe": c.describe(),
                         "vec4": c.vec4,
                         "is_1x1": c.is_1x1,
                         "bounds_checks": c.checks,

@@ -1,11 +1,12 @@
 //! The fused implicit-GEMM convolution (`shaders/conv.wgsl`).
 
-use super::{Kernels, Shader, elem_offset, u32_of};
-use crate::gpu::Dispatch;
+use super::texture::TextureCopy;
+use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
+use crate::gpu::{Dispatch, Stage};
 use crate::graph::{ConvOp, TensorInfo, pad4};
-use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile, choose_conv};
+use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile, TMAX, choose_conv};
 #[cfg(test)]
-use crate::plan::kernel::{RTM, RTN4, RWG, SBK, SBM, SBN4};
+use crate::plan::kernel::{RTM, RTN4, RWG, SBK, SBM, SBN4, TN4};
 
 const FLAG_IN_ACT: u32 = 1;
 const FLAG_RESIDUAL: u32 = 2;
@@ -45,7 +46,20 @@ struct Params {
     cinp4: u32,
     tiles_n: u32,
     tiles: u32,
-    _pad: [u32; 2],
+    w_texel: u32,
+    _pad: u32,
+}
+
+/// What the texture variant reads besides the arena (see `conv_texture` in conv.wgsl).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvTextures<'a> {
+    /// Staging texture the op's input is copied into before the dispatch (at least as many
+    /// texels as the input has vec4s).
+    pub input: &'a wgpu::Texture,
+    /// Texture copy of the weights buffer holding the op's constants.
+    pub weights: &'a wgpu::Texture,
+    /// Texel index of the op's constants in `weights` (the slot's byte offset / 16).
+    pub weights_texel: u32,
 }
 
 impl Kernels {
@@ -54,6 +68,7 @@ impl Kernels {
     pub fn device_profile(&self) -> DeviceProfile {
         DeviceProfile {
             software: self.software,
+            textures: self.textures,
             forced: self.conv_variant,
         }
     }
@@ -79,12 +94,14 @@ impl Kernels {
         consts: wgpu::BufferBinding<'_>,
     ) -> Dispatch {
         let cfg = self.conv_config_for(op, tensors, batch);
-        self.conv_with(&cfg, op, tensors, batch, arena, offsets, consts)
+        self.conv_with(&cfg, op, tensors, batch, arena, offsets, consts, None)
     }
 
     /// One fused convolution in configuration `cfg` (from [`choose_conv`] for this op and
     /// batch: its GEMM shape is checked). `consts`: the op's slot of the weights buffer, laid
-    /// out by [`Op::constants`](crate::graph::Op::constants).
+    /// out by [`Op::constants`](crate::graph::Op::constants). `textures`: required by the
+    /// texture variant; the returned dispatch then carries the copy of its input into
+    /// `textures.input` (record it with [`encode_sequence`](crate::gpu::encode_sequence)).
     #[allow(clippy::too_many_arguments)]
     pub fn conv_with(
         &self,
@@ -95,6 +112,7 @@ impl Kernels {
         arena: &wgpu::Buffer,
         offsets: &[u64],
         consts: wgpu::BufferBinding<'_>,
+        textures: Option<ConvTextures<'_>>,
     ) -> Dispatch {
         let ti = &tensors[op.input];
         let to = &tensors[op.output];
@@ -189,18 +207,69 @@ impl Kernels {
                     ("CHECKS", flag(cfg.checks)),
                 ],
             ),
+            ConvVariant::Texture => (
+                "conv_texture",
+                vec![("RWG", f64::from(cfg.wg)), ("TM", f64::from(cfg.rows))],
+            ),
         };
         params.tiles_n = cfg.tiles_n;
         params.tiles = cfg.tiles;
-        let pipeline = self.pipeline(Shader::Conv, entry, &constants, true);
-        self.dispatch(
+        if cfg.variant != ConvVariant::Texture {
+            let pipeline = self.pipeline(Shader::Conv, entry, &constants, Bindings::Consts);
+            return self.dispatch(
+                &op.name,
+                pipeline,
+                bytemuck::bytes_of(&params),
+                arena,
+                Bindings::Consts,
+                &[wgpu::BindingResource::Buffer(consts)],
+                params.tiles,
+            );
+        }
+        let tex =
+            textures.unwrap_or_else(|| panic!("{}: the texture variant needs textures", op.name));
+        assert!(
+            !cfg.is_1x1 && cfg.checks && (1..=TMAX).contains(&cfg.rows),
+            "{}: not a texture-variant configuration",
+            op.name
+        );
+        params.w_texel = tex.weights_texel;
+        let pixels = batch as usize * ti.h * ti.w;
+        let pipeline = self.pipeline(Shader::Conv, entry, &constants, Bindings::Textures);
+        let view = |t: &wgpu::Texture| t.create_view(&wgpu::TextureViewDescriptor::default());
+        let (input_view, weights_view) = (view(tex.input), view(tex.weights));
+        let mut d = self.dispatch(
             &op.name,
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Some(consts),
+            Bindings::Textures,
+            &[
+                wgpu::BindingResource::Buffer(consts),
+                wgpu::BindingResource::TextureView(&input_view),
+                wgpu::BindingResource::TextureView(&weights_view),
+            ],
             params.tiles,
-        )
+        );
+        d.stage = Some(if op.cin.is_multiple_of(4) {
+            // NHWC with 4k channels already is the texture's layout: copy the bytes.
+            Stage::Copy(TextureCopy {
+                buffer: arena.clone(),
+                offset: offsets[op.input],
+                texels: (pixels * op.cin / 4) as u64,
+                texture: tex.input.clone(),
+            })
+        } else {
+            Stage::Pack(Box::new(self.pack_texture(
+                &format!("{} (pack input)", op.name),
+                arena,
+                params.in_off,
+                pixels,
+                op.cin,
+                tex.input,
+            )))
+        });
+        d
     }
 }
 
@@ -218,6 +287,12 @@ mod tests {
             format!("const SBM: u32 = {SBM}u;"),
             format!("const SBN4: u32 = {SBN4}u;"),
             format!("const SBK: u32 = {SBK}u;"),
+            format!("const TMAX: u32 = {TMAX}u;"),
+            format!("const TN4: u32 = {TN4}u;"),
+            format!(
+                "const TEX_WIDTH: u32 = {}u;",
+                crate::gpu::kernels::texture::TEXTURE_WIDTH
+            ),
             format!("const FLAG_IN_ACT: u32 = {FLAG_IN_ACT}u;"),
             format!("const FLAG_RESIDUAL: u32 = {FLAG_RESIDUAL}u;"),
             format!("const FLAG_RELU: u32 = {FLAG_RELU}u;"),
@@ -226,6 +301,14 @@ mod tests {
         ] {
             assert!(src.contains(&line), "conv.wgsl lacks `{line}`");
         }
+        let line = format!(
+            "const TEX_WIDTH: u32 = {}u;",
+            crate::gpu::kernels::texture::TEXTURE_WIDTH
+        );
+        assert!(
+            Shader::Texture.source().contains(&line),
+            "texture.wgsl lacks `{line}`"
+        );
         assert_eq!(size_of::<Params>(), 28 * 4);
     }
 }

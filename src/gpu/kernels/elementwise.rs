@@ -1,6 +1,6 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`).
 
-use super::{Kernels, Shader, elem_offset, u32_of};
+use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
 use crate::gpu::Dispatch;
 use crate::graph::{BnReluOp, TensorInfo, pad4};
 
@@ -48,13 +48,14 @@ impl Kernels {
             cp: u32_of(pad4(ti.c)),
             ..Default::default()
         };
-        let pipeline = self.pipeline(Shader::Elementwise, "bn_relu", &[], true);
+        let pipeline = self.pipeline(Shader::Elementwise, "bn_relu", &[], Bindings::Consts);
         self.dispatch(
             &op.name,
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Some(consts),
+            Bindings::Consts,
+            &[wgpu::BindingResource::Buffer(consts)],
             total.div_ceil(WG),
         )
     }

@@ -11,11 +11,16 @@
 //!   addressed by element offsets in the uniform (a second, read-only view of the same buffer in
 //!   the same dispatch would be a usage conflict);
 //! * `@binding(2)`: the op's slot of the read-only weights buffer, laid out by
-//!   [`Op::constants`](crate::graph::Op::constants) (absent for max pool).
+//!   [`Op::constants`](crate::graph::Op::constants) (absent for max pool);
+//! * `@binding(3)`, `@binding(4)`: the texture conv variant's input and weights textures
+//!   ([`texture`]).
 
 mod conv;
 mod elementwise;
 mod pool;
+pub mod texture;
+
+pub use conv::ConvTextures;
 
 pub use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile};
 
@@ -24,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
-/// Environment variable that forces a conv variant (`shared` or `register`).
+/// Environment variable that forces a conv variant (`shared`, `register` or `texture`).
 pub const CONV_VARIANT_ENV: &str = "RESNET_CONV_VARIANT";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,6 +37,7 @@ enum Shader {
     Conv,
     Pool,
     Elementwise,
+    Texture,
 }
 
 impl Shader {
@@ -40,8 +46,22 @@ impl Shader {
             Shader::Conv => include_str!("../../../shaders/conv.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
         }
     }
+}
+
+/// Which bind group layout a pipeline uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bindings {
+    /// uniform | arena
+    Arena,
+    /// uniform | arena | consts
+    Consts,
+    /// uniform | arena | consts | input texture | weights texture
+    Textures,
+    /// uniform | arena | storage texture (texture packing)
+    Pack,
 }
 
 /// Pipeline cache key: shader, entry point, override constants (values as f64 bits).
@@ -53,6 +73,8 @@ pub struct Kernels {
     max_groups_per_dim: u32,
     /// Software adapter (lavapipe, WARP, SwiftShader): prefer the register-only conv.
     software: bool,
+    /// The texture conv variant may be chosen (see [`Kernels::set_textures`]).
+    textures: bool,
     conv_variant: Option<ConvVariant>,
     /// uniform | arena | consts
     layout3: wgpu::BindGroupLayout,
@@ -60,10 +82,30 @@ pub struct Kernels {
     /// uniform | arena (max pool)
     layout2: wgpu::BindGroupLayout,
     pipeline_layout2: wgpu::PipelineLayout,
+    /// uniform | arena | consts | input texture | weights texture (texture conv)
+    layout5: wgpu::BindGroupLayout,
+    pipeline_layout5: wgpu::PipelineLayout,
+    /// uniform | arena | storage texture (texture packing)
+    layout_pack: wgpu::BindGroupLayout,
+    pipeline_layout_pack: wgpu::PipelineLayout,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound as `consts` by kernels whose constants are optional and absent.
     dummy_consts: wgpu::Buffer,
+}
+
+fn texture_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        // rgba32float is not filterable without a feature; textureLoad needs no sampler.
+        ty: wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        count: None,
+    }
 }
 
 fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
@@ -88,14 +130,20 @@ impl Kernels {
             buffer_entry(0, wgpu::BufferBindingType::Uniform),
             buffer_entry(1, storage(false)),
             buffer_entry(2, storage(true)),
+            texture_entry(3),
+            texture_entry(4),
         ];
         let layout3 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("kernels: uniform|arena|consts"),
-            entries: &entries,
+            entries: &entries[..3],
         });
         let layout2 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("kernels: uniform|arena"),
             entries: &entries[..2],
+        });
+        let layout5 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels: uniform|arena|consts|textures"),
+            entries: &entries,
         });
         let pipeline_layout = |l: &wgpu::BindGroupLayout, label| {
             device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -106,6 +154,26 @@ impl Kernels {
         };
         let pipeline_layout3 = pipeline_layout(&layout3, "kernels: uniform|arena|consts");
         let pipeline_layout2 = pipeline_layout(&layout2, "kernels: uniform|arena");
+        let pipeline_layout5 = pipeline_layout(&layout5, "kernels: uniform|arena|consts|textures");
+        let layout_pack = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels: uniform|arena|storage texture"),
+            entries: &[
+                entries[0],
+                entries[1],
+                wgpu::BindGroupLayoutEntry {
+                    binding: 2,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                    },
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout_pack =
+            pipeline_layout(&layout_pack, "kernels: uniform|arena|storage texture");
         let dummy_consts = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kernels: dummy consts"),
             size: 16,
@@ -117,15 +185,21 @@ impl Kernels {
                 .map_err(|e| log::warn!("ignoring {CONV_VARIANT_ENV}: {e}"))
                 .ok()
         });
+        let software = device.adapter_info().device_type == wgpu::DeviceType::Cpu;
         Kernels {
             device: device.clone(),
             max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
-            software: device.adapter_info().device_type == wgpu::DeviceType::Cpu,
+            software,
+            textures: software,
             conv_variant,
             layout3,
             pipeline_layout3,
             layout2,
             pipeline_layout2,
+            layout5,
+            pipeline_layout5,
+            layout_pack,
+            pipeline_layout_pack,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummy_consts,
@@ -138,6 +212,13 @@ impl Kernels {
         self.conv_variant = variant;
     }
 
+    /// Allows or forbids the default choice of the texture conv variant (on by default on
+    /// software adapters; a session turns it off when its textures would exceed the device's
+    /// largest texture).
+    pub fn set_textures(&mut self, on: bool) {
+        self.textures = on;
+    }
+
     /// Number of distinct pipelines created so far (each costs a driver compile).
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.lock().unwrap().len()
@@ -148,7 +229,7 @@ impl Kernels {
         shader: Shader,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-        with_consts: bool,
+        bindings: Bindings,
     ) -> wgpu::ComputePipeline {
         let key: PipelineKey = (
             shader,
@@ -176,10 +257,11 @@ impl Kernels {
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
-                layout: Some(if with_consts {
-                    &self.pipeline_layout3
-                } else {
-                    &self.pipeline_layout2
+                layout: Some(match bindings {
+                    Bindings::Arena => &self.pipeline_layout2,
+                    Bindings::Consts => &self.pipeline_layout3,
+                    Bindings::Textures => &self.pipeline_layout5,
+                    Bindings::Pack => &self.pipeline_layout_pack,
                 }),
                 module: &module,
                 entry_point: Some(entry),
@@ -208,7 +290,8 @@ impl Kernels {
         [x, y, 1]
     }
 
-    /// Creates the op's uniform buffer and bind group and wraps them with the pipeline.
+    /// Creates the op's uniform buffer and bind group and wraps them with the pipeline:
+    /// `uniform | arena | extra...` in the layout of `bindings`.
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
@@ -216,7 +299,8 @@ impl Kernels {
         pipeline: wgpu::ComputePipeline,
         params: &[u8],
         arena: &wgpu::Buffer,
-        consts: Option<wgpu::BufferBinding<'_>>,
+        bindings: Bindings,
+        extra: &[wgpu::BindingResource<'_>],
         groups: u32,
     ) -> Dispatch {
         let uniform = self
@@ -226,25 +310,21 @@ impl Kernels {
                 contents: params,
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: arena.as_entire_binding(),
-            },
-        ];
-        let layout = match consts {
-            Some(c) => {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::Buffer(c),
-                });
-                &self.layout3
-            }
-            None => &self.layout2,
+        let entries: Vec<wgpu::BindGroupEntry<'_>> =
+            [uniform.as_entire_binding(), arena.as_entire_binding()]
+                .into_iter()
+                .chain(extra.iter().cloned())
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                })
+                .collect();
+        let layout = match bindings {
+            Bindings::Arena => &self.layout2,
+            Bindings::Consts => &self.layout3,
+            Bindings::Textures => &self.layout5,
+            Bindings::Pack => &self.layout_pack,
         };
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
@@ -256,6 +336,7 @@ impl Kernels {
             pipeline,
             bind_group,
             workgroups: self.grid(groups),
+            stage: None,
         }
     }
 

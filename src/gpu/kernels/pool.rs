@@ -1,6 +1,6 @@
 //! Max pool and global average pool (`shaders/pool.wgsl`).
 
-use super::{Kernels, Shader, elem_offset, u32_of};
+use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
 use crate::gpu::Dispatch;
 use crate::graph::{GlobalAvgPoolOp, MaxPoolOp, PadValue, TensorInfo, pad4};
 
@@ -63,13 +63,14 @@ impl Kernels {
             },
             ..Default::default()
         };
-        let pipeline = self.pipeline(Shader::Pool, "max_pool", &[], false);
+        let pipeline = self.pipeline(Shader::Pool, "max_pool", &[], Bindings::Arena);
         self.dispatch(
             &op.name,
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            None,
+            Bindings::Arena,
+            &[],
             total.div_ceil(WG),
         )
     }
@@ -114,13 +115,14 @@ impl Kernels {
             ..Default::default()
         };
         let consts = consts.unwrap_or_else(|| self.dummy_consts());
-        let pipeline = self.pipeline(Shader::Pool, "global_avg_pool", &[], true);
+        let pipeline = self.pipeline(Shader::Pool, "global_avg_pool", &[], Bindings::Consts);
         self.dispatch(
             &op.name,
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Some(consts),
+            Bindings::Consts,
+            &[wgpu::BindingResource::Buffer(consts)],
             groups,
         )
     }

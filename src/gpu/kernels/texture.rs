@@ -1,0 +1,172 @@
+//! vec4 textures for the texture conv variant (`conv_texture` in conv.wgsl): an rgba32float
+//! texture [`TEXTURE_WIDTH`] texels wide holding a linear array of vec4, texel `i` at
+//! `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`, filled by copies from a buffer.
+
+/// Texels per texture row; must match `TEX_WIDTH` in conv.wgsl. 4096 x 16 B = 64 KiB rows keep
+/// buffer-to-texture copies aligned (`bytes_per_row` must be a multiple of 256).
+pub const TEXTURE_WIDTH: u32 = 4096;
+
+const TEXEL_BYTES: u64 = 16;
+
+use super::{Bindings, Kernels, Shader, u32_of};
+use crate::gpu::Dispatch;
+
+/// Mirrors `Params` in texture.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    texels: u32,
+    cin: u32,
+    cinp4: u32,
+    in_off: u32,
+}
+
+/// Invocations per workgroup of `pack_texture`.
+const PACK_WG: u32 = 64;
+
+impl Kernels {
+    /// Packs `pixels` NHWC pixels of `cin` channels at element `in_off` of the arena into
+    /// `texture`, each pixel's channels zero-padded to a multiple of 4 (the texture conv
+    /// variant's input when cin % 4 != 0; `texture` needs [`wgpu::TextureUsages::STORAGE_BINDING`]).
+    pub(super) fn pack_texture(
+        &self,
+        label: &str,
+        arena: &wgpu::Buffer,
+        in_off: u32,
+        pixels: usize,
+        cin: usize,
+        texture: &wgpu::Texture,
+    ) -> Dispatch {
+        let cinp4 = cin.div_ceil(4);
+        let params = PackParams {
+            texels: u32_of(pixels * cinp4),
+            cin: u32_of(cin),
+            cinp4: u32_of(cinp4),
+            in_off,
+        };
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let pipeline = self.pipeline(Shader::Texture, "pack_texture", &[], Bindings::Pack);
+        self.dispatch(
+            label,
+            pipeline,
+            bytemuck::bytes_of(&params),
+            arena,
+            Bindings::Pack,
+            &[wgpu::BindingResource::TextureView(&view)],
+            params.texels.div_ceil(PACK_WG),
+        )
+    }
+}
+
+/// Rows a texture of `texels` needs.
+pub fn rows_for(texels: u64) -> u64 {
+    texels.div_ceil(u64::from(TEXTURE_WIDTH)).max(1)
+}
+
+/// Whether a texture of `texels` fits the device's largest 2D texture.
+pub fn fits(texels: u64, limits: &wgpu::Limits) -> bool {
+    rows_for(texels) <= u64::from(limits.max_texture_dimension_2d)
+        && TEXTURE_WIDTH <= limits.max_texture_dimension_2d
+}
+
+/// A texture for `texels` vec4 (check [`fits`] first).
+pub fn create(device: &wgpu::Device, texels: u64, label: &str) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width: TEXTURE_WIDTH,
+            height: u32::try_from(rows_for(texels)).expect("texture rows fit in u32"),
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        // Filled by buffer copies or, for inputs whose channels need padding, by a kernel.
+        usage: wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::COPY_DST
+            | wgpu::TextureUsages::STORAGE_BINDING,
+        view_formats: &[],
+    })
+}
+
+/// A copy of `texels` vec4 from `buffer` at byte `offset` (a multiple of 16) to the first
+/// texels of a texture.
+#[derive(Clone, Debug)]
+pub struct TextureCopy {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub texels: u64,
+    pub texture: wgpu::Texture,
+}
+
+impl TextureCopy {
+    /// Records the copy: whole rows in one region, the remainder as a partial last row.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let width = u64::from(TEXTURE_WIDTH);
+        let full_rows = self.texels / width;
+        let rest = self.texels % width;
+        let mut region = |offset: u64, y: u64, w: u64, h: u64| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        bytes_per_row: Some((width * TEXEL_BYTES) as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: w as u32,
+                    height: h as u32,
+                    depth_or_array_layers: 1,
+                },
+            )
+        };
+        if full_rows > 0 {
+            region(self.offset, 0, width, full_rows);
+        }
+        if rest > 0 {
+            region(
+                self.offset + full_rows * width * TEXEL_BYTES,
+                full_rows,
+                rest,
+                1,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_and_limits() {
+        assert_eq!(rows_for(0), 1);
+        assert_eq!(rows_for(4096), 1);
+        assert_eq!(rows_for(4097), 2);
+        let limits = wgpu::Limits {
+            max_texture_dimension_2d: 8192,
+            ..wgpu::Limits::default()
+        };
+        assert!(fits(4096 * 8192, &limits));
+        assert!(!fits(4096 * 8192 + 1, &limits));
+        // A device whose textures are narrower than a row cannot hold any.
+        let tiny = wgpu::Limits {
+            max_texture_dimension_2d: 2048,
+            ..wgpu::Limits::default()
+        };
+        assert!(!fits(1, &tiny));
+    }
+}
