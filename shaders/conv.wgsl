@@ -94,21 +94,32 @@ fn has_flag(f: u32) -> bool {
 // Bias, residual, ReLU and the split for output pixel `m`, channels 4 * n4 .. 4 * n4 + 3.
 // The caller guarantees m < M; channels >= cout (padding of the last vec4) are dropped.
 fn store4(m: u32, n4: u32, v: vec4<f32>) {
+    if (CHECKS && n4 * 4u >= p.cout) {
+        return;
+    }
+    store4_biased(m, residual_pixel(m), n4, v + consts[p.bias4 + n4]);
+}
+
+// The residual's pixel for output pixel `m` (0 without a residual). The residual may be the
+// block input at twice the resolution (subsampled identity shortcut x[:, ::2, ::2]), so it is
+// indexed by its own shape.
+fn residual_pixel(m: u32) -> u32 {
+    if (!has_flag(FLAG_RESIDUAL)) {
+        return 0u;
+    }
+    let hw = p.oh * p.ow;
+    let img = m / hw;
+    let rem = m % hw;
+    let ry = (rem / p.ow) * p.res_stride;
+    let rx = (rem % p.ow) * p.res_stride;
+    return (img * p.res_h + ry) * p.res_w + rx;
+}
+
+// As `store4`, for a value that already includes the bias; `res_pix` = residual_pixel(m).
+fn store4_biased(m: u32, res_pix: u32, n4: u32, r: vec4<f32>) {
     let c0 = n4 * 4u;
     if (CHECKS && c0 >= p.cout) {
         return;
-    }
-    let r = v + consts[p.bias4 + n4];
-    var res_pix = 0u;
-    if (has_flag(FLAG_RESIDUAL)) {
-        // The residual may be the block input at twice the resolution (subsampled identity
-        // shortcut x[:, ::2, ::2]), so index it by its own shape.
-        let hw = p.oh * p.ow;
-        let img = m / hw;
-        let rem = m % hw;
-        let ry = (rem / p.ow) * p.res_stride;
-        let rx = (rem % p.ow) * p.res_stride;
-        res_pix = (img * p.res_h + ry) * p.res_w + rx;
     }
     let split_c = p.cout - p.at;
     for (var j = 0u; j < 4u; j++) {
@@ -570,14 +581,17 @@ fn tex_mac(acc: RowAcc, w: WBlock, a: vec4<f32>) -> RowAcc {
     return RowAcc(acc.c0 + w.c0 * a, acc.c1 + w.c1 * a, acc.c2 + w.c2 * a, acc.c3 + w.c3 * a);
 }
 
-fn tex_store(m: u32, n4: u32, acc: RowAcc) {
+// `bias`: this invocation's 16 biases, fetched once for all its rows (a buffer load per row
+// and column cost ~10% on short-K layers).
+fn tex_store(m: u32, n4: u32, acc: RowAcc, bias: RowAcc) {
     if (m >= p.m) {
         return;
     }
-    store4(m, n4, acc.c0);
-    store4(m, n4 + 1u, acc.c1);
-    store4(m, n4 + 2u, acc.c2);
-    store4(m, n4 + 3u, acc.c3);
+    let rp = residual_pixel(m);
+    store4_biased(m, rp, n4, acc.c0 + bias.c0);
+    store4_biased(m, rp, n4 + 1u, acc.c1 + bias.c1);
+    store4_biased(m, rp, n4 + 2u, acc.c2 + bias.c2);
+    store4_biased(m, rp, n4 + 3u, acc.c3 + bias.c3);
 }
 
 @compute @workgroup_size(RWG)
@@ -695,20 +709,27 @@ fn conv_texture(
             }
         }
     }
-    if (TM > 0u) { tex_store(m0, n4, acc[0]); }
-    if (TM > 1u) { tex_store(m0 + 1u, n4, acc[1]); }
-    if (TM > 2u) { tex_store(m0 + 2u, n4, acc[2]); }
-    if (TM > 3u) { tex_store(m0 + 3u, n4, acc[3]); }
-    if (TM > 4u) { tex_store(m0 + 4u, n4, acc[4]); }
-    if (TM > 5u) { tex_store(m0 + 5u, n4, acc[5]); }
-    if (TM > 6u) { tex_store(m0 + 6u, n4, acc[6]); }
-    if (TM > 7u) { tex_store(m0 + 7u, n4, acc[7]); }
-    if (TM > 8u) { tex_store(m0 + 8u, n4, acc[8]); }
-    if (TM > 9u) { tex_store(m0 + 9u, n4, acc[9]); }
-    if (TM > 10u) { tex_store(m0 + 10u, n4, acc[10]); }
-    if (TM > 11u) { tex_store(m0 + 11u, n4, acc[11]); }
-    if (TM > 12u) { tex_store(m0 + 12u, n4, acc[12]); }
-    if (TM > 13u) { tex_store(m0 + 13u, n4, acc[13]); }
-    if (TM > 14u) { tex_store(m0 + 14u, n4, acc[14]); }
-    if (TM > 15u) { tex_store(m0 + 15u, n4, acc[15]); }
+    let b = p.w_texel + p.bias4;
+    let bias = RowAcc(
+        weights_texel(b + col0),
+        weights_texel(b + col1),
+        weights_texel(b + col2),
+        weights_texel(b + col3),
+    );
+    if (TM > 0u) { tex_store(m0, n4, acc[0], bias); }
+    if (TM > 1u) { tex_store(m0 + 1u, n4, acc[1], bias); }
+    if (TM > 2u) { tex_store(m0 + 2u, n4, acc[2], bias); }
+    if (TM > 3u) { tex_store(m0 + 3u, n4, acc[3], bias); }
+    if (TM > 4u) { tex_store(m0 + 4u, n4, acc[4], bias); }
+    if (TM > 5u) { tex_store(m0 + 5u, n4, acc[5], bias); }
+    if (TM > 6u) { tex_store(m0 + 6u, n4, acc[6], bias); }
+    if (TM > 7u) { tex_store(m0 + 7u, n4, acc[7], bias); }
+    if (TM > 8u) { tex_store(m0 + 8u, n4, acc[8], bias); }
+    if (TM > 9u) { tex_store(m0 + 9u, n4, acc[9], bias); }
+    if (TM > 10u) { tex_store(m0 + 10u, n4, acc[10], bias); }
+    if (TM > 11u) { tex_store(m0 + 11u, n4, acc[11], bias); }
+    if (TM > 12u) { tex_store(m0 + 12u, n4, acc[12], bias); }
+    if (TM > 13u) { tex_store(m0 + 13u, n4, acc[13], bias); }
+    if (TM > 14u) { tex_store(m0 + 14u, n4, acc[14], bias); }
+    if (TM > 15u) { tex_store(m0 + 15u, n4, acc[15], bias); }
 }
