@@ -233,7 +233,7 @@ fn plan_shows_the_kernel_choice_per_device() {
         )
     };
     let (stem, late, fc) = run(&["--software"]);
-    assert!(stem.starts_with("texture 128x16 16px"), "{stem}");
+    assert!(stem.starts_with("texture 128x16 16px packed"), "{stem}");
     assert!(late.starts_with("texture 56x16 7px"), "{late}");
     assert!(fc.starts_with("register"), "{fc}");
     let (stem, late, _) = run(&[]);

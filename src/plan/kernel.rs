@@ -152,7 +152,12 @@ impl ConvConfig {
             s += " 1x1";
         }
         if !self.vec4 {
-            s += " scalar";
+            // The texture variant packs such inputs to 4 channels per texel.
+            s += if self.variant == ConvVariant::Texture {
+                " packed"
+            } else {
+                " scalar"
+            };
         }
         if !self.checks {
             s += " nochk";
