@@ -14,7 +14,7 @@
 //! (variant forced). Texture-variant timings include the copy of the input into its texture.
 
 use resnet_wgpu::gpu::kernels::{ConvConfig, ConvTextures, ConvVariant, Kernels, texture};
-use resnet_wgpu::gpu::{AdapterChoice, GpuContext, TextureCopy, encode_sequence};
+use resnet_wgpu::gpu::{AdapterChoice, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
@@ -138,15 +138,8 @@ fn main() {
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             });
         let input_texture = texture::create(&ctx.device, in_bytes / 4, "input");
-        let weights_texture = texture::create(&ctx.device, weights.size() / 16, "weights");
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        TextureCopy {
-            buffer: weights.clone(),
-            offset: 0,
-            texels: weights.size() / 16,
-            texture: weights_texture.clone(),
-        }
-        .encode(&mut enc);
+        let weights_texture = texture::copy_of_buffer(&ctx.device, &mut enc, &weights, "weights");
         ctx.queue.submit([enc.finish()]);
         let flops = 2.0 * batch as f64 * Op::Conv(op.clone()).macs_per_image(&tensors) as f64;
         let mut row = format!("{:<32}", s.name);

@@ -11,7 +11,7 @@
 //! These tests need a wgpu adapter and FAIL without one (lavapipe is enough).
 
 use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
-use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, TextureCopy, encode_sequence};
+use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
@@ -458,16 +458,8 @@ fn conv_textures(input_floats: usize, weights: &wgpu::Buffer) -> (wgpu::Texture,
     let dev = &g.ctx.device;
     // Generously sized: pixels * ceil(cin / 4) texels <= input_floats when cin >= 1.
     let input = texture::create(dev, input_floats as u64, "test input texture");
-    let texels = weights.size() / 16;
-    let weights_texture = texture::create(dev, texels, "test weights texture");
     let mut enc = dev.create_command_encoder(&Default::default());
-    TextureCopy {
-        buffer: weights.clone(),
-        offset: 0,
-        texels,
-        texture: weights_texture.clone(),
-    }
-    .encode(&mut enc);
+    let weights_texture = texture::copy_of_buffer(dev, &mut enc, weights, "test weights texture");
     g.ctx.queue.submit([enc.finish()]);
     (input, weights_texture)
 }

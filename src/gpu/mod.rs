@@ -81,7 +81,7 @@ pub fn encode_sequence(
                 },
             ),
         });
-        for d in &dispatches[start..end.max(start)] {
+        for d in &dispatches[start..end] {
             d.encode(&mut pass);
         }
         drop(pass);

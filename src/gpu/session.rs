@@ -4,7 +4,7 @@
 
 use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
-use super::{Dispatch, GpuContext, TextureCopy, encode_sequence};
+use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, TensorId};
 use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
@@ -185,16 +185,12 @@ impl Session {
             .enumerate()
             .map(|(i, (&used, buffer))| {
                 used.then(|| {
-                    let texels = buffer.size() / 16;
-                    let t = texture::create(device, texels, &format!("weights {i} texture"));
-                    TextureCopy {
-                        buffer: buffer.clone(),
-                        offset: 0,
-                        texels,
-                        texture: t.clone(),
-                    }
-                    .encode(&mut encoder);
-                    t
+                    texture::copy_of_buffer(
+                        device,
+                        &mut encoder,
+                        buffer,
+                        &format!("weights {i} texture"),
+                    )
                 })
             })
             .collect();

@@ -250,11 +250,7 @@ pub fn choose_conv(
 /// group of [`TWG`] invocations leaves idle (7x7 maps at batch 1: 16 pixels per invocation
 /// would keep 4 of 8 lanes busy on 49 rows).
 pub fn texture_rows(m: usize) -> u32 {
-    let score = |&(rows, rate): &(u32, f64)| {
-        let invocations = m.div_ceil(rows as usize);
-        let slots = invocations.div_ceil(TWG as usize) * TWG as usize * rows as usize;
-        rate * m as f64 / slots as f64
-    };
+    let score = |&(rows, rate): &(u32, f64)| rate * lane_use(m, rows);
     TEXTURE_ROWS
         .iter()
         .max_by(|a, b| score(a).total_cmp(&score(b)))
@@ -266,12 +262,17 @@ pub fn texture_rows(m: usize) -> u32 {
 /// fewer rows re-fetch each weight texel for fewer pixels). Two pipelines in all.
 pub const TEXTURE_ROWS: [(u32, f64); 2] = [(TMAX, 1.0), (7, 0.84)];
 
-/// Below this GEMM-rows efficiency the texture variant loses to the register one (the
-/// classifier: M = batch rows, far fewer than one 8 x 7-pixel group).
-pub fn texture_efficiency(m: usize) -> f64 {
-    let rows = texture_rows(m);
+/// The share of the texture variant's row slots (groups of [`TWG`] invocations of `rows`
+/// pixels) that hold one of the `m` GEMM rows.
+fn lane_use(m: usize, rows: u32) -> f64 {
     let invocations = m.div_ceil(rows as usize);
     m as f64 / (invocations.div_ceil(TWG as usize) * (TWG * rows) as usize) as f64
+}
+
+/// [`lane_use`] at the chosen pixel count: under 0.5 the texture variant loses to the register
+/// one (the classifier: M = batch rows, far fewer than one 8 x 7-pixel group).
+pub fn texture_efficiency(m: usize) -> f64 {
+    lane_use(m, texture_rows(m))
 }
 
 fn u32_of(v: usize) -> u32 {

@@ -54,7 +54,6 @@ impl Kernels {
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Bindings::Consts,
             &[wgpu::BindingResource::Buffer(consts)],
             total.div_ceil(WG),
         )

@@ -64,6 +64,52 @@ enum Bindings {
     Pack,
 }
 
+impl Bindings {
+    const ALL: [Bindings; 4] = [
+        Bindings::Arena,
+        Bindings::Consts,
+        Bindings::Textures,
+        Bindings::Pack,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Bindings::Arena => "kernels: uniform|arena",
+            Bindings::Consts => "kernels: uniform|arena|consts",
+            Bindings::Textures => "kernels: uniform|arena|consts|textures",
+            Bindings::Pack => "kernels: uniform|arena|storage texture",
+        }
+    }
+
+    fn entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let mut entries = vec![
+            buffer_entry(0, wgpu::BufferBindingType::Uniform),
+            buffer_entry(1, storage(false)),
+        ];
+        match self {
+            Bindings::Arena => {}
+            Bindings::Consts => entries.push(buffer_entry(2, storage(true))),
+            Bindings::Textures => entries.extend([
+                buffer_entry(2, storage(true)),
+                texture_entry(3),
+                texture_entry(4),
+            ]),
+            Bindings::Pack => entries.push(wgpu::BindGroupLayoutEntry {
+                binding: 2,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+                count: None,
+            }),
+        }
+        entries
+    }
+}
+
 /// Pipeline cache key: shader, entry point, override constants (values as f64 bits).
 type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
 
@@ -76,18 +122,8 @@ pub struct Kernels {
     /// The texture conv variant may be chosen (see [`Kernels::set_textures`]).
     textures: bool,
     conv_variant: Option<ConvVariant>,
-    /// uniform | arena | consts
-    layout3: wgpu::BindGroupLayout,
-    pipeline_layout3: wgpu::PipelineLayout,
-    /// uniform | arena (max pool)
-    layout2: wgpu::BindGroupLayout,
-    pipeline_layout2: wgpu::PipelineLayout,
-    /// uniform | arena | consts | input texture | weights texture (texture conv)
-    layout5: wgpu::BindGroupLayout,
-    pipeline_layout5: wgpu::PipelineLayout,
-    /// uniform | arena | storage texture (texture packing)
-    layout_pack: wgpu::BindGroupLayout,
-    pipeline_layout_pack: wgpu::PipelineLayout,
+    /// One pipeline layout per [`Bindings`], in [`Bindings::ALL`] order.
+    pipeline_layouts: Vec<wgpu::PipelineLayout>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound as `consts` by kernels whose constants are optional and absent.
@@ -125,55 +161,20 @@ impl Kernels {
     /// `limits`: the limits the device was opened with (nothing beyond them is requested).
     /// The conv variant may be forced with the `RESNET_CONV_VARIANT` environment variable.
     pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Kernels {
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let entries = [
-            buffer_entry(0, wgpu::BufferBindingType::Uniform),
-            buffer_entry(1, storage(false)),
-            buffer_entry(2, storage(true)),
-            texture_entry(3),
-            texture_entry(4),
-        ];
-        let layout3 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("kernels: uniform|arena|consts"),
-            entries: &entries[..3],
-        });
-        let layout2 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("kernels: uniform|arena"),
-            entries: &entries[..2],
-        });
-        let layout5 = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("kernels: uniform|arena|consts|textures"),
-            entries: &entries,
-        });
-        let pipeline_layout = |l: &wgpu::BindGroupLayout, label| {
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(l)],
-                immediate_size: 0,
+        let pipeline_layouts = Bindings::ALL
+            .iter()
+            .map(|b| {
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(b.label()),
+                    entries: &b.entries(),
+                });
+                device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(b.label()),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                })
             })
-        };
-        let pipeline_layout3 = pipeline_layout(&layout3, "kernels: uniform|arena|consts");
-        let pipeline_layout2 = pipeline_layout(&layout2, "kernels: uniform|arena");
-        let pipeline_layout5 = pipeline_layout(&layout5, "kernels: uniform|arena|consts|textures");
-        let layout_pack = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("kernels: uniform|arena|storage texture"),
-            entries: &[
-                entries[0],
-                entries[1],
-                wgpu::BindGroupLayoutEntry {
-                    binding: 2,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::StorageTexture {
-                        access: wgpu::StorageTextureAccess::WriteOnly,
-                        format: wgpu::TextureFormat::Rgba32Float,
-                        view_dimension: wgpu::TextureViewDimension::D2,
-                    },
-                    count: None,
-                },
-            ],
-        });
-        let pipeline_layout_pack =
-            pipeline_layout(&layout_pack, "kernels: uniform|arena|storage texture");
+            .collect();
         let dummy_consts = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kernels: dummy consts"),
             size: 16,
@@ -192,14 +193,7 @@ impl Kernels {
             software,
             textures: software,
             conv_variant,
-            layout3,
-            pipeline_layout3,
-            layout2,
-            pipeline_layout2,
-            layout5,
-            pipeline_layout5,
-            layout_pack,
-            pipeline_layout_pack,
+            pipeline_layouts,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummy_consts,
@@ -257,12 +251,7 @@ impl Kernels {
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
-                layout: Some(match bindings {
-                    Bindings::Arena => &self.pipeline_layout2,
-                    Bindings::Consts => &self.pipeline_layout3,
-                    Bindings::Textures => &self.pipeline_layout5,
-                    Bindings::Pack => &self.pipeline_layout_pack,
-                }),
+                layout: Some(&self.pipeline_layouts[bindings as usize]),
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
@@ -291,15 +280,13 @@ impl Kernels {
     }
 
     /// Creates the op's uniform buffer and bind group and wraps them with the pipeline:
-    /// `uniform | arena | extra...` in the layout of `bindings`.
-    #[allow(clippy::too_many_arguments)]
+    /// `uniform | arena | extra...` in the layout the pipeline was created with.
     fn dispatch(
         &self,
         label: &str,
         pipeline: wgpu::ComputePipeline,
         params: &[u8],
         arena: &wgpu::Buffer,
-        bindings: Bindings,
         extra: &[wgpu::BindingResource<'_>],
         groups: u32,
     ) -> Dispatch {
@@ -320,15 +307,9 @@ impl Kernels {
                     resource,
                 })
                 .collect();
-        let layout = match bindings {
-            Bindings::Arena => &self.layout2,
-            Bindings::Consts => &self.layout3,
-            Bindings::Textures => &self.layout5,
-            Bindings::Pack => &self.layout_pack,
-        };
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout,
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
         Dispatch {

@@ -69,7 +69,6 @@ impl Kernels {
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Bindings::Arena,
             &[],
             total.div_ceil(WG),
         )
@@ -121,7 +120,6 @@ impl Kernels {
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Bindings::Consts,
             &[wgpu::BindingResource::Buffer(consts)],
             groups,
         )

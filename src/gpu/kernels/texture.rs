@@ -51,7 +51,6 @@ impl Kernels {
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
-            Bindings::Pack,
             &[wgpu::BindingResource::TextureView(&view)],
             params.texels.div_ceil(PACK_WG),
         )
@@ -88,6 +87,26 @@ pub fn create(device: &wgpu::Device, texels: u64, label: &str) -> wgpu::Texture 
             | wgpu::TextureUsages::STORAGE_BINDING,
         view_formats: &[],
     })
+}
+
+/// A texture holding a copy of all of `buffer` (whose size is a multiple of 16), filled by a
+/// copy recorded into `encoder`: the texture conv variant's weights.
+pub fn copy_of_buffer(
+    device: &wgpu::Device,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    label: &str,
+) -> wgpu::Texture {
+    let texels = buffer.size() / TEXEL_BYTES;
+    let texture = create(device, texels, label);
+    TextureCopy {
+        buffer: buffer.clone(),
+        offset: 0,
+        texels,
+        texture: texture.clone(),
+    }
+    .encode(encoder);
+    texture
 }
 
 /// A copy of `texels` vec4 from `buffer` at byte `offset` (a multiple of 16) to the first
