@@ -53,12 +53,14 @@ fn main() {
     let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
     println!("adapter: {}, batch {batch}", ctx.summary());
     let kernels = Kernels::new(&ctx.device, &ctx.limits);
-    type Tweak = fn(&Kernels, &ConvOp, &[TensorInfo], u32) -> ConvConfig;
+    type Tweak = fn(&Kernels, &ConvOp, &[TensorInfo], u32) -> resnet_wgpu::Result<ConvConfig>;
     let configs: [(&str, Tweak); 5] = [
         ("plan", |k, op, t, b| k.conv_config_for(op, t, b)),
-        ("plan+chk", |k, op, t, b| ConvConfig {
-            checks: true,
-            ..k.conv_config_for(op, t, b)
+        ("plan+chk", |k, op, t, b| {
+            Ok(ConvConfig {
+                checks: true,
+                ..k.conv_config_for(op, t, b)?
+            })
         }),
         ("register", |k, op, t, b| {
             let mut p = k.device_profile();
@@ -145,7 +147,8 @@ fn main() {
         let mut row = format!("{:<32}", s.name);
         let mut runs = Vec::new();
         for (_, tweak) in &configs {
-            let cfg = tweak(&kernels, &op, &tensors, batch as u32);
+            let cfg =
+                tweak(&kernels, &op, &tensors, batch as u32).expect("a config for this shape");
             let d = kernels.conv_with(
                 &cfg,
                 &op,

@@ -91,6 +91,16 @@ fn has_flag(f: u32) -> bool {
     return (p.flags & f) != 0u;
 }
 
+// ReLU that keeps NaN, as the frameworks' relu does: `max(x, 0.0)` may return 0 for a NaN
+// (LLVM's maxnum does), which would turn a broken value into a confident, finite answer.
+fn relu(x: f32) -> f32 {
+    return select(x, 0.0, x < 0.0);
+}
+
+fn relu4(x: vec4<f32>) -> vec4<f32> {
+    return select(x, vec4<f32>(0.0), x < vec4<f32>(0.0));
+}
+
 // Bias, residual, ReLU and the split for output pixel `m`, channels 4 * n4 .. 4 * n4 + 3.
 // The caller guarantees m < M; channels >= cout (padding of the last vec4) are dropped.
 fn store4(m: u32, n4: u32, v: vec4<f32>) {
@@ -133,12 +143,12 @@ fn store4_biased(m: u32, res_pix: u32, n4: u32, r: vec4<f32>) {
                 x += arena[p.res_off + res_pix * p.at + c];
             }
             if (has_flag(FLAG_RELU)) {
-                x = max(x, 0.0);
+                x = relu(x);
             }
             arena[p.out_off + m * p.at + c] = x;
         } else {
             if (has_flag(FLAG_SPLIT_RELU)) {
-                x = max(x, 0.0);
+                x = relu(x);
             }
             arena[p.split_off + m * split_c + (c - p.at)] = x;
         }
@@ -265,7 +275,7 @@ fn conv_register(
                     for (var i = 0u; i < RTM; i++) {
                         var x = load4(base[i] + c);
                         if (in_act) {
-                            x = max(fma(x, sc, sh), vec4<f32>(0.0));
+                            x = relu4(fma(x, sc, sh));
                         }
                         // Zero padding pads the *pre-activated* map: zero after the act.
                         x = select(vec4<f32>(0.0), x, valid[i]);
@@ -295,7 +305,7 @@ fn conv_register(
                     for (var i = 0u; i < RTM; i++) {
                         var x = arena[base[i] + c];
                         if (in_act) {
-                            x = max(fma(x, sc, sh), 0.0);
+                            x = relu(fma(x, sc, sh));
                         }
                         x = select(0.0, x, valid[i]);
                         for (var j = 0u; j < RTN4; j++) {
@@ -376,7 +386,7 @@ fn load_a(r: Row, k: u32, k_total: u32) -> f32 {
     }
     var x = arena[u32(ic.x)];
     if (has_flag(FLAG_IN_ACT)) {
-        x = max(fma(x, act_scale(u32(ic.y)), act_shift(u32(ic.y))), 0.0);
+        x = relu(fma(x, act_scale(u32(ic.y)), act_shift(u32(ic.y))));
     }
     return x;
 }
@@ -392,7 +402,7 @@ fn load_a4(r: Row, k: u32, k_total: u32) -> vec4<f32> {
     }
     var x = load4(u32(ic.x));
     if (has_flag(FLAG_IN_ACT)) {
-        x = max(fma(x, act_scale4(u32(ic.y)), act_shift4(u32(ic.y))), vec4<f32>(0.0));
+        x = relu4(fma(x, act_scale4(u32(ic.y)), act_shift4(u32(ic.y))));
     }
     return x;
 }
@@ -538,11 +548,12 @@ fn tex_tap(r: TexRow, ky: u32, kx: u32) -> TexRow {
 
 // A[row, 4 channels of this tap], pre-activated, zero in the padding (which pads the
 // pre-activated map, hence after the act).
-// Branch-free: without a pre-activation sc = 1, sh = 0 and lo = -inf leave x unchanged, which
-// costs 2 vector ops against the row's 16 vec4 FMAs but keeps the loop body one basic block
-// (a per-row branch made Mesa's compile of this already large shader much slower).
-fn tex_a(r: TexRow, c4: u32, sc: vec4<f32>, sh: vec4<f32>, lo: vec4<f32>) -> vec4<f32> {
-    let x = max(fma(input_texel(r.base + c4), sc, sh), lo);
+// Branch-free: without a pre-activation sc = 1, sh = 0 and `act` false leave x unchanged,
+// which costs 3 vector ops against the row's 16 vec4 FMAs but keeps the loop body one basic
+// block (a per-row branch made Mesa's compile of this already large shader much slower).
+fn tex_a(r: TexRow, c4: u32, sc: vec4<f32>, sh: vec4<f32>, act: bool) -> vec4<f32> {
+    let y = fma(input_texel(r.base + c4), sc, sh);
+    let x = select(y, relu4(y), act);
     return select(vec4<f32>(0.0), x, r.ok);
 }
 
@@ -616,7 +627,6 @@ fn conv_texture(
     let col2 = min(n4 + 2u, p.coutp4 - 1u);
     let col3 = min(n4 + 3u, p.coutp4 - 1u);
     let in_act = has_flag(FLAG_IN_ACT);
-    let lo = select(vec4<f32>(-3.0e38), vec4<f32>(0.0), in_act);
 
     var r: array<TexRow, TMAX>;
     var a: array<vec4<f32>, TMAX>;
@@ -666,22 +676,22 @@ fn conv_texture(
                     sc = weights_texel(p.w_texel + p.act4 + c4);
                     sh = weights_texel(p.w_texel + p.act4 + p.cinp4 + c4);
                 }
-                if (TM > 0u) { a[0] = tex_a(r[0], c4, sc, sh, lo); }
-                if (TM > 1u) { a[1] = tex_a(r[1], c4, sc, sh, lo); }
-                if (TM > 2u) { a[2] = tex_a(r[2], c4, sc, sh, lo); }
-                if (TM > 3u) { a[3] = tex_a(r[3], c4, sc, sh, lo); }
-                if (TM > 4u) { a[4] = tex_a(r[4], c4, sc, sh, lo); }
-                if (TM > 5u) { a[5] = tex_a(r[5], c4, sc, sh, lo); }
-                if (TM > 6u) { a[6] = tex_a(r[6], c4, sc, sh, lo); }
-                if (TM > 7u) { a[7] = tex_a(r[7], c4, sc, sh, lo); }
-                if (TM > 8u) { a[8] = tex_a(r[8], c4, sc, sh, lo); }
-                if (TM > 9u) { a[9] = tex_a(r[9], c4, sc, sh, lo); }
-                if (TM > 10u) { a[10] = tex_a(r[10], c4, sc, sh, lo); }
-                if (TM > 11u) { a[11] = tex_a(r[11], c4, sc, sh, lo); }
-                if (TM > 12u) { a[12] = tex_a(r[12], c4, sc, sh, lo); }
-                if (TM > 13u) { a[13] = tex_a(r[13], c4, sc, sh, lo); }
-                if (TM > 14u) { a[14] = tex_a(r[14], c4, sc, sh, lo); }
-                if (TM > 15u) { a[15] = tex_a(r[15], c4, sc, sh, lo); }
+                if (TM > 0u) { a[0] = tex_a(r[0], c4, sc, sh, in_act); }
+                if (TM > 1u) { a[1] = tex_a(r[1], c4, sc, sh, in_act); }
+                if (TM > 2u) { a[2] = tex_a(r[2], c4, sc, sh, in_act); }
+                if (TM > 3u) { a[3] = tex_a(r[3], c4, sc, sh, in_act); }
+                if (TM > 4u) { a[4] = tex_a(r[4], c4, sc, sh, in_act); }
+                if (TM > 5u) { a[5] = tex_a(r[5], c4, sc, sh, in_act); }
+                if (TM > 6u) { a[6] = tex_a(r[6], c4, sc, sh, in_act); }
+                if (TM > 7u) { a[7] = tex_a(r[7], c4, sc, sh, in_act); }
+                if (TM > 8u) { a[8] = tex_a(r[8], c4, sc, sh, in_act); }
+                if (TM > 9u) { a[9] = tex_a(r[9], c4, sc, sh, in_act); }
+                if (TM > 10u) { a[10] = tex_a(r[10], c4, sc, sh, in_act); }
+                if (TM > 11u) { a[11] = tex_a(r[11], c4, sc, sh, in_act); }
+                if (TM > 12u) { a[12] = tex_a(r[12], c4, sc, sh, in_act); }
+                if (TM > 13u) { a[13] = tex_a(r[13], c4, sc, sh, in_act); }
+                if (TM > 14u) { a[14] = tex_a(r[14], c4, sc, sh, in_act); }
+                if (TM > 15u) { a[15] = tex_a(r[15], c4, sc, sh, in_act); }
                 let row = krow + 4u * c4 * p.coutp4;
                 let live = p.cin - 4u * c4;
                 let w = WBlock(

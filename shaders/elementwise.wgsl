@@ -32,5 +32,7 @@ fn bn_relu(
         return;
     }
     let c = idx % p.c;
-    arena[p.out_off + idx] = max(fma(arena[p.in_off + idx], consts[c], consts[p.cp + c]), 0.0);
+    // NaN-keeping ReLU (see conv.wgsl's `relu`).
+    let y = fma(arena[p.in_off + idx], consts[c], consts[p.cp + c]);
+    arena[p.out_off + idx] = select(y, 0.0, y < 0.0);
 }

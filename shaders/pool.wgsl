@@ -61,8 +61,9 @@ fn max_pool(
                 v = arena[p.in_off + ((img * p.h + u32(iy)) * p.w + u32(ix)) * p.c + c];
             }
             // Start from the first window element rather than from -inf: the pad value may be
-            // -inf, which cannot be a WGSL constant.
-            best = select(max(best, v), v, first);
+            // -inf, which cannot be a WGSL constant. A NaN wins and stays, as in the
+            // frameworks' max pool (`max` may drop it; `v == v` is false only for NaN).
+            best = select(best, v, first || v > best || !(v == v));
             first = false;
         }
     }
@@ -98,7 +99,8 @@ fn global_avg_pool(
     for (var i = 0u; i < hw; i++) {
         var x = arena[idx];
         if (in_act) {
-            x = max(fma(x, sc, sh), 0.0);
+            x = fma(x, sc, sh);
+            x = select(x, 0.0, x < 0.0); // NaN-keeping ReLU (see conv.wgsl)
         }
         sum += x;
         idx += p.c;

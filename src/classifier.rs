@@ -153,11 +153,14 @@ impl Classifier {
         Ok(self.session.run_nchw(input_nchw, n)?.logits)
     }
 
-    /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input.
+    /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input. An image whose
+    /// logits are not all finite (the network overflowed) is an error: its softmax would be
+    /// meaningless.
     pub fn probabilities(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
         let classes = self.labels.len();
         let mut logits = self.logits(input_nchw, n)?;
-        for row in logits.chunks_mut(classes) {
+        for (i, row) in logits.chunks_mut(classes).enumerate() {
+            check_finite_logits(row, i)?;
             softmax(row);
         }
         Ok(logits)
@@ -192,6 +195,18 @@ impl Classifier {
                 probability: probabilities[i],
             })
             .collect()
+    }
+}
+
+/// `Err` naming image `image` of a batch if its logits hold a NaN or an infinity.
+pub fn check_finite_logits(row: &[f32], image: usize) -> Result<()> {
+    match row.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(c) => Err(Error::NonFiniteOutput(format!(
+            "image {image} of the batch has logit {} for class {c}; its input or the weights \
+             overflow float32",
+            row[c]
+        ))),
     }
 }
 

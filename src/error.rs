@@ -12,6 +12,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error(
         "{path} is not a valid safetensors file ({reason}); re-export it with `safetensors.torch.save_file` \
          or `safetensors.numpy.save_file` (see README, \"Exporting a checkpoint\")"
@@ -22,6 +29,19 @@ pub enum Error {
         "tensor `{name}` has dtype {dtype}; only float32 (F32) tensors are supported, convert with `.float()` / `.astype(np.float32)`"
     )]
     Dtype { name: String, dtype: String },
+
+    #[error(
+        "tensor `{name}` holds {value} at index {index}: the checkpoint is corrupt or was saved from a \
+         diverged model; re-export it from a model whose weights are finite"
+    )]
+    NonFiniteWeight {
+        name: String,
+        index: usize,
+        value: f32,
+    },
+
+    #[error("the network's output is not finite: {0}")]
+    NonFiniteOutput(String),
 
     #[error("the weights do not match the {flavour} layout:\n{}", problems.join("\n"))]
     WeightMismatch {
@@ -53,6 +73,19 @@ pub enum Error {
 
     #[error("GPU device request failed: {0}")]
     Device(String),
+
+    #[error(
+        "the GPU device was lost ({0}); the work in flight is gone and this device cannot be used \
+         again: create a new GpuContext / Classifier (or rerun the command)"
+    )]
+    DeviceLost(String),
+
+    #[error(
+        "the GPU did not finish {what} within {seconds} s; it may be hung or overloaded. Raise the \
+         deadline with RESNET_GPU_TIMEOUT=<seconds> (or GpuContext::set_timeout) if the work is \
+         just slow"
+    )]
+    Timeout { what: String, seconds: f64 },
 
     #[error("GPU error: {0}")]
     Gpu(String),

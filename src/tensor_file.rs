@@ -69,8 +69,17 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Input(format!("cannot encode tensors: {e}")))?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::Safetensors {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    safetensors::serialize_to_file(views, None, path).map_err(|e| write_error(path, e))
+}
+
+/// A failed safetensors write: an I/O failure is [`Error::Write`] (the folder is missing, the
+/// disk is full, ...), anything else a failure to encode.
+pub(crate) fn write_error(path: &Path, e: safetensors::SafeTensorError) -> Error {
+    match e {
+        safetensors::SafeTensorError::IoError(source) => Error::Write {
+            path: path.to_owned(),
+            source,
+        },
+        other => Error::Input(format!("cannot encode {}: {other}", path.display())),
+    }
 }

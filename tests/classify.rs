@@ -97,3 +97,91 @@ fn no_resize_rejects_an_image_of_another_size() {
         got[0]
     );
 }
+
+/// `--no-resize` alone: every image runs at its own size (any size >= 32x32, square or not),
+/// grouped into batches by size; one too small for the network fails alone.
+#[test]
+fn no_resize_runs_each_image_at_its_own_size() {
+    let want = expected();
+    let digit = &want["images"][0];
+    let dir = std::env::temp_dir().join(format!("resnet-wgpu-own-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = dir.join("tiny_20x20.png");
+    image::RgbImage::from_pixel(20, 20, image::Rgb([9, 9, 9]))
+        .save(&tiny)
+        .unwrap();
+    let pre = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess");
+    let files = vec![
+        pre.join("rgb_199x257.png"),
+        assets().join(digit["file"].as_str().unwrap()),
+        tiny.clone(),
+        pre.join("gray_64x48.png"),
+        pre.join("rgb_199x257.png"),
+    ];
+    let (ok, got, stderr) = classify(&["--no-resize"], &files);
+    assert!(!ok, "the tiny image fails: {stderr}");
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), files.len());
+    for (i, g) in got.iter().enumerate() {
+        if i == 2 {
+            let e = g["error"].as_str().unwrap();
+            assert!(e.contains("20x20") && e.contains("minimum"), "{e}");
+        } else {
+            assert_eq!(g["top"].as_array().map(Vec::len), Some(5), "{g}");
+        }
+    }
+    // The 32x32 digit without resizing is the framework's Resize(32) + CenterCrop(32).
+    assert_eq!(got[1]["top"][0]["index"].as_u64(), digit["top1"].as_u64());
+    // The same image twice (in two batches) gives the same answer.
+    assert_eq!(got[0]["top"], got[4]["top"]);
+}
+
+#[test]
+fn a_device_lost_mid_run_keeps_what_was_classified_and_names_the_rest() {
+    let want = expected();
+    let files: Vec<PathBuf> = want["images"].as_array().unwrap()[..10]
+        .iter()
+        .map(|i| assets().join(i["file"].as_str().unwrap()))
+        .collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .env("RESNET_FAILPOINT", "device-lost-after-batches:2")
+        .arg("classify")
+        .arg("--weights")
+        .arg(assets().join("digits.safetensors"))
+        .args(["--json", "--batch", "3", "--size", "32", "--resize", "32"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("device was lost"), "{stderr}");
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), 10);
+    // Two batches of 3 ran before the loss; their results are kept and right.
+    for (g, w) in got[..6].iter().zip(want["images"].as_array().unwrap()) {
+        assert_eq!(g["top"][0]["index"].as_u64(), w["top1"].as_u64(), "{g}");
+    }
+    for g in &got[6..] {
+        assert!(
+            g["error"].as_str().unwrap().contains("device was lost"),
+            "{g}"
+        );
+    }
+}
+
+#[test]
+fn top_zero_is_refused() {
+    let want = expected();
+    let file = assets().join(want["images"][0]["file"].as_str().unwrap());
+    let o = Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .arg("classify")
+        .arg("--weights")
+        .arg(assets().join("digits.safetensors"))
+        .args(["--top", "0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--top"));
+}

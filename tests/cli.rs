@@ -1,5 +1,7 @@
 //! The `resnet` binary end to end: its outputs and its errors for bad input.
 
+mod common;
+
 use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -97,10 +99,7 @@ fn infer_writes_framework_logits_and_features() {
     let want = read_tensor(&io, "logits").unwrap();
     assert_eq!(got.shape, want.shape);
     // Tolerance as in tests/golden.rs: 1e-3 relative to max(1, max|logit|).
-    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (a, b) in got.data.iter().zip(&want.data) {
-        assert!((a - b).abs() <= 1e-3 * scale, "{a} vs {b}");
-    }
+    common::assert_close(&got.data, &want.data, 1e-3, "logits");
     for name in [
         "feat/stem_conv",
         "feat/stem_pool",
@@ -345,12 +344,108 @@ fn infer_accepts_nhwc_input_and_a_flavour_override() {
     assert!(o.status.success(), "{}", stderr(&o));
     let got = read_tensor(&out, "logits").unwrap();
     let want = read_tensor(&io, "logits").unwrap();
-    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    for (a, b) in got.data.iter().zip(&want.data) {
-        assert!((a - b).abs() <= 1e-3 * scale, "{a} vs {b}");
-    }
+    common::assert_close(&got.data, &want.data, 1e-3, "logits from NHWC input");
     // A wrong flavour override is a clear mismatch error, not a crash.
     let o = args(&["--flavour", "keras-v1"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("keras-v1"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_refuses_zero_steps() {
+    let o = resnet(&[
+        "bench", "--model", "resnet18", "--size", "32", "--steps", "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--steps 0"), "{}", stderr(&o));
+}
+
+#[test]
+fn infer_into_a_missing_folder_says_it_cannot_write() {
+    let dir = scratch("nofolder");
+    let out = dir.join("no/such/folder/out.safetensors");
+    let io = fixture(&format!("{CASE}.io.safetensors"));
+    let o = resnet(&[
+        "infer",
+        "--weights",
+        fixture(&format!("{CASE}.weights.safetensors"))
+            .to_str()
+            .unwrap(),
+        "--input",
+        io.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot write")
+            && e.contains("does not exist")
+            && !e.contains("safetensors file"),
+        "{e}"
+    );
+}
+
+/// Sizes no device can run are errors or sub-batches, never a panic (the trial's report:
+/// `plan --batch 100000000` panicked with "shape does not fit in u32").
+#[test]
+fn absurd_sizes_are_planned_or_refused_cleanly() {
+    let o = resnet(&[
+        "plan",
+        "--model",
+        "resnet_v2_152",
+        "--batch",
+        "100000000",
+        "--size",
+        "224",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["batch"].as_u64(), Some(100_000_000));
+    let sub = v["sub_batch"].as_u64().unwrap();
+    assert!(sub > 1 && sub < 100_000_000);
+    assert!(v["arena_bytes"].as_u64().unwrap() <= 16 << 30);
+    for (args, want) in [
+        (&["plan", "--size", "100000", "--batch", "1"][..], "address"),
+        (&["plan", "--size", "16", "--batch", "1"][..], "minimum"),
+        (
+            &[
+                "bench",
+                "--model",
+                "resnet18",
+                "--size",
+                "32",
+                "--batch",
+                "100000000000000",
+                "--steps",
+                "1",
+            ][..],
+            "host memory",
+        ),
+    ] {
+        let o = resnet(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn non_finite_weights_are_refused_with_the_tensor_and_index() {
+    let dir = scratch("nan");
+    let w = edited_weights(&dir, |t| {
+        let (_, x) = t
+            .iter_mut()
+            .find(|(n, _)| n == "layer2.0.conv1.weight")
+            .unwrap();
+        x.data[37] = f32::NAN;
+    });
+    let o = infer(&w, &dir);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("layer2.0.conv1.weight") && e.contains("NaN") && e.contains("37"),
+        "{e}"
+    );
 }

@@ -1,22 +1,26 @@
-//! Golden tests: our GPU forward pass (and our CPU reference) against the logits and feature
-//! maps that the real frameworks (TF-slim, Keras, timm, torchvision) computed for the same
-//! checkpoints. Fixtures are made by `tools/gen_fixtures.py`; see `tests/fixtures/manifest.json`.
+//! Golden tests: our CPU reference of the lowered graph (BN folding and lowering on their own,
+//! no GPU needed) and our GPU forward pass against the logits and feature maps that the real
+//! frameworks (TF-slim, Keras, timm, torchvision) computed for the same checkpoints. Fixtures
+//! are made by `tools/gen_fixtures.py`; see `tests/fixtures/manifest.json`.
 //!
 //! Tolerance: |Δ| ≤ 1e-3 · max(1, max|reference|) for the logits and for every feature map of
-//! every case (the frameworks run f32 in their own
-//! summation order; we fold batch norm into the weights, which moves the rounding).
+//! every case (the frameworks run f32 in their own summation order; we fold batch norm into
+//! the weights, which moves the rounding). Comparisons are NaN-aware (`tests/common`).
+
+mod common;
 
 use resnet_wgpu::cpu;
 use resnet_wgpu::gpu::session::Session;
-use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
-use resnet_wgpu::graph::{LowerOptions, lower};
+use resnet_wgpu::graph::{Graph, LowerOptions, lower};
 use resnet_wgpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, load_network};
-use resnet_wgpu::tensor_file::read_tensor;
+use resnet_wgpu::tensor_file::{Tensor, read_file, read_tensor};
 use std::path::{Path, PathBuf};
 
-const REL_TOL: f32 = 1e-3;
+const REL_TOL: f64 = 1e-3;
+/// Cases in the committed fixture set (14 flavour cases, 13 depth cases).
+const COMMITTED_CASES: usize = 27;
 
 struct Case {
     name: String,
@@ -35,9 +39,16 @@ fn fixtures() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
 }
 
+/// Every case of the manifest; fails if any case's files are missing, so that a partial
+/// fixture set cannot pass by running fewer cases.
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json"))
-        .expect("tests/fixtures/manifest.json (run tools/gen_fixtures.py)");
+    let dir = fixtures();
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap_or_else(|e| {
+        panic!(
+            "{}/manifest.json: {e} (run tools/gen_fixtures.py)",
+            dir.display()
+        )
+    });
     let v: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
     let usizes = |x: &serde_json::Value| -> Vec<usize> {
         x.as_array()
@@ -46,7 +57,8 @@ fn cases() -> Vec<Case> {
             .map(|v| v.as_u64().expect("int") as usize)
             .collect()
     };
-    v.as_array()
+    let cases: Vec<Case> = v
+        .as_array()
         .expect("manifest is a list")
         .iter()
         .map(|c| Case {
@@ -61,126 +73,228 @@ fn cases() -> Vec<Case> {
             stem_width: c["stem_width"].as_u64().expect("stem_width") as usize,
             classes: c["classes"].as_u64().expect("classes") as usize,
         })
-        .collect()
+        .collect();
+    let missing: Vec<String> = cases
+        .iter()
+        .flat_map(|c| [weights_path(&c.name), io_path(&c.name)])
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the manifest lists {} cases but these files are missing:\n{}",
+        cases.len(),
+        missing.join("\n")
+    );
+    if std::env::var_os("RESNET_FIXTURES").is_none() {
+        assert_eq!(cases.len(), COMMITTED_CASES, "committed fixture cases");
+    } else {
+        assert!(!cases.is_empty(), "the manifest lists no cases");
+    }
+    cases
 }
 
-/// Largest |a - b| relative to max(1, max|b|).
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
+fn weights_path(case: &str) -> PathBuf {
+    fixtures().join(format!("{case}.weights.safetensors"))
+}
+
+fn io_path(case: &str) -> PathBuf {
+    fixtures().join(format!("{case}.io.safetensors"))
+}
+
+/// A case's network lowered with features, its input and every framework tensor of its io
+/// file (logits and each `feat/*` map).
+struct Loaded {
+    graph: Graph,
+    input: Tensor,
+    logits: Tensor,
+    /// `(name, NCHW tensor)` for every `feat/*` in the io file.
+    features: Vec<(String, Tensor)>,
+}
+
+fn load(case: &Case) -> Loaded {
+    let net = load_network(&weights_path(&case.name), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let arch = &net.arch;
+    assert_eq!(
+        arch.flavour, case.flavour,
+        "{}: inferred flavour",
+        case.name
+    );
+    assert_eq!(
+        arch.stages.iter().map(|s| s.units).collect::<Vec<_>>(),
+        case.units,
+        "{}: inferred units",
+        case.name
+    );
+    assert_eq!(
+        arch.stages.iter().map(|s| s.width).collect::<Vec<_>>(),
+        case.widths,
+        "{}: inferred widths",
+        case.name
+    );
+    assert_eq!(
+        arch.stem_width, case.stem_width,
+        "{}: stem width",
+        case.name
+    );
+    assert_eq!(arch.classes, case.classes, "{}: classes", case.name);
+
+    let io = io_path(&case.name);
+    let input = read_tensor(&io, "input").unwrap();
+    let [_, _, h, w] = input.shape[..] else {
+        panic!("{}: input is not 4-D", case.name)
+    };
+    let bytes = read_file(&io).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("feat/"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    let features: Vec<(String, Tensor)> = names
+        .into_iter()
+        .map(|n| {
+            let t = read_tensor(&io, &n).unwrap();
+            (n, t)
+        })
+        .collect();
+    let graph = lower(arch, &net.params, h, w, &LowerOptions { features: true }).unwrap();
+    // Every map the framework saved is one we produce, and the other way round.
+    let mut ours: Vec<&str> = graph.features.iter().map(|(n, _)| n.as_str()).collect();
+    ours.sort_unstable();
+    let theirs: Vec<&str> = features.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(ours, theirs, "{}: feature maps", case.name);
+    let logits = read_tensor(&io, "logits").unwrap();
+    Loaded {
+        graph,
+        input,
+        logits,
+        features,
+    }
+}
+
+/// Compares one backend's logits and maps with the framework's; returns the logits' error and
+/// the number of maps compared, or a failure line.
+fn compare(
+    case: &Case,
+    loaded: &Loaded,
+    logits: &[f32],
+    map: impl Fn(&str) -> Vec<f32>,
+) -> Result<(f64, usize), String> {
+    let logit_err = common::rel_err(logits, &loaded.logits.data)
+        .map_err(|e| format!("{}: logits: {e}", case.name))?;
+    let mut first_bad = None;
+    let mut compared = 0;
+    for (name, want) in &loaded.features {
+        let got = map(name);
+        compared += 1;
+        match common::rel_err(&got, &want.data) {
+            Ok(e) if e <= REL_TOL => {}
+            Ok(e) => {
+                first_bad.get_or_insert(format!("{name} {e:.2e}"));
+            }
+            Err(why) => {
+                first_bad.get_or_insert(format!("{name}: {why}"));
+            }
+        }
+    }
+    match first_bad {
+        None if logit_err <= REL_TOL => Ok((logit_err, compared)),
+        bad => Err(format!(
+            "{}: logits {logit_err:.2e}, first differing map: {}",
+            case.name,
+            bad.unwrap_or_else(|| "none".into())
+        )),
+    }
+}
+
+/// Runs `backend` on every case and checks logits and all maps; prints the worst error per
+/// flavour.
+fn check_all(what: &str, backend: impl Fn(&Loaded) -> (Vec<f32>, Vec<(String, Vec<f32>)>)) {
+    let cases = cases();
+    let mut failures = Vec::new();
+    let mut worst: Vec<(Flavour, f64)> = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        let loaded = load(case);
+        let (logits, maps) = backend(&loaded);
+        assert_eq!(
+            maps.len(),
+            loaded.graph.features.len(),
+            "{}: {what} returned {} maps",
+            case.name,
+            maps.len()
+        );
+        let map = |name: &str| {
+            maps.iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{}: {what} produced no {name}", case.name))
+                .1
+                .clone()
+        };
+        match compare(case, &loaded, &logits, map) {
+            Ok((err, maps)) => {
+                assert_eq!(maps, loaded.features.len());
+                eprintln!(
+                    "{:<36} {:<12} {what} {err:.2e} ({maps} maps)",
+                    case.name,
+                    case.flavour.name()
+                );
+                match worst.iter_mut().find(|(f, _)| *f == case.flavour) {
+                    Some(w) => w.1 = w.1.max(err),
+                    None => worst.push((case.flavour, err)),
+                }
+            }
+            Err(line) => failures.push(line),
+        }
+        checked += 1;
+    }
+    for (f, e) in &worst {
+        eprintln!("worst relative logit error, {f}: {what} {e:.2e}");
+    }
+    assert_eq!(checked, cases.len());
+    assert!(
+        failures.is_empty(),
+        "{what} beyond {REL_TOL:e} (or not comparable):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Lowering and BN folding against the frameworks, with the naive CPU reference: needs no GPU.
+#[test]
+fn the_cpu_reference_matches_every_framework() {
+    check_all("cpu", |l| {
+        let [n, c, h, w] = l.input.shape[..] else {
+            unreachable!()
+        };
+        let all = cpu::run_graph(&l.graph, n, &nchw_to_nhwc(&l.input.data, n, c, h, w));
+        let logits = all[l.graph.logits].clone().expect("cpu logits");
+        let maps = l
+            .graph
+            .features
+            .iter()
+            .map(|(name, t)| {
+                let info = &l.graph.tensors[*t];
+                let nhwc = all[*t].as_ref().expect("feature computed");
+                (name.clone(), nhwc_to_nchw(nhwc, n, info.h, info.w, info.c))
+            })
+            .collect();
+        (logits, maps)
+    });
 }
 
 #[test]
-fn every_flavour_matches_its_framework() {
-    let ctx = GpuContext::new(&AdapterChoice::default())
-        .unwrap_or_else(|e| panic!("{e}\n(the golden tests need a wgpu adapter; see .ci/run)"));
+fn the_gpu_matches_every_framework() {
+    let ctx = common::gpu();
     eprintln!("adapter: {}", ctx.summary());
-    let cases = cases();
-    if std::env::var_os("RESNET_FIXTURES").is_none() {
-        assert!(
-            cases.len() >= 20,
-            "expected the full fixture set, found {}",
-            cases.len()
-        );
-    }
-    let mut failures = Vec::new();
-    let mut worst: Vec<(Flavour, f32, f32)> = Vec::new();
-    for case in &cases {
-        let dir = fixtures();
-        let net = load_network(
-            &dir.join(format!("{}.weights.safetensors", case.name)),
-            &LoadOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let arch = &net.arch;
-        assert_eq!(
-            arch.flavour, case.flavour,
-            "{}: inferred flavour",
-            case.name
-        );
-        assert_eq!(
-            arch.stages.iter().map(|s| s.units).collect::<Vec<_>>(),
-            case.units,
-            "{}: inferred units",
-            case.name
-        );
-        assert_eq!(
-            arch.stages.iter().map(|s| s.width).collect::<Vec<_>>(),
-            case.widths,
-            "{}: inferred widths",
-            case.name
-        );
-        assert_eq!(
-            arch.stem_width, case.stem_width,
-            "{}: stem width",
-            case.name
-        );
-        assert_eq!(arch.classes, case.classes, "{}: classes", case.name);
-
-        let io = dir.join(format!("{}.io.safetensors", case.name));
-        let input = read_tensor(&io, "input").unwrap();
-        let [n, c, h, w] = input.shape[..] else {
-            panic!("{}: input is not 4-D", case.name)
-        };
-        let expected = read_tensor(&io, "logits").unwrap();
-        let graph = lower(arch, &net.params, h, w, &LowerOptions { features: true }).unwrap();
-
-        // The CPU reference of the lowered graph: checks lowering and folding on their own.
-        let cpu_all = cpu::run_graph(&graph, n, &nchw_to_nhwc(&input.data, n, c, h, w));
-        let cpu_logits = cpu_all[graph.logits].as_ref().expect("cpu logits");
-        let cpu_err = rel_err(cpu_logits, &expected.data);
-
-        let session = Session::new(&ctx, graph.clone(), n).unwrap();
-        let out = session.run_nchw(&input.data, n).unwrap();
-        let gpu_err = rel_err(&out.logits, &expected.data);
-
-        // Where the first difference appears (GPU and CPU), for the failure message.
-        let mut first_bad = String::new();
-        for f in &out.features {
-            let want = read_tensor(&io, &f.name).unwrap();
-            let t = graph
-                .features
-                .iter()
-                .find(|(name, _)| *name == f.name)
-                .unwrap()
-                .1;
-            let info = &graph.tensors[t];
-            let cpu_map = nhwc_to_nchw(cpu_all[t].as_ref().unwrap(), n, info.h, info.w, info.c);
-            let (g, c) = (rel_err(&f.data, &want.data), rel_err(&cpu_map, &want.data));
-            if (g > REL_TOL || c > REL_TOL) && first_bad.is_empty() {
-                first_bad = format!(" (first differing map: {} gpu {g:.2e} cpu {c:.2e})", f.name);
-            }
-        }
-        eprintln!(
-            "{:<36} {:<12} gpu {gpu_err:.2e}  cpu {cpu_err:.2e}{first_bad}",
-            case.name,
-            case.flavour.name()
-        );
-        // Every intermediate map must match too, not only the logits.
-        if gpu_err > REL_TOL || cpu_err > REL_TOL || !first_bad.is_empty() {
-            failures.push(format!(
-                "{}: gpu {gpu_err:.2e} cpu {cpu_err:.2e}{first_bad}",
-                case.name
-            ));
-        }
-        match worst.iter_mut().find(|(f, _, _)| *f == case.flavour) {
-            Some(e) => {
-                e.1 = e.1.max(gpu_err);
-                e.2 = e.2.max(cpu_err);
-            }
-            None => worst.push((case.flavour, gpu_err, cpu_err)),
-        }
-    }
-    for (f, g, c) in &worst {
-        eprintln!("worst relative logit error, {f}: gpu {g:.2e}, cpu {c:.2e}");
-    }
-    assert!(
-        failures.is_empty(),
-        "beyond {REL_TOL:e}:\n{}",
-        failures.join("\n")
-    );
+    check_all("gpu", |l| {
+        let n = l.input.shape[0];
+        let session = Session::new(&ctx, l.graph.clone(), n).unwrap();
+        let out = session.run_nchw(&l.input.data, n).unwrap();
+        let maps = out.features.into_iter().map(|f| (f.name, f.data)).collect();
+        (out.logits, maps)
+    });
 }

@@ -10,8 +10,10 @@
 //!
 //! These tests need a wgpu adapter and FAIL without one (lavapipe is enough).
 
+mod common;
+
 use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
-use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, encode_sequence};
+use resnet_wgpu::gpu::{Dispatch, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
@@ -28,11 +30,7 @@ struct Gpu {
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let ctx = GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| {
-            panic!(
-                "{e}\nkernel tests need a wgpu adapter (e.g. `apt-get install mesa-vulkan-drivers`)"
-            )
-        });
+        let ctx = common::gpu();
         let mut register = Kernels::new(&ctx.device, &ctx.limits);
         register.set_conv_variant(Some(ConvVariant::Register));
         let mut shared = Kernels::new(&ctx.device, &ctx.limits);
@@ -88,9 +86,11 @@ fn arena_layout(tensors: &[TensorInfo], batch: usize) -> (Vec<u64>, u64) {
 }
 
 enum Check {
-    /// `|Δ| <= 1e-4 * max(1, max |ref|)`.
+    /// `|Δ| <= 1e-4 * max(1, max |ref|)`, NaN-aware (`tests/common`).
     Tolerance,
     Exact,
+    /// NaN where the reference has NaN (propagated, not swallowed), the rest as `Tolerance`.
+    NanWhereExpected,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -163,21 +163,39 @@ fn run_and_check(
         is_output[o..o + want.len()]
             .iter_mut()
             .for_each(|b| *b = true);
-        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let tol = 1e-4 * scale;
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            let ok = match check {
-                Check::Tolerance => (g - w).abs() <= tol,
-                Check::Exact => g.to_bits() == w.to_bits(),
-            };
-            assert!(
-                ok,
-                "{label}: tensor {} element {i} (pixel {}, channel {}): gpu {g} vs cpu {w} \
-                 (tol {tol})",
-                tensors[t].name,
-                i / tensors[t].c,
-                i % tensors[t].c
-            );
+        let what = format!("{label}: tensor {}", tensors[t].name);
+        match check {
+            Check::Tolerance => {
+                common::assert_close(got, want, 1e-4, &what);
+            }
+            Check::Exact => {
+                for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits(),
+                        "{what} element {i} (pixel {}, channel {}): gpu {g} vs cpu {w}",
+                        i / tensors[t].c,
+                        i % tensors[t].c
+                    );
+                }
+            }
+            Check::NanWhereExpected => {
+                // NaN exactly where the reference has NaN, the rest within tolerance.
+                for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                    assert_eq!(
+                        g.is_nan(),
+                        w.is_nan(),
+                        "{what} element {i}: gpu {g} vs cpu {w}"
+                    );
+                }
+                let keep = |v: &[f32]| -> Vec<f32> {
+                    v.iter()
+                        .zip(want)
+                        .filter(|(_, w)| !w.is_nan())
+                        .map(|(&x, _)| x)
+                        .collect()
+                };
+                common::assert_close(&keep(got), &keep(want), 1e-4, &what);
+            }
         }
     }
     for (i, ((&a, &b), &out)) in after.iter().zip(&before).zip(&is_output).enumerate() {
@@ -415,7 +433,9 @@ fn conv_matches_cpu_reference() {
             ("texture", &g.texture),
         ];
         for (variant, kernels) in variants {
-            let cfg = kernels.conv_config_for(&op, &tensors, c.batch as u32);
+            let cfg = kernels
+                .conv_config_for(&op, &tensors, c.batch as u32)
+                .unwrap();
             run_and_check(
                 &format!("{variant} ({}) {c:?}", cfg.describe()),
                 &tensors,
@@ -452,6 +472,178 @@ fn conv_matches_cpu_reference() {
     assert!(g.texture.pipeline_count() <= 8);
 }
 
+/// A NaN in the input must come out as NaN where the frameworks' arithmetic puts it (their
+/// ReLU and max pool propagate NaN); `max(x, 0.0)` on the GPU may return 0 for NaN and would
+/// hide a broken input behind a finite answer.
+#[test]
+fn nan_propagates_through_every_kernel() {
+    let g = gpu();
+    let mut rng = Rng(0x5eed_0000_0bad_f00d);
+    for c in [
+        ConvCase {
+            batch: 2,
+            in_act: true,
+            residual: Some(1),
+            relu: true,
+            ..case(7, 5, 12, 16, 3, 1)
+        },
+        ConvCase {
+            relu: true,
+            ..case(9, 7, 5, 12, 1, 2)
+        },
+        ConvCase {
+            in_act: true,
+            split: Some(12),
+            relu: true,
+            ..case(5, 7, 8, 20, 1, 1)
+        },
+    ] {
+        let (op, tensors) = build_conv(&c, &mut rng);
+        let mut input = rng.vec(c.batch * tensors[0].len(), -1.0, 1.0);
+        for i in [3, input.len() / 2, input.len() - 1] {
+            input[i] = f32::NAN;
+        }
+        let res = op
+            .residual
+            .as_ref()
+            .map(|r| rng.vec(c.batch * tensors[r.tensor].len(), -1.0, 1.0));
+        let (out, split) = resnet_wgpu::cpu::conv(&op, &tensors, c.batch, &input, res.as_deref());
+        assert!(
+            out.iter().any(|v| v.is_nan()),
+            "the reference propagates NaN"
+        );
+        assert!(out.iter().any(|v| !v.is_nan()), "and only where it should");
+        let mut inputs = vec![(0, &input[..])];
+        if let (Some(r), Some(data)) = (&op.residual, &res) {
+            inputs.push((r.tensor, data));
+        }
+        let mut expected = vec![(1, &out[..])];
+        if let (Some(s), Some(data)) = (&op.split, &split) {
+            expected.push((s.tensor, data));
+        }
+        let consts = Op::Conv(op.clone()).constants();
+        for (variant, kernels) in [
+            ("register", &g.register),
+            ("shared", &g.shared),
+            ("texture", &g.texture),
+        ] {
+            let cfg = kernels
+                .conv_config_for(&op, &tensors, c.batch as u32)
+                .unwrap();
+            run_and_check(
+                &format!("NaN {variant} {c:?}"),
+                &tensors,
+                c.batch,
+                &inputs,
+                &expected,
+                &consts,
+                Check::NanWhereExpected,
+                |arena, offsets, consts| {
+                    let consts = consts.unwrap();
+                    let (input, weights) = conv_textures(c.batch * tensors[0].len(), consts.buffer);
+                    kernels.conv_with(
+                        &cfg,
+                        &op,
+                        &tensors,
+                        c.batch as u32,
+                        arena,
+                        offsets,
+                        consts.clone(),
+                        Some(ConvTextures {
+                            input: &input,
+                            weights: &weights,
+                            weights_texel: (consts.offset / 16) as u32,
+                        }),
+                    )
+                },
+            );
+        }
+    }
+
+    // Max pool (both pad values), global average pool with its fused post-norm, bn_relu.
+    let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 4, 4, 5)];
+    let mut input = rng.vec(2 * tensors[0].len(), -1.0, 0.2);
+    input[17] = f32::NAN;
+    input[200] = f32::NAN;
+    for pad_value in [PadValue::NegInf, PadValue::Zero] {
+        let op = MaxPoolOp {
+            name: format!("NaN max pool {pad_value:?}"),
+            input: 0,
+            output: 1,
+            size: 3,
+            stride: 2,
+            pad_top: 1,
+            pad_left: 1,
+            pad_value,
+        };
+        let want = resnet_wgpu::cpu::max_pool(&op, &tensors, 2, &input);
+        let nans = want.iter().filter(|v| v.is_nan()).count();
+        assert!(nans >= 2 && nans < want.len(), "{nans} NaN outputs");
+        run_and_check(
+            &op.name,
+            &tensors,
+            2,
+            &[(0, &input)],
+            &[(1, &want)],
+            &[],
+            Check::NanWhereExpected,
+            |arena, offsets, _| g.register.max_pool(&op, &tensors, 2, arena, offsets),
+        );
+    }
+    let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 1, 1, 5)];
+    let op = GlobalAvgPoolOp {
+        name: "NaN global average pool".into(),
+        input: 0,
+        output: 1,
+        in_act: Some(BnRelu {
+            scale: rng.vec(5, -1.0, 1.0),
+            shift: rng.vec(5, -0.5, 0.5),
+        }),
+    };
+    let want = resnet_wgpu::cpu::global_avg_pool(&op, &tensors, 2, &input);
+    assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
+    let consts = Op::GlobalAvgPool(op.clone()).constants();
+    run_and_check(
+        &op.name,
+        &tensors,
+        2,
+        &[(0, &input)],
+        &[(1, &want)],
+        &consts,
+        Check::NanWhereExpected,
+        |arena, offsets, consts| {
+            g.register
+                .global_avg_pool(&op, &tensors, 2, arena, offsets, consts)
+        },
+    );
+    let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 7, 7, 5)];
+    let op = BnReluOp {
+        name: "NaN bn_relu".into(),
+        input: 0,
+        output: 1,
+        act: BnRelu {
+            scale: rng.vec(5, -1.0, 1.0),
+            shift: rng.vec(5, -0.5, 0.5),
+        },
+    };
+    let want = resnet_wgpu::cpu::bn_relu(&op, &tensors, 2, &input);
+    assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
+    let consts = Op::BnRelu(op.clone()).constants();
+    run_and_check(
+        &op.name,
+        &tensors,
+        2,
+        &[(0, &input)],
+        &[(1, &want)],
+        &consts,
+        Check::NanWhereExpected,
+        |arena, offsets, consts| {
+            g.register
+                .bn_relu(&op, &tensors, 2, arena, offsets, consts.unwrap())
+        },
+    );
+}
+
 /// The texture variant's input texture (for `input_floats`) and a texture copy of `weights`.
 fn conv_textures(input_floats: usize, weights: &wgpu::Buffer) -> (wgpu::Texture, wgpu::Texture) {
     let g = gpu();
@@ -475,7 +667,7 @@ fn conv_configs_drop_checks_only_when_tiles_divide() {
     let sh = profile(ConvVariant::Shared);
     let cfg = |c: &ConvCase, p: &DeviceProfile| {
         let (op, t) = build_conv(c, &mut Rng(5));
-        choose_conv(&op, &t, c.batch, p)
+        choose_conv(&op, &t, c.batch, p).unwrap()
     };
     // 8x8 1x1 16->64: M 64, N 64, K 16: every tile divides.
     let c = case(8, 8, 16, 64, 1, 1);
@@ -742,22 +934,20 @@ fn conv_variant_choice() {
     assert!("fast".parse::<ConvVariant>().is_err());
     let g = gpu();
     let (op, tensors) = build_conv(&case(56, 56, 64, 64, 3, 1), &mut Rng(3));
-    assert_eq!(
-        g.shared.conv_variant_for(&op, &tensors, 1),
-        ConvVariant::Shared
-    );
+    // The heuristic, unforced (RESNET_CONV_VARIANT may be set for the run: clear it here).
     let mut k = Kernels::new(&g.ctx.device, &g.ctx.limits);
     k.set_conv_variant(None);
-    let chosen = k.conv_variant_for(&op, &tensors, 1);
+    let variant = |op: &ConvOp, t: &[TensorInfo]| k.conv_config_for(op, t, 1).unwrap().variant;
+    let chosen = variant(&op, &tensors);
     if g.ctx.is_software() {
         // Measured on lavapipe: texel fetches beat buffer loads on every ResNet shape (the
         // 3-channel stem included); the register variant takes the classifier at small
         // batches (too few GEMM rows for the texture tiles).
         assert_eq!(chosen, ConvVariant::Texture);
         let (stem, t) = build_conv(&case(16, 16, 3, 8, 7, 2), &mut Rng(3));
-        assert_eq!(k.conv_variant_for(&stem, &t, 1), ConvVariant::Texture);
+        assert_eq!(variant(&stem, &t), ConvVariant::Texture);
         let (fc, t) = build_conv(&case(1, 1, 64, 10, 1, 1), &mut Rng(3));
-        assert_eq!(k.conv_variant_for(&fc, &t, 1), ConvVariant::Register);
+        assert_eq!(variant(&fc, &t), ConvVariant::Register);
     } else {
         assert_eq!(chosen, ConvVariant::Shared);
     }

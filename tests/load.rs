@@ -2,6 +2,8 @@
 //! params and arch back (in memory and through a file), detection, the override, and every
 //! failure mode with the error variant and the tensor named.
 
+mod common;
+
 use resnet_wgpu::Error;
 use resnet_wgpu::model::arch::{Flavour, PRESETS, UnitKind};
 use resnet_wgpu::model::load::{
@@ -602,11 +604,10 @@ fn random_deep_nets_stay_bounded() {
             .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
             .collect();
         let values = resnet_wgpu::cpu::run_graph(&graph, 1, &input);
-        let biggest = values
-            .iter()
-            .flatten()
-            .flatten()
-            .fold(0f32, |m, x| m.max(x.abs()));
+        // NaN-aware: any non-finite activation fails `abs_err` against zeros.
+        let all: Vec<f32> = values.iter().flatten().flatten().copied().collect();
+        let biggest =
+            common::abs_err(&all, &vec![0.0; all.len()]).unwrap_or_else(|e| panic!("{f}: {e}"));
         let logits = values[graph.logits].as_ref().unwrap();
         assert!(
             biggest.is_finite() && biggest < 100.0,

@@ -200,3 +200,43 @@ fn inputs_below_32_pixels_are_rejected() {
     let e = lower(&arch, &p, 31, 64, &LowerOptions::default()).unwrap_err();
     assert!(e.to_string().contains("below the minimum"), "{e}");
 }
+
+/// Batch-norm statistics that fold into NaN or infinity (a negative running variance, a gamma
+/// that overflows the folded weight) are refused with the op's name, never passed on to a
+/// ReLU that would hide them.
+#[test]
+fn statistics_that_fold_to_non_finite_values_are_refused() {
+    use resnet_wgpu::model::arch::UnitKind;
+    use resnet_wgpu::model::{Flavour, Network};
+    let arch = Arch::new(
+        Flavour::Torchvision,
+        UnitKind::Basic,
+        &[1, 1],
+        &[8, 16],
+        8,
+        5,
+    );
+    let base = Network {
+        params: random_params(&arch, 9),
+        arch,
+    };
+    // The error, not the (huge) graph, on failure.
+    let lowered = |edit: &dyn Fn(&mut Params)| {
+        let mut p = base.params.clone();
+        edit(&mut p);
+        lower(&base.arch, &p, 32, 32, &LowerOptions::default()).map(|_| ())
+    };
+    assert!(lowered(&|_| {}).is_ok());
+    let e = lowered(&|p| p.stages[1][0].bn1.var[3] = -0.5).unwrap_err();
+    assert!(
+        e.to_string().contains("stage2/unit1/conv1") && e.to_string().contains("negative"),
+        "{e}"
+    );
+    let e = lowered(&|p| {
+        let bn = p.stem_bn.as_mut().unwrap();
+        bn.gamma[0] = f32::MAX;
+        bn.var[0] = 0.0;
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("stem/conv"), "{e}");
+}

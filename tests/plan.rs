@@ -233,3 +233,86 @@ fn weights_spill_into_several_buffers() {
         other => panic!("expected DeviceLimits, got {other:?}"),
     }
 }
+
+/// Planning never panics: random flavours, depths and widths, input sides from 32 to 10^6 (not
+/// square), batches from 1 to 10^12 and random device limits. Every outcome is a plan that
+/// passes the invariant checker (with every GEMM within the kernels' u32 range) or a clear
+/// error.
+#[test]
+fn planning_never_panics_on_any_size() {
+    use resnet_wgpu::model::Flavour;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // Log-uniform in [lo, hi].
+    let mut log_uniform = |lo: f64, hi: f64| {
+        let t = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        (lo.ln() + t * (hi.ln() - lo.ln())).exp().round() as usize
+    };
+    let (mut planned, mut refused) = (0, 0);
+    for i in 0..400 {
+        let flavour = Flavour::ALL[i % Flavour::ALL.len()];
+        let unit = if i % 3 == 0 {
+            UnitKind::Basic
+        } else {
+            UnitKind::Bottleneck
+        };
+        let stages = 1 + log_uniform(1.0, 4.0) % 4;
+        let units: Vec<usize> = (0..stages).map(|_| log_uniform(1.0, 3.0)).collect();
+        let widths: Vec<usize> = (0..stages).map(|_| log_uniform(1.0, 48.0)).collect();
+        let arch = Arch::new(
+            flavour,
+            unit,
+            &units,
+            &widths,
+            log_uniform(1.0, 64.0),
+            log_uniform(1.0, 2000.0),
+        );
+        let (h, w) = (log_uniform(16.0, 1e6), log_uniform(16.0, 1e6));
+        let batch = log_uniform(1.0, 1e12);
+        let mut limits = Limits::unlimited();
+        if i % 2 == 1 {
+            limits.max_binding_bytes = log_uniform(1e5, 4e9) as u64;
+        }
+        let what = format!("{flavour} {unit:?} {units:?} {widths:?} {h}x{w} batch {batch}");
+        let graph = match lower(&arch, &params(&arch), h, w, &LowerOptions::default()) {
+            Ok(g) => g,
+            Err(e) => {
+                assert!(
+                    h < 32 || w < 32 || e.to_string().contains("address"),
+                    "{what}: {e}"
+                );
+                refused += 1;
+                continue;
+            }
+        };
+        match plan(&graph, batch, &limits) {
+            Ok(p) => {
+                p.check(&graph, &limits)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(p.batch >= 1 && p.batch <= batch, "{what}");
+                for s in &p.steps {
+                    if let Some(c) = s.conv {
+                        let [n, oh, ow, _] = s.output_shape;
+                        assert_eq!(c.m as usize, n * oh * ow, "{what}: {}", s.name);
+                        assert!(c.tiles >= 1, "{what}: {}", s.name);
+                    }
+                }
+                planned += 1;
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::DeviceLimits(_)), "{what}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    eprintln!("{planned} planned, {refused} refused with an error");
+    assert!(
+        planned > 50 && refused > 50,
+        "{planned} planned, {refused} refused"
+    );
+}

@@ -15,6 +15,8 @@
 //!   in chroma upsampling. Measured: max 15 levels, mean 0.31 levels, 21% of samples differ;
 //!   bounds [`JPEG_MAX_LEVELS`] / [`JPEG_MEAN_LEVELS`].
 
+mod common;
+
 use image::RgbImage;
 use resnet_wgpu::Error;
 use resnet_wgpu::model::Flavour;
@@ -100,12 +102,9 @@ fn recipe(rule: &str, w: usize, h: usize) -> Preprocess {
     }
 }
 
+/// NaN-aware (`tests/common`): a NaN, an infinity or a length mismatch fails the test.
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::abs_err(a, b).unwrap_or_else(|e| panic!("{e}")) as f32
 }
 
 #[test]

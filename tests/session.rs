@@ -2,9 +2,11 @@
 //! of the same lowered graph; sub-batching under tight device limits; input validation.
 //! Tolerance: |Δ| ≤ 1e-4 · max(1, max|reference|) (f32 with a different summation order).
 
+mod common;
+
 use resnet_wgpu::cpu;
+use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::gpu::session::Session;
-use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{Graph, LowerOptions, lower};
 use resnet_wgpu::layout::nchw_to_nhwc;
 use resnet_wgpu::model::arch::UnitKind;
@@ -12,12 +14,10 @@ use resnet_wgpu::model::random::random_params;
 use resnet_wgpu::model::{Arch, Flavour};
 use resnet_wgpu::plan::Limits;
 
-const TOL: f32 = 1e-4;
+const TOL: f64 = 1e-4;
 
 fn context() -> GpuContext {
-    GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| {
-        panic!("{e}\n(GPU tests need a wgpu adapter: apt-get install mesa-vulkan-drivers)")
-    })
+    common::gpu()
 }
 
 fn input(len: usize, seed: u32) -> Vec<f32> {
@@ -31,16 +31,7 @@ fn input(len: usize, seed: u32) -> Vec<f32> {
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        err <= TOL * scale,
-        "{what}: max |Δ| {err:e} > {TOL:e} x {scale}"
-    );
+    common::assert_close(got, want, TOL, what);
 }
 
 fn small(flavour: Flavour, unit: UnitKind) -> Arch {

@@ -102,6 +102,22 @@ fn network(args: &BenchArgs) -> Result<(String, Network)> {
     })
 }
 
+/// The benchmark's input batch, or a clear error where the host cannot hold it (the GPU
+/// session runs any batch as sub-batches, but the whole batch's input lives in memory).
+fn bench_input(session: &Session, batch: usize, seed: u64) -> Result<Vec<f32>> {
+    let [c, h, w] = session.input_shape();
+    let len = batch.checked_mul(c * h * w);
+    let fits = len.is_some_and(|len| Vec::<f32>::new().try_reserve_exact(len).is_ok());
+    match len {
+        Some(len) if fits => Ok(random_input(len, seed ^ 0x5EED)),
+        _ => Err(Error::Input(format!(
+            "a batch of {batch} images of {c}x{h}x{w} needs {:.1} GiB of host memory for its \
+             input, more than this machine can allocate; use a smaller --batch",
+            batch as f64 * (c * h * w * 4) as f64 / (1u64 << 30) as f64
+        ))),
+    }
+}
+
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
@@ -115,8 +131,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let adapter = ctx.summary();
     eprintln!("adapter: {adapter}");
     let software = ctx.is_software();
+    if args.steps == Some(0) {
+        return Err(Error::Input(
+            "--steps 0 would time nothing: give at least 1 (use --warmup for untimed batches)"
+                .into(),
+        ));
+    }
     let warmup = args.warmup.unwrap_or(if software { 1 } else { 10 });
-    let steps = args.steps.unwrap_or(if software { 3 } else { 100 }).max(1);
+    let steps = args.steps.unwrap_or(if software { 3 } else { 100 });
     if software && (args.warmup.is_none() || args.steps.is_none()) {
         eprintln!(
             "note: software adapter: defaults reduced to --warmup {warmup} --steps {steps} \
@@ -177,8 +199,8 @@ fn bench_one(
     steps: usize,
     adapter: &AdapterSummary,
 ) -> Result<BenchResult> {
-    let [c, h, w] = session.input_shape();
-    let input = random_input(batch * c * h * w, args.seed ^ 0x5EED);
+    let input = bench_input(session, batch, args.seed)?;
+    let [_, h, w] = session.input_shape();
     let plan = session.plan();
     let flops_per_image = 2 * session.graph().macs_per_image();
     let quiet = args.json || !args.sweep.is_empty();
@@ -276,8 +298,7 @@ fn profile(args: &BenchArgs, session: &Session, batch: usize) -> Result<()> {
                 .into(),
         ));
     }
-    let [c, h, w] = session.input_shape();
-    let input = random_input(batch * c * h * w, args.seed ^ 0x5EED);
+    let input = bench_input(session, batch, args.seed)?;
     let (_, t) = session.run_nchw_timed(&input, batch, Timing::PerDispatch)?;
     let t = t.expect("timestamps checked");
     let graph = session.graph();

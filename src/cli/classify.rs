@@ -2,12 +2,14 @@
 
 use super::GpuArgs;
 use clap::Args;
-use resnet_wgpu::classifier::{Classifier, ClassifierOptions, Model, Prediction};
+use resnet_wgpu::classifier::{
+    Classifier, ClassifierOptions, Model, Prediction, check_finite_logits, softmax,
+};
 use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::LoadOptions;
-use resnet_wgpu::preprocess::{Preprocess, load_image};
+use resnet_wgpu::preprocess::{Preprocess, Resize, load_image};
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,7 +31,8 @@ pub struct ClassifyArgs {
     /// Resize the shorter side to this, then centre-crop --size.
     #[arg(long, conflicts_with = "no_resize")]
     resize: Option<usize>,
-    /// Images already have the input size: only normalise them.
+    /// Only normalise the images: each runs at its own size (at least 32x32), or must be
+    /// --size x --size when that is given.
     #[arg(long)]
     no_resize: bool,
     /// Images per GPU submission.
@@ -57,7 +60,64 @@ struct FileResult {
     error: Option<String>,
 }
 
+/// The images of a batch that share an input size.
+struct Group {
+    size: (usize, usize),
+    /// Indices into the command's file list.
+    files: Vec<usize>,
+    /// Their preprocessed NCHW input.
+    input: Vec<f32>,
+}
+
+/// Classifiers by input size: one for a fixed size, or (`--no-resize` without `--size`) one per
+/// image size seen, the least recently used dropped beyond [`KEPT_SIZES`] (each holds the
+/// weights on the GPU).
+struct BySize<'a> {
+    model: &'a Model,
+    ctx: &'a GpuContext,
+    options: ClassifierOptions,
+    kept: Vec<((usize, usize), Classifier)>,
+}
+
+const KEPT_SIZES: usize = 2;
+
+/// `p` without resizing, for an input of `(height, width)`.
+fn at_size(p: Preprocess, (height, width): (usize, usize)) -> Preprocess {
+    Preprocess {
+        resize: Resize::None { height, width },
+        ..p
+    }
+}
+
+impl BySize<'_> {
+    fn get(&mut self, size: (usize, usize)) -> Result<&Classifier> {
+        match self.kept.iter().position(|(s, _)| *s == size) {
+            Some(i) => {
+                let c = self.kept.remove(i);
+                self.kept.push(c);
+            }
+            None => {
+                // The command preprocesses the images itself: the classifier only needs the
+                // input size.
+                let opts = ClassifierOptions {
+                    preprocess: self.options.preprocess.map(|p| at_size(p, size)),
+                    ..self.options.clone()
+                };
+                let c = Classifier::with_context(self.model, self.ctx, &opts)?;
+                if self.kept.len() >= KEPT_SIZES {
+                    self.kept.remove(0);
+                }
+                self.kept.push((size, c));
+            }
+        }
+        Ok(&self.kept.last().expect("just pushed").1)
+    }
+}
+
 pub fn run(args: ClassifyArgs) -> Result<()> {
+    if args.top == 0 {
+        return Err(Error::Input("--top must be at least 1".into()));
+    }
     let flavour = args
         .flavour
         .as_deref()
@@ -69,6 +129,8 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         args.resize,
         args.no_resize,
     );
+    // `--no-resize` alone: every image at its own size (the engine takes any size >= 32x32).
+    let own_size = args.no_resize && args.size.is_none();
     let labels = match &args.labels {
         Some(path) => Labels::from_file(path, model.classes())?,
         None => Labels::for_classes(model.classes()),
@@ -76,48 +138,109 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     let ctx = GpuContext::new(&args.gpu.choice())?;
     eprintln!("adapter: {}", ctx.summary());
     let batch = args.batch.clamp(1, args.images.len().max(1));
-    let classifier = Classifier::with_context(
-        &model,
-        &ctx,
-        &ClassifierOptions {
+    let mut classifiers = BySize {
+        model: &model,
+        ctx: &ctx,
+        options: ClassifierOptions {
             max_batch: batch,
             preprocess: Some(preprocess),
             labels: Some(labels),
             ..Default::default()
         },
-    )?;
-    let mut results: Vec<FileResult> = Vec::with_capacity(args.images.len());
-    for files in args.images.chunks(batch) {
-        // Decode and preprocess each file on its own so one bad file fails alone.
-        let mut input = Vec::new();
-        let mut ok = Vec::new();
-        for path in files {
-            let result = FileResult {
-                file: path.display().to_string(),
-                top: None,
-                error: None,
-            };
-            match load_image(path).and_then(|img| classifier.preprocess().apply(&img)) {
-                Ok(x) => {
-                    input.extend(x);
-                    ok.push(results.len());
+        kept: Vec::new(),
+    };
+    if !own_size {
+        // A fixed size: a model that cannot run at all fails here, before any file is read.
+        classifiers.get(preprocess.output_size())?;
+    }
+    let mut results: Vec<FileResult> = args
+        .images
+        .iter()
+        .map(|path| FileResult {
+            file: path.display().to_string(),
+            top: None,
+            error: None,
+        })
+        .collect();
+    let mut fatal = None;
+    let lose_device_after = failpoint_device_lost_after();
+    let mut batches_run = 0;
+    'chunks: for (c, files) in args.images.chunks(batch).enumerate() {
+        // Decode and preprocess each file on its own so one bad file fails alone; group the
+        // good ones by input size.
+        let mut groups: Vec<Group> = Vec::new();
+        for (j, path) in files.iter().enumerate() {
+            let i = c * batch + j;
+            let input = load_image(path).and_then(|img| {
+                if own_size {
+                    let size = (img.height() as usize, img.width() as usize);
+                    Ok((size, at_size(preprocess, size).apply(&img)?))
+                } else {
+                    Ok((preprocess.output_size(), preprocess.apply(&img)?))
                 }
+            });
+            match input {
+                Ok((size, x)) => match groups.iter_mut().find(|g| g.size == size) {
+                    Some(g) => {
+                        g.files.push(i);
+                        g.input.extend(x);
+                    }
+                    None => groups.push(Group {
+                        size,
+                        files: vec![i],
+                        input: x,
+                    }),
+                },
+                Err(e) => results[i].error = Some(e.to_string()),
+            }
+        }
+        for Group {
+            size,
+            files: members,
+            input,
+        } in groups
+        {
+            let outcome = classifiers
+                .get(size)
+                .and_then(|cl| Ok((cl, cl.logits(&input, members.len())?)));
+            let (classifier, logits) = match outcome {
+                Ok(v) => v,
                 Err(e) => {
-                    results.push(FileResult {
-                        error: Some(e.to_string()),
-                        ..result
-                    });
+                    let gone = matches!(e, Error::DeviceLost(_));
+                    for &i in &members {
+                        results[i].error = Some(e.to_string());
+                    }
+                    if gone {
+                        // Nothing more can run; what was classified is still printed.
+                        fatal = Some(e);
+                        break 'chunks;
+                    }
                     continue;
                 }
+            };
+            batches_run += 1;
+            if lose_device_after == Some(batches_run) {
+                ctx.device.destroy();
             }
-            results.push(result);
+            let classes = model.classes();
+            for (row, &i) in logits.chunks(classes).zip(&members) {
+                let mut row = row.to_vec();
+                match check_finite_logits(&row, 0) {
+                    Ok(()) => {
+                        softmax(&mut row);
+                        results[i].top = Some(classifier.top_k(&row, args.top));
+                    }
+                    Err(e) => results[i].error = Some(e.to_string()),
+                }
+            }
         }
-        if ok.is_empty() {
-            continue;
-        }
-        let probs = classifier.probabilities(&input, ok.len())?;
-        for (row, &i) in probs.chunks(model.classes()).zip(&ok) {
-            results[i].top = Some(classifier.top_k(row, args.top));
+    }
+    if let Some(e) = &fatal {
+        for r in results
+            .iter_mut()
+            .filter(|r| r.top.is_none() && r.error.is_none())
+        {
+            r.error = Some(format!("not classified: {e}"));
         }
     }
     if args.json {
@@ -138,9 +261,12 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                     }
                 }
                 (None, Some(e)) => println!("  error: {e}"),
-                (None, None) => unreachable!("every file has a result or an error"),
+                (None, None) => println!("  error: not classified"),
             }
         }
+    }
+    if let Some(e) = fatal {
+        return Err(e);
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     if failed > 0 {
@@ -150,4 +276,15 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Test hook: `RESNET_FAILPOINT=device-lost-after-batches:N` destroys the GPU device after N
+/// batches, so that a test can see what a lost device does to a run (it cannot be provoked from
+/// outside the process).
+fn failpoint_device_lost_after() -> Option<usize> {
+    std::env::var("RESNET_FAILPOINT")
+        .ok()?
+        .strip_prefix("device-lost-after-batches:")?
+        .parse()
+        .ok()
 }

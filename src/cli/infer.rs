@@ -9,7 +9,7 @@ use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
 use resnet_wgpu::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Layout {
@@ -52,6 +52,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         .as_deref()
         .map(str::parse::<Flavour>)
         .transpose()?;
+    check_writable(&args.output)?;
     let net = load_network(&args.weights, &LoadOptions { flavour })?;
     log::info!(
         "{}: {} ResNet-{} ({} classes)",
@@ -114,11 +115,39 @@ pub fn run(args: InferArgs) -> Result<()> {
             },
         ));
     }
+    let bad = tensors
+        .iter()
+        .find_map(|(name, t)| Some((name, t.data.iter().position(|v| !v.is_finite())?)));
     write_tensors(&args.output, &tensors)?;
+    if let Some((name, i)) = bad {
+        return Err(Error::NonFiniteOutput(format!(
+            "`{name}` holds a NaN or infinity at index {i} (written to {} anyway); the input or \
+             the weights overflow float32",
+            args.output.display()
+        )));
+    }
     eprintln!(
         "wrote {} ({n} x {} logits)",
         args.output.display(),
         session.graph().classes()
     );
     Ok(())
+}
+
+/// Fails early, before minutes of GPU work, if `path` cannot be created: its folder must exist.
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::Write {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", dir.display()),
+        ),
+    })
 }

@@ -8,12 +8,17 @@ use crate::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, Graph, MaxPoolOp, Op, PadValue, TensorInfo,
 };
 
-fn relu_if(v: f64, relu: bool) -> f64 {
-    if relu { v.max(0.0) } else { v }
+/// ReLU that keeps NaN, as the frameworks' relu does (`f64::max` would return 0 for NaN).
+fn relu(v: f64) -> f64 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
+fn relu_if(v: f64, on: bool) -> f64 {
+    if on { relu(v) } else { v }
 }
 
 fn bn_relu_one(x: f32, act: &BnRelu, c: usize) -> f64 {
-    (x as f64 * act.scale[c] as f64 + act.shift[c] as f64).max(0.0)
+    relu(x as f64 * act.scale[c] as f64 + act.shift[c] as f64)
 }
 
 /// A fused convolution (see [`ConvOp`]): returns the main output and, with `split`, the
@@ -131,7 +136,10 @@ pub fn max_pool(op: &MaxPoolOp, tensors: &[TensorInfo], batch: usize, input: &[f
                             } else {
                                 pad
                             };
-                            m = m.max(v);
+                            // NaN wins and stays, as in the frameworks' max pool.
+                            if !m.is_nan() && (v > m || v.is_nan()) {
+                                m = v;
+                            }
                         }
                     }
                     out[((n * to.h + oy) * to.w + ox) * to.c + c] = m;

@@ -1,8 +1,23 @@
-//! Picking an adapter and opening a device with the adapter's own limits.
+//! Picking an adapter and opening a device with the adapter's own limits, and watching it:
+//! wgpu reports a lost device and errors outside any error scope through callbacks (its default
+//! handler panics); [`GpuContext`] records them so that the next call of a session returns
+//! [`Error::DeviceLost`] / [`Error::Gpu`] instead, and every wait on the GPU has a deadline.
 
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Environment variable: the deadline in seconds of every wait on the GPU (default
+/// [`DEFAULT_TIMEOUT`]).
+pub const TIMEOUT_ENV: &str = "RESNET_GPU_TIMEOUT";
+
+/// How long a wait on the GPU (one submission: a forward pass of one sub-batch, a read-back)
+/// may take before it is reported as a [`Error::Timeout`]: generous, because a software adapter
+/// takes tens of seconds for a large batch.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A wgpu backend the user can pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +105,71 @@ pub struct GpuContext {
     /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Shared by every clone: what the device's callbacks reported, and the wait deadline.
+    watch: Arc<Watch>,
+}
+
+/// What wgpu's device callbacks reported, and the deadline of waits.
+#[derive(Debug)]
+struct Watch {
+    /// Set once by the device-lost callback; a lost device stays lost.
+    lost: Mutex<Option<String>>,
+    /// The latest error no error scope captured (taken by the next [`GpuContext::check`]).
+    uncaptured: Mutex<Option<String>>,
+    timeout_ms: AtomicU64,
+}
+
+impl Watch {
+    /// Installs the device-lost callback and the uncaptured-error handler on `device`.
+    fn install(device: &wgpu::Device) -> Arc<Watch> {
+        let timeout = std::env::var(TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| match v.trim().parse::<f64>() {
+                Ok(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+                _ => {
+                    log::warn!("ignoring {TIMEOUT_ENV}={v}: expected a positive number of seconds");
+                    None
+                }
+            })
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let watch = Arc::new(Watch {
+            lost: Mutex::new(None),
+            uncaptured: Mutex::new(None),
+            timeout_ms: AtomicU64::new(timeout.as_millis().max(1) as u64),
+        });
+        // Weak: the device owns the callbacks, and the context (owning the watch) owns the
+        // device; no cycle, and a report after the context is gone is simply dropped.
+        let w = Arc::downgrade(&watch);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Some(w) = w.upgrade() {
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "destroyed".to_string(),
+                    wgpu::DeviceLostReason::Unknown => "driver reset or failure".to_string(),
+                };
+                let text = if message.is_empty() {
+                    why
+                } else {
+                    format!("{why}: {message}")
+                };
+                log::error!("GPU device lost: {text}");
+                lock(&w.lost).get_or_insert(text);
+            }
+        });
+        let w = Arc::downgrade(&watch);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("GPU error: {e}");
+            if let Some(w) = w.upgrade() {
+                *lock(&w.uncaptured) = Some(e.to_string());
+            }
+        }));
+        watch
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere while it was held; the data (an Option) is
+/// still meaningful.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -180,16 +260,13 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| Error::Device(format!("{e} (adapter {})", info.name)))?;
-        Ok(GpuContext {
-            device,
-            queue,
-            info,
-            limits,
-            features,
-        })
+        Ok(GpuContext::from_device(device, queue, info))
     }
 
-    /// Wraps a device the application already has (e.g. its renderer's).
+    /// Wraps a device the application already has (e.g. its renderer's). This installs the
+    /// device's lost callback and uncaptured-error handler (wgpu keeps one of each, so an app
+    /// that needs its own should install them after this call and forward to
+    /// [`GpuContext::report_device_lost`] / [`GpuContext::report_error`]).
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
@@ -197,12 +274,84 @@ impl GpuContext {
     ) -> GpuContext {
         let limits = device.limits();
         let features = device.features();
+        let watch = Watch::install(&device);
         GpuContext {
             device,
             queue,
             info,
             limits,
             features,
+            watch,
+        }
+    }
+
+    /// Records that the device was lost: every later call on it returns
+    /// [`Error::DeviceLost`].
+    pub fn report_device_lost(&self, why: &str) {
+        lock(&self.watch.lost).get_or_insert_with(|| why.to_string());
+    }
+
+    /// Records a GPU error that no error scope captured: the next [`GpuContext::check`]
+    /// returns it as [`Error::Gpu`].
+    pub fn report_error(&self, error: &str) {
+        *lock(&self.watch.uncaptured) = Some(error.to_string());
+    }
+
+    /// `Err` if the device was lost ([`Error::DeviceLost`], every time) or wgpu reported an
+    /// error outside our error scopes since the last check ([`Error::Gpu`], once: the call
+    /// that sees it fails, its results untrusted).
+    pub fn check(&self) -> Result<()> {
+        // wgpu calls the lost callback from its maintenance, not from `destroy` or a driver
+        // reset: a non-blocking poll delivers it now.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        if let Some(why) = lock(&self.watch.lost).as_ref() {
+            return Err(Error::DeviceLost(why.clone()));
+        }
+        if let Some(e) = lock(&self.watch.uncaptured).take() {
+            return Err(Error::Gpu(format!(
+                "{e} (reported by wgpu outside this call; its results are not trusted)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `error`, unless the device was lost, which explains it better.
+    pub fn explain(&self, error: Error) -> Error {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match lock(&self.watch.lost).as_ref() {
+            Some(why) => Error::DeviceLost(why.clone()),
+            None => error,
+        }
+    }
+
+    /// The deadline of every wait on this device (shared by all clones).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.watch.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the deadline of every wait on this device ([`TIMEOUT_ENV`] sets the default).
+    pub fn set_timeout(&self, timeout: Duration) {
+        let ms = timeout.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        self.watch.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Blocks until submission `index` (the latest, for `None`) has finished and its callbacks
+    /// have run, for at most [`GpuContext::timeout`]; `what` names the work in errors.
+    pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<()> {
+        self.check()?;
+        let timeout = self.timeout();
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: Some(timeout),
+        });
+        self.check()?;
+        match polled {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(Error::Timeout {
+                what: what.to_string(),
+                seconds: timeout.as_secs_f64(),
+            }),
+            Err(e) => Err(Error::Gpu(format!("waiting for {what}: {e}"))),
         }
     }
 

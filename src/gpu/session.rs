@@ -11,6 +11,7 @@ use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::plan::{self, Plan};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, channel};
 
 /// A feature map read back from the GPU, NCHW.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,15 @@ struct RunState {
     dispatches: HashMap<usize, Vec<Dispatch>>,
     /// Timestamp queries, created on the first timed run.
     timer: Option<Timer>,
+    /// A forward pass whose wait timed out: the next run waits for it (the read-back buffer
+    /// is still being mapped) before it submits anything.
+    pending: Option<Pending>,
+}
+
+/// A submission still in flight after its wait timed out.
+struct Pending {
+    index: wgpu::SubmissionIndex,
+    mapped: Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
 
 /// A network on a device, ready to run batches of up to `plan.batch` images per submission.
@@ -118,6 +128,7 @@ impl Session {
         if batch == 0 {
             return Err(Error::Input("batch size must be at least 1".into()));
         }
+        ctx.check()?;
         let mut kernels = Kernels::new(&ctx.device, &ctx.limits);
         let mut plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
         let mut textures = TextureSizes::of(&graph, &plan);
@@ -213,9 +224,10 @@ impl Session {
             state: Mutex::new(RunState {
                 dispatches: HashMap::new(),
                 timer: None,
+                pending: None,
             }),
         };
-        let full = session.record(session.plan.batch);
+        let full = session.record(session.plan.batch)?;
         session
             .state
             .get_mut()
@@ -225,13 +237,14 @@ impl Session {
         // After the weight uploads queued above: fills the weight textures.
         ctx.queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(oom.pop()) {
-            return Err(Error::DeviceLimits(format!(
+            return Err(ctx.explain(Error::DeviceLimits(format!(
                 "out of GPU memory creating the session: {e}"
-            )));
+            ))));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(e.to_string()));
+            return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
+        ctx.check()?;
         Ok(session)
     }
 
@@ -244,7 +257,7 @@ impl Session {
     }
 
     /// Records the dispatch list for a sub-batch of `n` images.
-    fn record(&self, n: usize) -> Vec<Dispatch> {
+    fn record(&self, n: usize) -> Result<Vec<Dispatch>> {
         let offsets = offsets(&self.plan);
         let tensors = &self.graph.tensors;
         let n = n as u32;
@@ -268,7 +281,7 @@ impl Session {
                         let cfg = step
                             .conv
                             .filter(|_| n as usize == self.plan.batch)
-                            .unwrap_or_else(|| k.conv_config_for(o, tensors, n));
+                            .map_or_else(|| k.conv_config_for(o, tensors, n), Ok)?;
                         let textures =
                             (cfg.variant == ConvVariant::Texture).then(|| ConvTextures {
                                 input: self.input_texture.as_ref().expect("planned"),
@@ -278,7 +291,7 @@ impl Session {
                                 weights_texel: u32::try_from(slot.offset_bytes / 16)
                                     .expect("weights texture offset fits in u32"),
                             });
-                        k.conv_with(
+                        Ok(k.conv_with(
                             &cfg,
                             o,
                             tensors,
@@ -287,20 +300,20 @@ impl Session {
                             &offsets,
                             consts.expect("a conv has weights"),
                             textures,
-                        )
+                        ))
                     }
-                    Op::MaxPool(o) => k.max_pool(o, tensors, n, arena, &offsets),
+                    Op::MaxPool(o) => Ok(k.max_pool(o, tensors, n, arena, &offsets)),
                     Op::GlobalAvgPool(o) => {
-                        k.global_avg_pool(o, tensors, n, arena, &offsets, consts)
+                        Ok(k.global_avg_pool(o, tensors, n, arena, &offsets, consts))
                     }
-                    Op::BnRelu(o) => k.bn_relu(
+                    Op::BnRelu(o) => Ok(k.bn_relu(
                         o,
                         tensors,
                         n,
                         arena,
                         &offsets,
                         consts.expect("bn_relu has constants"),
-                    ),
+                    )),
                 }
             })
             .collect()
@@ -349,16 +362,21 @@ impl Session {
                 self.plan.batch
             )));
         }
+        self.ctx.check()?;
         let dispatches = {
             let mut state = self.lock()?;
-            state
-                .dispatches
-                .entry(batch)
-                .or_insert_with(|| self.record(batch))
-                .clone()
+            self.dispatches(&mut state, batch)?.to_vec()
         };
         encode_sequence(encoder, "resnet forward", &dispatches, None);
         Ok(())
+    }
+
+    /// The dispatch list for a sub-batch of `n` images, recorded on first use.
+    fn dispatches<'s>(&self, state: &'s mut RunState, n: usize) -> Result<&'s [Dispatch]> {
+        Ok(match state.dispatches.entry(n) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.record(n)?),
+        })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunState>> {
@@ -513,8 +531,10 @@ impl Session {
         m: usize,
         timing: Timing,
     ) -> Result<(Vec<Vec<f32>>, Vec<f64>)> {
-        let device = &self.ctx.device;
-        state.dispatches.entry(m).or_insert_with(|| self.record(m));
+        let ctx = &self.ctx;
+        let device = &ctx.device;
+        ctx.check()?;
+        self.finish_pending(state)?;
         let pairs = match timing {
             Timing::Off => 0,
             Timing::Whole => 1,
@@ -523,12 +543,12 @@ impl Session {
         if pairs > 0 && state.timer.as_ref().is_none_or(|t| t.pairs() < pairs) {
             state.timer = Some(Timer::new(device, pairs));
         }
+        self.dispatches(state, m)?;
         let dispatches = &state.dispatches[&m];
         let timer = state.timer.as_ref().filter(|_| pairs > 0);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let input_offset = self.plan.tensors[self.graph.input].offset_bytes;
-        self.ctx
-            .queue
+        ctx.queue
             .write_buffer(&self.arena, input_offset, bytemuck::cast_slice(chunk));
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("forward"),
@@ -565,30 +585,28 @@ impl Session {
             sizes.push(bytes);
             at += bytes;
         }
-        let index = self.ctx.queue.submit([encoder.finish()]);
+        let index = ctx.queue.submit([encoder.finish()]);
         // Validation errors of the encoding surface at submission; a failed submission
         // would otherwise only show as a failed wait below.
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(e.to_string()));
+            return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
         let slice = self.readback.slice(..at);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the forward pass: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("read-back was never mapped".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+        if let Err(e) = ctx.wait(Some(index.clone()), "the forward pass") {
+            if matches!(e, Error::Timeout { .. }) {
+                state.pending = Some(Pending { index, mapped: rx });
+            }
+            return Err(e);
+        }
+        self.mapped(&rx)?;
         let result = {
             let view = slice
                 .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+                .map_err(|e| ctx.explain(Error::Gpu(format!("reading back: {e}"))))?;
             let all: &[f32] = bytemuck::cast_slice(&view);
             let mut pieces = Vec::with_capacity(sizes.len());
             let mut start = 0usize;
@@ -600,10 +618,49 @@ impl Session {
             pieces
         };
         self.readback.unmap();
-        let times = match timer {
-            Some(t) => t.read(device, &self.ctx.queue, pairs),
+        let times = match timer.map(|t| t.read(ctx, pairs)) {
+            Some(Ok(times)) => times,
+            Some(Err(e)) => {
+                // Its read-back may still be mapping: a later timed run makes a new one.
+                state.timer = None;
+                return Err(e);
+            }
             None => Vec::new(),
         };
         Ok((result, times))
+    }
+
+    /// The outcome of the read-back's `map_async`, once its submission has finished.
+    fn mapped(&self, rx: &Receiver<std::result::Result<(), wgpu::BufferAsyncError>>) -> Result<()> {
+        match rx.try_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self
+                .ctx
+                .explain(Error::Gpu(format!("mapping the read-back buffer: {e}")))),
+            Err(_) => Err(self.ctx.explain(Error::Gpu(
+                "the read-back buffer was not mapped after the forward pass finished".into(),
+            ))),
+        }
+    }
+
+    /// Waits for a forward pass whose wait timed out earlier and releases its read-back.
+    fn finish_pending(&self, state: &mut RunState) -> Result<()> {
+        let Some(p) = state.pending.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.ctx.wait(
+            Some(p.index.clone()),
+            "an earlier forward pass that timed out",
+        ) {
+            if matches!(e, Error::Timeout { .. }) {
+                state.pending = Some(p);
+            }
+            return Err(e);
+        }
+        // Its results were abandoned; only the mapping needs undoing.
+        if self.mapped(&p.mapped).is_ok() {
+            self.readback.unmap();
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,8 @@
 //! GPU timestamps around the forward pass, or around every dispatch (`bench --profile`).
 
+use super::GpuContext;
+use crate::error::Result;
+
 /// What to time in a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timing {
@@ -69,28 +72,32 @@ impl Timer {
     }
 
     /// Durations in seconds of the first `pairs` pairs; call after the submission completed.
-    pub(crate) fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, pairs: u32) -> Vec<f64> {
+    /// Empty if the device could not map the results.
+    pub(crate) fn read(&self, ctx: &GpuContext, pairs: u32) -> Result<Vec<f64>> {
         let slice = self.readback.slice(..u64::from(pairs) * 16);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        let _ = device.poll(wgpu::PollType::wait_indefinitely());
-        let period_ns = f64::from(queue.get_timestamp_period());
-        let out = match rx.recv() {
-            Ok(Ok(())) => match slice.get_mapped_range() {
-                Ok(view) => {
-                    let ticks: &[u64] = bytemuck::cast_slice(&view);
-                    ticks
-                        .chunks_exact(2)
-                        .map(|p| p[1].wrapping_sub(p[0]) as f64 * period_ns * 1e-9)
-                        .collect()
-                }
-                Err(_) => Vec::new(),
-            },
+        ctx.wait(None, "the timestamp read-back")?;
+        let period_ns = f64::from(ctx.queue.get_timestamp_period());
+        let out = match rx.try_recv() {
+            Ok(Ok(())) => {
+                let out = match slice.get_mapped_range() {
+                    Ok(view) => {
+                        let ticks: &[u64] = bytemuck::cast_slice(&view);
+                        ticks
+                            .chunks_exact(2)
+                            .map(|p| p[1].wrapping_sub(p[0]) as f64 * period_ns * 1e-9)
+                            .collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                self.readback.unmap();
+                out
+            }
             _ => Vec::new(),
         };
-        self.readback.unmap();
-        out
+        Ok(out)
     }
 }

@@ -23,6 +23,9 @@ pub struct LowerOptions {
 /// The smallest input side every ResNet here accepts (stage 4 is then 1x1).
 pub const MIN_INPUT_SIDE: usize = 32;
 
+/// Most elements one image's tensor may hold: the kernels index tensors with u32.
+pub const MAX_TENSOR_ELEMENTS: usize = u32::MAX as usize;
+
 /// A conv's weights and bias after folding the following batch norm.
 struct Folded {
     kh: usize,
@@ -135,9 +138,19 @@ struct Builder {
 }
 
 impl Builder {
-    fn tensor(&mut self, name: String, h: usize, w: usize, c: usize) -> TensorId {
+    /// Adds a tensor; its elements per image must be addressable by the kernels' u32 indices.
+    fn tensor(&mut self, name: String, h: usize, w: usize, c: usize) -> Result<TensorId> {
+        let len = h.checked_mul(w).and_then(|hw| hw.checked_mul(c));
+        if len.is_none_or(|len| len > MAX_TENSOR_ELEMENTS) {
+            let input = &self.tensors.first().map_or((h, w), |t| (t.h, t.w));
+            return Err(Error::Input(format!(
+                "a {}x{} input makes `{name}` {h}x{w}x{c}, more than the {MAX_TENSOR_ELEMENTS} \
+                 values per image the kernels can address; use a smaller input size",
+                input.0, input.1
+            )));
+        }
         self.tensors.push(TensorInfo { name, h, w, c });
-        self.tensors.len() - 1
+        Ok(self.tensors.len() - 1)
     }
 
     fn check_input(&self, name: &str, t: TensorId, cin: usize) -> Result<()> {
@@ -161,12 +174,15 @@ impl Builder {
             out_side(inp.w, f.kw, spec.stride, pad),
         );
         let first_c = split_at.unwrap_or(f.cout);
-        let output = self.tensor(spec.name.clone(), oh, ow, first_c);
-        let split = split_at.map(|at| SplitOutput {
-            at,
-            tensor: self.tensor(format!("{}:shortcut", spec.name), oh, ow, f.cout - at),
-            relu: false,
-        });
+        let output = self.tensor(spec.name.clone(), oh, ow, first_c)?;
+        let split = match split_at {
+            Some(at) => Some(SplitOutput {
+                at,
+                tensor: self.tensor(format!("{}:shortcut", spec.name), oh, ow, f.cout - at)?,
+                relu: false,
+            }),
+            None => None,
+        };
         self.ops.push(Op::Conv(ConvOp {
             name: spec.name,
             input: spec.input,
@@ -229,7 +245,7 @@ pub fn lower(
         ops: Vec::new(),
         features: Vec::new(),
     };
-    let input = b.tensor("input".into(), h, w, arch.in_channels);
+    let input = b.tensor("input".into(), h, w, arch.in_channels)?;
 
     // Stem: v1 folds its BN and applies ReLU; v2 has neither (the first unit's preact does it).
     let stem = b.conv(
@@ -238,7 +254,7 @@ pub fn lower(
         None,
     )?;
     b.features.push(("feat/stem_conv".into(), stem));
-    let pooled_stem = stem_pool(&mut b, arch.flavour.stem_pool(), stem);
+    let pooled_stem = stem_pool(&mut b, arch.flavour.stem_pool(), stem)?;
     b.features.push(("feat/stem_pool".into(), pooled_stem));
 
     let mut x = pooled_stem;
@@ -272,7 +288,7 @@ pub fn lower(
     };
     if opts.features && pool_act.is_some() {
         let t = &b.tensors[x];
-        let post = b.tensor("post_norm".into(), t.h, t.w, c);
+        let post = b.tensor("post_norm".into(), t.h, t.w, c)?;
         b.ops.push(Op::BnRelu(BnReluOp {
             name: "post_norm".into(),
             input: x,
@@ -282,7 +298,7 @@ pub fn lower(
         b.features.push(("feat/post_norm".into(), post));
         x = post;
     }
-    let pooled = b.tensor("pooled".into(), 1, 1, c);
+    let pooled = b.tensor("pooled".into(), 1, 1, c)?;
     b.ops.push(Op::GlobalAvgPool(GlobalAvgPoolOp {
         name: "global_pool".into(),
         input: x,
@@ -298,6 +314,9 @@ pub fn lower(
     if !opts.features {
         b.features.clear();
     }
+    for op in &b.ops {
+        check_constants(op)?;
+    }
     Ok(Graph {
         tensors: b.tensors,
         ops: b.ops,
@@ -307,7 +326,38 @@ pub fn lower(
     })
 }
 
-fn stem_pool(b: &mut Builder, rule: StemPoolPadding, x: TensorId) -> TensorId {
+/// Folding can overflow (a huge gamma over a tiny variance): every constant the kernels will
+/// read must be finite, or a NaN would be swallowed by a ReLU into a finite, wrong answer.
+fn check_constants(op: &Op) -> Result<()> {
+    fn act(a: &Option<BnRelu>) -> Vec<&[f32]> {
+        a.iter()
+            .flat_map(|a| [&a.scale[..], &a.shift[..]])
+            .collect()
+    }
+    let sections: Vec<&[f32]> = match op {
+        Op::Conv(o) => [&o.weight[..], &o.bias[..]]
+            .into_iter()
+            .chain(act(&o.in_act))
+            .collect(),
+        Op::MaxPool(_) => Vec::new(),
+        Op::GlobalAvgPool(o) => act(&o.in_act),
+        Op::BnRelu(o) => vec![&o.act.scale[..], &o.act.shift[..]],
+    };
+    for values in sections {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "`{}`: folding the batch norms gives a non-finite constant ({} at index {i}); the \
+                 checkpoint's weights or batch-norm statistics are out of range (e.g. a negative \
+                 running variance)",
+                op.name(),
+                values[i],
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn stem_pool(b: &mut Builder, rule: StemPoolPadding, x: TensorId) -> Result<TensorId> {
     let t = b.tensors[x].clone();
     let (pad_top, pad_left, pad_value, oh, ow) = match rule {
         StemPoolPadding::TorchNegInf | StemPoolPadding::KerasZero => (
@@ -332,7 +382,7 @@ fn stem_pool(b: &mut Builder, rule: StemPoolPadding, x: TensorId) -> TensorId {
             (top, left, PadValue::NegInf, oh, ow)
         }
     };
-    let out = b.tensor("stem/pool".into(), oh, ow, t.c);
+    let out = b.tensor("stem/pool".into(), oh, ow, t.c)?;
     b.ops.push(Op::MaxPool(MaxPoolOp {
         name: "stem/pool".into(),
         input: x,
@@ -343,7 +393,7 @@ fn stem_pool(b: &mut Builder, rule: StemPoolPadding, x: TensorId) -> TensorId {
         pad_left,
         pad_value,
     }));
-    out
+    Ok(out)
 }
 
 /// The 1x1 reduce conv and, when it reads the same pixels, the projection shortcut as one

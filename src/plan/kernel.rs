@@ -185,10 +185,21 @@ pub fn choose_conv(
     tensors: &[TensorInfo],
     batch: usize,
     device: &DeviceProfile,
-) -> ConvConfig {
+) -> Result<ConvConfig, Error> {
     let ti = &tensors[op.input];
     let to = &tensors[op.output];
-    let m = batch * to.h * to.w;
+    // Every GEMM figure goes to the kernels as a u32; the arena's addressing limit keeps
+    // planned sub-batches within it, so this only fails for a batch no device could run.
+    let fit = |v: Option<usize>, what: &str| {
+        v.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
+            Error::DeviceLimits(format!(
+                "`{}` at batch {batch}: its GEMM {what} exceed the kernels' u32 range; use a \
+                 smaller batch",
+                op.name
+            ))
+        })
+    };
+    let m = fit(batch.checked_mul(to.h * to.w), "rows")? as usize;
     let k = op.kh * op.kw * op.cin;
     let coutp = pad4(op.cout);
     let shared_tiles = m.div_ceil(SBM as usize) * coutp.div_ceil(4 * SBN4 as usize);
@@ -214,15 +225,16 @@ pub fn choose_conv(
     let n_divides = op.cout.is_multiple_of(4 * tile_n4 as usize);
     let m_divides = m.is_multiple_of(tile_m as usize);
     let k_divides = variant != ConvVariant::Shared || k.is_multiple_of(SBK as usize);
-    let tiles_n = u32_of(coutp / 4).div_ceil(tile_n4);
-    let tiles = tiles_n
-        .checked_mul(u32_of(m).div_ceil(tile_m))
-        .expect("conv grid too large");
+    let tiles_n = fit(Some(coutp / 4), "columns")?.div_ceil(tile_n4);
+    let tiles = fit(
+        (m.div_ceil(tile_m as usize)).checked_mul(tiles_n as usize),
+        "workgroups",
+    )?;
     // The texture variant has one pipeline per pixel count: its 1x1 path and dropping its
     // bounds checks measured no faster, and each of its pipelines takes lavapipe ~25 s to
     // compile on a cold shader cache.
     let texture = variant == ConvVariant::Texture;
-    ConvConfig {
+    Ok(ConvConfig {
         variant,
         wg,
         tile_m,
@@ -237,12 +249,12 @@ pub fn choose_conv(
             && (to.h, to.w) == (ti.h, ti.w),
         checks: texture || !(m_divides && n_divides && k_divides),
         m_fastest: k * coutp > batch * ti.len(),
-        m: u32_of(m),
-        n: u32_of(op.cout),
-        k: u32_of(k),
+        m: m as u32,
+        n: fit(Some(op.cout), "columns")?,
+        k: fit(Some(k), "depth")?,
         tiles_n,
         tiles,
-    }
+    })
 }
 
 /// Texture variant: pixels per invocation for a GEMM of `m` rows, from [`TEXTURE_ROWS`]:
@@ -273,10 +285,6 @@ fn lane_use(m: usize, rows: u32) -> f64 {
 /// one (the classifier: M = batch rows, far fewer than one 8 x 7-pixel group).
 pub fn texture_efficiency(m: usize) -> f64 {
     lane_use(m, texture_rows(m))
-}
-
-fn u32_of(v: usize) -> u32 {
-    u32::try_from(v).expect("shape does not fit in u32")
 }
 
 #[cfg(test)]
@@ -316,9 +324,15 @@ mod few_workgroups {
         let gpu = DeviceProfile::gpu();
         let (op, t) = conv_7x7(512);
         // batch 1: 1 x 8 shared tiles -> register tiles.
-        assert_eq!(choose_conv(&op, &t, 1, &gpu).variant, ConvVariant::Register);
+        assert_eq!(
+            choose_conv(&op, &t, 1, &gpu).unwrap().variant,
+            ConvVariant::Register
+        );
         // batch 32: 25 x 8 = 200 shared tiles -> shared.
-        assert_eq!(choose_conv(&op, &t, 32, &gpu).variant, ConvVariant::Shared);
+        assert_eq!(
+            choose_conv(&op, &t, 32, &gpu).unwrap().variant,
+            ConvVariant::Shared
+        );
     }
 
     #[test]
@@ -330,7 +344,7 @@ mod few_workgroups {
         }
         let software = DeviceProfile::software();
         let (op, t) = conv_7x7(512);
-        let cfg = choose_conv(&op, &t, 1, &software);
+        let cfg = choose_conv(&op, &t, 1, &software).unwrap();
         assert_eq!(
             (cfg.variant, cfg.rows, cfg.tile_m),
             (ConvVariant::Texture, 7, 56)
@@ -343,7 +357,7 @@ mod few_workgroups {
             ..software
         };
         assert_eq!(
-            choose_conv(&op, &t, 1, &no_textures).variant,
+            choose_conv(&op, &t, 1, &no_textures).unwrap().variant,
             ConvVariant::Register
         );
     }

@@ -40,6 +40,10 @@ pub struct Limits {
     pub storage_offset_alignment: u64,
 }
 
+/// The kernels index the arena with u32 element indices: no arena may end past 2^32 f32
+/// elements (16 GiB), whatever the device allows. Bigger batches become sub-batches.
+pub const MAX_ADDRESSABLE_BYTES: u64 = (u32::MAX as u64 + 1) * F32;
+
 /// Offsets are never aligned to less than this, whatever the device reports: 256 bytes keeps
 /// every tensor start aligned for vectorised loads, and plans comparable across devices.
 pub const MIN_ALIGNMENT: u64 = 256;
@@ -65,9 +69,12 @@ impl Limits {
         }
     }
 
-    /// The largest arena the device can hold and bind whole.
+    /// The largest arena the device can hold and bind whole, and the kernels can address
+    /// ([`MAX_ADDRESSABLE_BYTES`]).
     pub fn max_arena_bytes(&self) -> u64 {
-        self.max_binding_bytes.min(self.max_buffer_bytes)
+        self.max_binding_bytes
+            .min(self.max_buffer_bytes)
+            .min(MAX_ADDRESSABLE_BYTES)
     }
 
     /// The alignment actually used (never 0).
@@ -203,41 +210,47 @@ pub fn plan_for(
         arena::assign(&sizes, &intervals, align)
     };
 
-    let mut sub = batch;
-    let mut layout = layout_for(batch);
-    if layout.arena_bytes > cap {
-        let one = layout_for(1);
-        if one.arena_bytes > cap {
-            let h = &graph.tensors[graph.input];
-            return Err(Error::DeviceLimits(format!(
-                "one {}x{} image needs a {} activation arena (lower bound {}), but this device \
-                 binds at most {} (max_storage_buffer_binding_size {}, max_buffer_size {}); use \
-                 a smaller input size",
-                h.h,
-                h.w,
-                mib(one.arena_bytes),
-                mib(one.lower_bound_bytes),
-                mib(cap),
-                limits.max_binding_bytes,
-                limits.max_buffer_bytes,
-            )));
-        }
-        // The arena grows with the batch; `b` images need at least `b` times one image's lower
-        // bound, which caps the search. Binary search for the largest sub-batch that fits.
-        let upper = (cap / one.lower_bound_bytes.max(1)).clamp(1, batch as u64 - 1) as usize;
-        let (mut lo, mut hi, mut fits) = (1usize, upper, one);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            let l = layout_for(mid);
-            if l.arena_bytes <= cap {
-                (lo, fits) = (mid, l);
-            } else {
-                hi = mid - 1;
-            }
-        }
-        sub = lo;
-        layout = fits;
+    // One image must fit; then every size below is at most `cap` bytes, so no sum overflows.
+    let one = layout_for(1);
+    if one.arena_bytes > cap {
+        let h = &graph.tensors[graph.input];
+        return Err(Error::DeviceLimits(format!(
+            "one {}x{} image needs a {} activation arena (lower bound {}), but this device \
+             binds at most {} (max_storage_buffer_binding_size {}, max_buffer_size {}, kernel \
+             addressing {}); use a smaller input size",
+            h.h,
+            h.w,
+            mib(one.arena_bytes),
+            mib(one.lower_bound_bytes),
+            mib(cap),
+            limits.max_binding_bytes,
+            limits.max_buffer_bytes,
+            mib(MAX_ADDRESSABLE_BYTES),
+        )));
     }
+    // The arena grows with the batch: `b` images need at least `b` times one image's lower
+    // bound, which caps the search. The largest sub-batch that fits, by binary search.
+    let upper = (cap / one.lower_bound_bytes.max(1)).clamp(1, batch as u64) as usize;
+    let (mut lo, mut hi, mut layout) = (1usize, upper, one);
+    if upper > 1 {
+        // Usually the whole batch fits: one layout, no search.
+        let l = layout_for(upper);
+        if l.arena_bytes <= cap {
+            (lo, layout) = (upper, l);
+        } else {
+            hi = upper - 1;
+        }
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let l = layout_for(mid);
+        if l.arena_bytes <= cap {
+            (lo, layout) = (mid, l);
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let sub = lo;
 
     let (weights, weight_buffers) = weights::pack(graph, limits)?;
     let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
@@ -248,19 +261,19 @@ pub fn plan_for(
         .enumerate()
         .map(|(i, op)| {
             let out = &graph.tensors[op.outputs()[0]];
-            Step {
+            Ok(Step {
                 op: i,
                 name: op.name().to_string(),
                 kind: op_kind(op),
                 output_shape: [sub, out.h, out.w, out.c],
                 macs: op.macs_per_image(&graph.tensors) * sub as u64,
                 conv: match op {
-                    Op::Conv(c) => Some(kernel::choose_conv(c, &graph.tensors, sub, device)),
+                    Op::Conv(c) => Some(kernel::choose_conv(c, &graph.tensors, sub, device)?),
                     _ => None,
                 },
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let tensors = intervals
         .iter()
         .zip(&layout.offsets)

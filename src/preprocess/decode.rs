@@ -58,19 +58,34 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     }
     // The decoders are fuzzed and return errors, but a corrupt file must never take the
     // process down: a panic inside one becomes an error too.
-    let decoded = std::panic::catch_unwind(|| image::load_from_memory_with_format(bytes, format))
-        .map_err(|_| fail(format!("the {kind} decoder failed on this file")))?
-        .map_err(|e| {
-            let e = e.to_string();
-            fail(format!(
-                "corrupt or truncated {kind} file ({})",
-                e.trim_end()
-            ))
-        })?;
+    let decoded = std::panic::catch_unwind(|| {
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        reader.limits(decode_limits());
+        reader.decode()
+    })
+    .map_err(|_| fail(format!("the {kind} decoder failed on this file")))?
+    .map_err(|e| {
+        let e = e.to_string();
+        fail(format!(
+            "corrupt or truncated {kind} file ({})",
+            e.trim_end()
+        ))
+    })?;
     if decoded.width() == 0 || decoded.height() == 0 {
         return Err(fail("the image has no pixels".into()));
     }
     Ok(to_rgb8_like_pillow(decoded, is_png_gray16(bytes)))
+}
+
+/// Most memory one decoded image may take: a corrupt header that claims a huge image (a few
+/// bytes saying 60000x60000) is refused before anything that size is allocated. 512 MiB holds
+/// a 170-megapixel RGB8 photo.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
 }
 
 /// No EOI marker (FF D9) after the last start-of-scan (FF DA). Entropy-coded data cannot hold

@@ -73,28 +73,14 @@ impl Kernels {
         }
     }
 
-    /// The configuration [`Kernels::conv`] uses for this op ([`choose_conv`] for this device).
-    pub fn conv_config_for(&self, op: &ConvOp, tensors: &[TensorInfo], batch: u32) -> ConvConfig {
-        choose_conv(op, tensors, batch as usize, &self.device_profile())
-    }
-
-    /// The variant [`Kernels::conv`] uses for this op.
-    pub fn conv_variant_for(&self, op: &ConvOp, tensors: &[TensorInfo], batch: u32) -> ConvVariant {
-        self.conv_config_for(op, tensors, batch).variant
-    }
-
-    /// One fused convolution with this device's default configuration.
-    pub fn conv(
+    /// This device's configuration for this op ([`choose_conv`] with [`Kernels::device_profile`]).
+    pub fn conv_config_for(
         &self,
         op: &ConvOp,
         tensors: &[TensorInfo],
         batch: u32,
-        arena: &wgpu::Buffer,
-        offsets: &[u64],
-        consts: wgpu::BufferBinding<'_>,
-    ) -> Dispatch {
-        let cfg = self.conv_config_for(op, tensors, batch);
-        self.conv_with(&cfg, op, tensors, batch, arena, offsets, consts, None)
+    ) -> crate::Result<ConvConfig> {
+        choose_conv(op, tensors, batch as usize, &self.device_profile())
     }
 
     /// One fused convolution in configuration `cfg` (from [`choose_conv`] for this op and

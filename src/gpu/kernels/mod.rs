@@ -27,7 +27,6 @@ pub use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile};
 use super::Dispatch;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use wgpu::util::DeviceExt;
 
 /// Environment variable that forces a conv variant (`shared`, `register` or `texture`).
 pub const CONV_VARIANT_ENV: &str = "RESNET_CONV_VARIANT";
@@ -290,13 +289,18 @@ impl Kernels {
         extra: &[wgpu::BindingResource<'_>],
         groups: u32,
     ) -> Dispatch {
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        // Not `create_buffer_init`: it panics when the device is lost (the mapping fails);
+        // here the buffer is then just invalid, and the session reports the lost device.
+        let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (params.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+            usage: wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: true,
+        });
+        if let Ok(mut view) = uniform.get_mapped_range_mut(..) {
+            view.slice(..params.len()).copy_from_slice(params);
+        }
+        uniform.unmap();
         let entries: Vec<wgpu::BindGroupEntry<'_>> =
             [uniform.as_entire_binding(), arena.as_entire_binding()]
                 .into_iter()

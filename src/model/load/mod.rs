@@ -22,7 +22,7 @@ use crate::model::Network;
 use crate::model::arch::Flavour;
 use crate::model::params::{BatchNorm, ConvWeights};
 use crate::tensor_file;
-use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -127,7 +127,12 @@ impl TensorSource for Vec<(String, Vec<usize>, Vec<f32>)> {
 /// Loads a safetensors checkpoint of any flavour.
 pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<Network> {
     let bytes = tensor_file::read_file(path)?;
-    let st = tensor_file::parse(path, &bytes)?;
+    load_network_from_bytes(&bytes, path, opts)
+}
+
+/// [`load_network`] on a file's bytes already in memory; `path` is what errors mention.
+pub fn load_network_from_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Network> {
+    let st = tensor_file::parse(path, bytes)?;
     network_from_tensors(&st, opts.flavour)
 }
 
@@ -237,10 +242,10 @@ pub fn network_from_tensors<S: TensorSource + ?Sized>(
         used: HashSet::new(),
         missing: Vec::new(),
         misshaped: Vec::new(),
-        dtype_error: None,
+        fatal: None,
     };
     let params = build_params(&arch, &mut reader);
-    if let Some(e) = reader.dtype_error {
+    if let Some(e) = reader.fatal {
         return Err(e);
     }
     let mut leftovers: Vec<&Entry> = catalog
@@ -279,7 +284,7 @@ struct Reader<'a, S: TensorSource + ?Sized> {
     used: HashSet<String>,
     missing: Vec<String>,
     misshaped: Vec<String>,
-    dtype_error: Option<Error>,
+    fatal: Option<Error>,
 }
 
 impl<S: TensorSource + ?Sized> Reader<'_, S> {
@@ -297,7 +302,7 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
         };
         self.used.insert(name.to_string());
         if e.dtype != "F32" {
-            self.dtype_error.get_or_insert(Error::Dtype {
+            self.fatal.get_or_insert(Error::Dtype {
                 name: e.original.clone(),
                 dtype: e.dtype.clone(),
             });
@@ -311,11 +316,23 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
             return None;
         }
         // Once loading is bound to fail, decoding more data is wasted work.
-        if self.dtype_error.is_some() || !self.missing.is_empty() || !self.misshaped.is_empty() {
+        if self.fatal.is_some() || !self.missing.is_empty() || !self.misshaped.is_empty() {
             return None;
         }
         match self.src.read_f32(&e.original) {
-            Ok(data) if data.len() == expected.iter().product::<usize>() => Some(data),
+            Ok(data) if data.len() == expected.iter().product::<usize>() => {
+                // A NaN or Inf weight would be swallowed by a ReLU downstream and give a
+                // confident, finite, wrong answer: refuse it here, where it can be named.
+                if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+                    self.fatal.get_or_insert(Error::NonFiniteWeight {
+                        name: e.original.clone(),
+                        index,
+                        value: data[index],
+                    });
+                    return None;
+                }
+                Some(data)
+            }
             Ok(data) => {
                 self.misshaped.push(format!(
                     "wrong size `{}`: shape {expected:?} needs {} values, found {}",
@@ -326,7 +343,7 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
                 None
             }
             Err(err) => {
-                self.dtype_error.get_or_insert(err);
+                self.fatal.get_or_insert(err);
                 None
             }
         }
@@ -418,11 +435,5 @@ pub fn save_network(net: &Network, path: &Path) -> Result<()> {
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Input(format!("cannot encode the weights: {e}")))?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
-        SafeTensorError::IoError(source) => Error::Io {
-            path: path.to_owned(),
-            source,
-        },
-        other => Error::Input(format!("cannot write {}: {other}", path.display())),
-    })
+    safetensors::serialize_to_file(views, None, path).map_err(|e| tensor_file::write_error(path, e))
 }

@@ -1,0 +1,84 @@
+//! Helpers shared by the integration tests (`mod common;` in each test file).
+//!
+//! Every numeric comparison goes through [`rel_err`] / [`abs_err`]: a plain
+//! `fold(0.0, |m, d| m.max(d))` would skip NaN (`f32::max` returns the other operand), so an
+//! all-NaN output would pass. Here a NaN or an infinity on either side, or a length mismatch,
+//! is an error, never a small difference.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+/// Largest `|got - want|` divided by `max(1, max |want|)`, computed in f64.
+///
+/// `Err` (saying where) if the lengths differ, if either side is empty, or if any element of
+/// either side is NaN or infinite.
+pub fn rel_err(got: &[f32], want: &[f32]) -> Result<f64, String> {
+    let (max_abs, _) = diff(got, want)?;
+    let scale = want.iter().fold(1.0f64, |m, &v| m.max(f64::from(v).abs()));
+    Ok(max_abs / scale)
+}
+
+/// Largest `|got - want|` (absolute), with the same checks as [`rel_err`].
+pub fn abs_err(got: &[f32], want: &[f32]) -> Result<f64, String> {
+    Ok(diff(got, want)?.0)
+}
+
+/// `(max |got - want|, index of it)` after checking lengths and finiteness.
+fn diff(got: &[f32], want: &[f32]) -> Result<(f64, usize), String> {
+    if got.len() != want.len() {
+        return Err(format!(
+            "length mismatch: got {} values, want {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    if got.is_empty() {
+        return Err("nothing to compare: both sides are empty".into());
+    }
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if !w.is_finite() {
+            return Err(format!("the reference holds {w} at index {i}"));
+        }
+        if !g.is_finite() {
+            return Err(format!("got {g} at index {i} (want {w})"));
+        }
+        let d = (f64::from(g) - f64::from(w)).abs();
+        if d > worst.0 {
+            worst = (d, i);
+        }
+    }
+    Ok(worst)
+}
+
+/// Panics unless `rel_err(got, want) <= tol`; the message names `what`.
+#[track_caller]
+pub fn assert_close(got: &[f32], want: &[f32], tol: f64, what: &str) -> f64 {
+    match rel_err(got, want) {
+        Ok(e) if e <= tol => e,
+        Ok(e) => panic!("{what}: relative error {e:.3e} exceeds {tol:e}"),
+        Err(why) => panic!("{what}: {why}"),
+    }
+}
+
+/// Panics unless `abs_err(got, want) <= tol`.
+#[track_caller]
+pub fn assert_close_abs(got: &[f32], want: &[f32], tol: f64, what: &str) -> f64 {
+    match abs_err(got, want) {
+        Ok(e) if e <= tol => e,
+        Ok(e) => panic!("{what}: max |difference| {e:.3e} exceeds {tol:e}"),
+        Err(why) => panic!("{what}: {why}"),
+    }
+}
+
+/// The wgpu adapter the GPU tests run on; without one they fail (never skip), saying how to
+/// install one.
+pub fn gpu() -> resnet_wgpu::gpu::GpuContext {
+    resnet_wgpu::gpu::GpuContext::new(&resnet_wgpu::gpu::AdapterChoice::default()).unwrap_or_else(
+        |e| {
+            panic!(
+                "{e}\nGPU tests need a wgpu adapter: on a machine without a GPU install Mesa's \
+                 software Vulkan driver (`apt-get install mesa-vulkan-drivers`; see .ci/run)"
+            )
+        },
+    )
+}

@@ -1,0 +1,159 @@
+//! Faults of the GPU: a device lost in the middle of a run, a GPU error raised outside our
+//! calls, and a wait past its deadline all become errors of the next call (never a panic, a
+//! hang or garbage logits), and the library recovers where recovery is possible.
+
+mod common;
+
+use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::graph::{Graph, LowerOptions, lower};
+use resnet_wgpu::model::arch::UnitKind;
+use resnet_wgpu::model::random::{random_input, random_params};
+use resnet_wgpu::model::{Arch, Flavour, Network};
+use resnet_wgpu::plan::Limits;
+use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
+use std::time::{Duration, Instant};
+
+const SIDE: usize = 64;
+
+fn network() -> Network {
+    let arch = Arch::new(
+        Flavour::TimmV2,
+        UnitKind::Bottleneck,
+        &[1, 1, 1, 1],
+        &[4, 8, 8, 16],
+        8,
+        10,
+    );
+    let params = random_params(&arch, 3);
+    Network { arch, params }
+}
+
+fn graph(net: &Network) -> Graph {
+    lower(&net.arch, &net.params, SIDE, SIDE, &LowerOptions::default()).unwrap()
+}
+
+/// A session that runs `batch` images one sub-batch at a time: one submission (and one wait)
+/// per image, so that a fault can land between two of them.
+fn one_image_per_submission(
+    ctx: &resnet_wgpu::gpu::GpuContext,
+    g: &Graph,
+    batch: usize,
+) -> Session {
+    let one = resnet_wgpu::plan::plan(g, 1, &Limits::unlimited())
+        .unwrap()
+        .arena_bytes;
+    let limits = Limits {
+        max_binding_bytes: one + one / 2,
+        ..Limits::from_wgpu(&ctx.limits)
+    };
+    let s = Session::with_limits(ctx, g.clone(), batch, &limits).unwrap();
+    assert_eq!(s.plan().batch, 1);
+    s
+}
+
+#[test]
+fn a_device_destroyed_mid_run_fails_every_later_call_and_a_new_device_works() {
+    let ctx = common::gpu();
+    let net = network();
+    let g = graph(&net);
+    let batch = 48;
+    let session = one_image_per_submission(&ctx, &g, batch);
+    let x = random_input(batch * 3 * SIDE * SIDE, 1);
+    let want = session.run_nchw(&x, batch).unwrap().logits;
+    let t0 = Instant::now();
+    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
+    let per_image = t0.elapsed();
+
+    // Destroy the device while the 48 submissions are under way.
+    let during = std::thread::scope(|s| {
+        let run = s.spawn(|| session.run_nchw(&x, batch));
+        std::thread::sleep(per_image * 4);
+        ctx.device.destroy();
+        run.join().expect("the run must not panic")
+    });
+    match during {
+        Err(Error::DeviceLost(why)) => eprintln!("mid-run: device lost ({why})"),
+        Ok(out) => panic!(
+            "the run finished before the device was destroyed (per image {per_image:?}); \
+             logits equal: {}",
+            out.logits == want
+        ),
+        Err(e) => panic!("expected DeviceLost, got: {e}"),
+    }
+    // Every later call says so, on the session and on anything new built on the device.
+    for _ in 0..2 {
+        let e = session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap_err();
+        assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+        assert!(e.to_string().contains("create a new"), "{e}");
+    }
+    let e = Session::new(&ctx, g.clone(), 1)
+        .err()
+        .expect("a lost device");
+    assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+    let model = Model { network: net };
+    let e = Classifier::with_context(&model, &ctx, &options())
+        .err()
+        .expect("a lost device");
+    assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+
+    // A fresh device: a new classifier works and gives the logits of before.
+    let fresh = common::gpu();
+    let classifier = Classifier::with_context(&model, &fresh, &options()).unwrap();
+    let got = classifier.logits(&x, batch).unwrap();
+    common::assert_close(&got, &want, 1e-5, "logits on a fresh device");
+}
+
+fn options() -> ClassifierOptions {
+    ClassifierOptions {
+        max_batch: 8,
+        preprocess: Some(
+            resnet_wgpu::preprocess::Preprocess::for_flavour(Flavour::TimmV2).with_overrides(
+                Some(SIDE),
+                None,
+                true,
+            ),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_gpu_error_outside_our_calls_fails_the_next_call_once() {
+    let ctx = common::gpu();
+    let g = graph(&network());
+    let session = Session::new(&ctx, g, 2).unwrap();
+    let x = random_input(2 * 3 * SIDE * SIDE, 2);
+    let want = session.run_nchw(&x, 2).unwrap().logits;
+    // The app does something invalid on the shared device, outside any error scope: wgpu's
+    // default handler would panic; ours records it.
+    let _bad = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid on purpose"),
+        size: 3, // mapped at creation needs a multiple of 4
+        usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: true,
+    });
+    let e = session.run_nchw(&x, 2).unwrap_err();
+    assert!(matches!(e, Error::Gpu(_)), "{e}");
+    assert!(e.to_string().contains("not trusted"), "{e}");
+    // Reported once: the next call runs normally.
+    let got = session.run_nchw(&x, 2).unwrap().logits;
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_wait_past_its_deadline_is_a_timeout_and_the_session_recovers() {
+    let ctx = common::gpu();
+    let g = graph(&network());
+    let batch = 16;
+    let session = Session::new(&ctx, g, batch).unwrap();
+    let x = random_input(batch * 3 * SIDE * SIDE, 3);
+    let want = session.run_nchw(&x, batch).unwrap().logits;
+    ctx.set_timeout(Duration::from_micros(1));
+    let e = session.run_nchw(&x, batch).unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("RESNET_GPU_TIMEOUT"), "{e}");
+    ctx.set_timeout(Duration::from_secs(120));
+    // The next call first waits for the abandoned pass, then runs normally.
+    let got = session.run_nchw(&x, batch).unwrap().logits;
+    assert_eq!(got, want);
+}
