@@ -9,13 +9,22 @@
 //! SECONDS (default 1.5) per config; the best step is printed with the median, because on a
 //! shared CPU (lavapipe) other processes only ever make a step slower.
 //!
-//! Configs: `plan` (what the plan picks on this device), `plan+chk` (the same with the bounds
-//! checks forced on: the kernel before plan-time tuning), `register`, `shared` and `texture`
-//! (variant forced). Texture-variant timings include the copy of the input into its texture.
+//! Configs: `plan` (what the plan picks on this device: algorithm and variant), then each
+//! variant forced, direct and (3x3 stride-1 shapes) as Winograd F(2,3) / F(4,3); `-` where a
+//! config does not apply. Texture-variant timings include the copy of the input into its
+//! texture; Winograd timings both transforms. GFLOP/s count the direct convolution's FLOPs
+//! ("effective", as cuDNN reports). With `CONV_GFLOPS_SPLIT=1` a Winograd config's three
+//! dispatches are also timed alone (their GFLOP/s still count the whole conv's FLOPs).
 
-use resnet_wgpu::gpu::kernels::{ConvConfig, ConvTextures, ConvVariant, Kernels, texture};
-use resnet_wgpu::gpu::{AdapterChoice, GpuContext, encode_sequence};
+use resnet_wgpu::gpu::kernels::conv::{ConvIo, ConvTensors};
+use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
+use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
+use resnet_wgpu::plan::kernel::{
+    ConvAlgo, DeviceProfile, WinogradPolicy, choose_conv, plan_conv, winograd_tile,
+};
+use resnet_wgpu::plan::{Dtype, Interval, Placement};
+use resnet_wgpu::winograd::Tile;
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
 
@@ -38,6 +47,7 @@ const SHAPES: &[Shape] = &[
     Shape { name: "3x3 56x56 64->64", h: 56, cin: 64, cout: 64, k: 3, stride: 1, in_act: false },
     Shape { name: "3x3 28x28 128->128", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: false },
     Shape { name: "3x3 28x28 128->128 +in_act", h: 28, cin: 128, cout: 128, k: 3, stride: 1, in_act: true },
+    Shape { name: "3x3 14x14 256->256", h: 14, cin: 256, cout: 256, k: 3, stride: 1, in_act: false },
     Shape { name: "3x3 s2 56x56 128->128", h: 56, cin: 128, cout: 128, k: 3, stride: 2, in_act: false },
     Shape { name: "1x1 7x7 2048->512", h: 7, cin: 2048, cout: 512, k: 1, stride: 1, in_act: false },
     Shape { name: "3x3 7x7 512->512", h: 7, cin: 512, cout: 512, k: 3, stride: 1, in_act: false },
@@ -50,40 +60,27 @@ fn main() {
     let batch: usize = args.next().map_or(1, |a| a.parse().expect("BATCH"));
     let seconds: f64 = args.next().map_or(1.5, |a| a.parse().expect("SECONDS"));
     let filter = args.next().unwrap_or_default();
+    let split = std::env::var_os("CONV_GFLOPS_SPLIT").is_some();
     let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
     println!("adapter: {}, batch {batch}", ctx.summary());
     let kernels = Kernels::new(&ctx.device, &ctx.limits);
-    type Tweak = fn(&Kernels, &ConvOp, &[TensorInfo], u32) -> resnet_wgpu::Result<ConvConfig>;
-    let configs: [(&str, Tweak); 5] = [
-        ("plan", |k, op, t, b| k.conv_config_for(op, t, b)),
-        ("plan+chk", |k, op, t, b| {
-            Ok(ConvConfig {
-                checks: true,
-                ..k.conv_config_for(op, t, b)?
-            })
-        }),
-        ("register", |k, op, t, b| {
-            let mut p = k.device_profile();
-            p.forced = Some(ConvVariant::Register);
-            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
-        }),
-        ("shared", |k, op, t, b| {
-            let mut p = k.device_profile();
-            p.forced = Some(ConvVariant::Shared);
-            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
-        }),
-        ("texture", |k, op, t, b| {
-            let mut p = k.device_profile();
-            p.forced = Some(ConvVariant::Texture);
-            resnet_wgpu::plan::kernel::choose_conv(op, t, b as usize, &p)
-        }),
-    ];
-    println!("GFLOP/s, best (median) of ~0.15 s steps, configs interleaved");
-    let mut head = format!("{:<32}", "shape");
-    for (name, _) in &configs {
-        head += &format!(" {name:>15}");
+    let base = kernels.device_profile();
+    // (column, forced variant, algorithm: None = the plan's own choice)
+    let mut configs: Vec<(String, Option<ConvVariant>, Option<ConvAlgo>)> =
+        vec![("plan".into(), None, None)];
+    for algo in [
+        ConvAlgo::Direct,
+        ConvAlgo::Winograd(Tile::F2),
+        ConvAlgo::Winograd(Tile::F4),
+    ] {
+        for v in ConvVariant::ALL {
+            configs.push((format!("{} {}", v.name(), algo.name()), Some(v), Some(algo)));
+        }
     }
-    println!("{head}");
+    println!(
+        "GFLOP/s (effective), best (median) of ~0.15 s steps, configs interleaved; ms per conv \
+         at the best rate"
+    );
     for s in SHAPES.iter().filter(|s| s.name.contains(&filter)) {
         let pad = s.k / 2;
         let oh = (s.h + 2 * pad - s.k) / s.stride + 1;
@@ -123,57 +120,126 @@ fn main() {
             relu: true,
             split: None,
         };
-        let in_bytes = (batch * tensors[0].len() * 4) as u64;
-        let out_off = in_bytes.div_ceil(256) * 256;
-        let size = out_off + (batch * tensors[1].len() * 4) as u64;
-        let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("arena"),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let weights = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("weights"),
-                contents: bytemuck::cast_slice(&Op::Conv(op.clone()).constants()),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
-        let input_texture = texture::create(&ctx.device, in_bytes / 4, "input");
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        let weights_texture = texture::copy_of_buffer(&ctx.device, &mut enc, &weights, "weights");
-        ctx.queue.submit([enc.finish()]);
         let flops = 2.0 * batch as f64 * Op::Conv(op.clone()).macs_per_image(&tensors) as f64;
-        let mut row = format!("{:<32}", s.name);
+        println!("{}", s.name);
         let mut runs = Vec::new();
-        for (_, tweak) in &configs {
-            let cfg =
-                tweak(&kernels, &op, &tensors, batch as u32).expect("a config for this shape");
-            let d = kernels.conv_with(
-                &cfg,
+        for (name, variant, algo) in &configs {
+            let profile = DeviceProfile {
+                forced: *variant,
+                ..base
+            };
+            let plan = match algo {
+                Some(a) => plan_conv(&op, &tensors, batch, &profile, *a),
+                None => choose_conv(&op, &tensors, batch, &profile),
+            };
+            let Ok(plan) = plan else { continue };
+            let eligible = winograd_tile(
                 &op,
                 &tensors,
-                batch as u32,
-                &arena,
-                &[0, out_off],
-                weights.as_entire_buffer_binding(),
-                Some(ConvTextures {
+                batch,
+                &DeviceProfile {
+                    winograd: WinogradPolicy::Force(Tile::F2),
+                    ..profile
+                },
+                false,
+            )
+            .is_some();
+            if variant.is_some_and(|v| v != plan.gemm.variant)
+                || (matches!(plan.algo, ConvAlgo::Winograd(_)) && !eligible)
+            {
+                continue; // the forced variant falls back, or the shape takes no Winograd
+            }
+            let tile = match plan.algo {
+                ConvAlgo::Winograd(t) => Some(t),
+                ConvAlgo::Direct => None,
+            };
+            // in | out | V | M, 256-byte aligned.
+            let mut sizes = vec![batch * tensors[0].len(), batch * tensors[1].len()];
+            if let Some(t) = tile {
+                let tiles = batch * t.tiles(oh) * t.tiles(oh);
+                sizes.extend([t.points() * tiles * s.cin, t.points() * tiles * s.cout]);
+            }
+            let mut at = 0u64;
+            let placements: Vec<Placement> = sizes
+                .iter()
+                .map(|&n| {
+                    let p = Placement {
+                        offset_bytes: at,
+                        size_bytes: n as u64 * 4,
+                        dtype: Dtype::F32,
+                        first_step: 0,
+                        last_step: 0,
+                        phases: Interval { first: 0, last: 0 },
+                    };
+                    at = (at + n as u64 * 4).next_multiple_of(256);
+                    p
+                })
+                .collect();
+            let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("arena"),
+                size: at,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let weights = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("weights"),
+                    contents: bytemuck::cast_slice(&Op::Conv(op.clone()).constants_for(tile)),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                });
+            let a_elems = *sizes.get(2).unwrap_or(&sizes[0]) as u64;
+            let input_texture = texture::create(&ctx.device, a_elems, Dtype::F32, "input");
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let weights_texture =
+                texture::copy_of_buffer(&ctx.device, &mut enc, &weights, Dtype::F32, "weights");
+            ctx.queue.submit([enc.finish()]);
+            let io = ConvIo {
+                arena: &arena,
+                consts: weights.as_entire_buffer_binding(),
+                weights: Dtype::F32,
+                textures: Some(ConvTextures {
                     input: &input_texture,
+                    input16: None,
                     weights: &weights_texture,
                     weights_texel: 0,
                 }),
-            );
-            runs.push((d, 1usize, Vec::new()));
+            };
+            let conv_tensors = ConvTensors {
+                placements: &placements,
+                scratch: tile.map(|_| [placements[2], placements[3]]),
+            };
+            let d = kernels.conv_step(&plan, &op, &tensors, batch as u32, &conv_tensors, &io);
+            // A Winograd conv's three dispatches are also timed one by one (where its time goes).
+            let parts: Vec<(String, Vec<Dispatch>)> = if d.len() > 1 && split {
+                ["input transform", "GEMMs", "output transform"]
+                    .iter()
+                    .zip(&d)
+                    .map(|(what, one)| (format!("  ... {what}"), vec![one.clone()]))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            runs.push((
+                format!("{name}: {}", plan.describe()),
+                d,
+                1usize,
+                Vec::new(),
+            ));
+            for (what, one) in parts {
+                runs.push((what, one, 1usize, Vec::new()));
+            }
         }
-        let run = |d: &resnet_wgpu::gpu::Dispatch, reps: usize| {
+        let run = |d: &[Dispatch], reps: usize| {
             let mut enc = ctx.device.create_command_encoder(&Default::default());
-            encode_sequence(&mut enc, "conv", &vec![d.clone(); reps], None);
+            let all: Vec<Dispatch> = (0..reps).flat_map(|_| d.iter().cloned()).collect();
+            encode_sequence(&mut enc, "conv", &all, None);
             ctx.queue.submit([enc.finish()]);
             ctx.device
                 .poll(wgpu::PollType::wait_indefinitely())
                 .unwrap();
         };
-        for (d, reps, _) in &mut runs {
+        for (_, d, reps, _) in &mut runs {
             run(d, 1); // compile + warm up
             // Size a step so one submission takes ~0.15 s.
             let t = Instant::now();
@@ -184,18 +250,18 @@ fn main() {
         let start = Instant::now();
         let mut rounds = 0;
         while rounds < 3 || start.elapsed().as_secs_f64() < seconds * runs.len() as f64 {
-            for (d, reps, rates) in &mut runs {
+            for (_, d, reps, rates) in &mut runs {
                 let t = Instant::now();
                 run(d, *reps);
                 rates.push(flops * *reps as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
             rounds += 1;
         }
-        for (_, _, rates) in &mut runs {
+        for (name, _, _, rates) in &mut runs {
             rates.sort_by(f64::total_cmp);
             let (best, median) = (rates[rates.len() - 1], rates[rates.len() / 2]);
-            row += &format!(" {best:>7.2} ({median:>5.2})");
+            let ms = flops / best / 1e6;
+            println!("  {best:>8.2} ({median:>6.2}) {ms:>8.3} ms  {name}");
         }
-        println!("{row}");
     }
 }

@@ -22,12 +22,13 @@
 //! parallel GPU work create one classifier per thread.
 
 use crate::error::{Error, Result};
-use crate::gpu::session::Session;
+use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
 use crate::model::load::{LoadOptions, load_network};
 use crate::model::{Flavour, Network};
+use crate::plan::Precision;
 use crate::preprocess::Preprocess;
 use std::path::Path;
 
@@ -70,6 +71,9 @@ pub struct ClassifierOptions {
     pub labels: Option<Labels>,
     /// Which adapter [`Classifier::new`] opens.
     pub adapter: AdapterChoice,
+    /// Storage precision of activations and weights (f16 halves the bytes; f32 arithmetic
+    /// either way).
+    pub precision: Precision,
 }
 
 impl Default for ClassifierOptions {
@@ -79,6 +83,7 @@ impl Default for ClassifierOptions {
             preprocess: None,
             labels: None,
             adapter: AdapterChoice::default(),
+            precision: Precision::F32,
         }
     }
 }
@@ -127,7 +132,15 @@ impl Classifier {
         let (h, w) = preprocess.output_size();
         let net = &model.network;
         let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())?;
-        let session = Session::new(ctx, graph, opts.max_batch.max(1))?;
+        let session = Session::with_options(
+            ctx,
+            graph,
+            opts.max_batch.max(1),
+            &SessionOptions {
+                precision: opts.precision,
+                ..Default::default()
+            },
+        )?;
         Ok(Classifier {
             session,
             preprocess,
@@ -160,7 +173,7 @@ impl Classifier {
         let classes = self.labels.len();
         let mut logits = self.logits(input_nchw, n)?;
         for (i, row) in logits.chunks_mut(classes).enumerate() {
-            check_finite_logits(row, i)?;
+            check_finite_logits(row, &format!("image {i} of the batch"))?;
             softmax(row);
         }
         Ok(logits)
@@ -198,13 +211,12 @@ impl Classifier {
     }
 }
 
-/// `Err` naming image `image` of a batch if its logits hold a NaN or an infinity.
-pub fn check_finite_logits(row: &[f32], image: usize) -> Result<()> {
+/// `Err` naming `image` if its logits hold a NaN or an infinity.
+pub fn check_finite_logits(row: &[f32], image: &str) -> Result<()> {
     match row.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(c) => Err(Error::NonFiniteOutput(format!(
-            "image {image} of the batch has logit {} for class {c}; its input or the weights \
-             overflow float32",
+            "{image} has logit {} for class {c}; its input or the weights overflow float32",
             row[c]
         ))),
     }

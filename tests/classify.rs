@@ -21,7 +21,12 @@ fn classify(extra: &[&str], files: &[PathBuf]) -> (bool, serde_json::Value, Stri
         .arg(assets().join("digits.safetensors"))
         .arg("--labels")
         .arg(assets().join("labels.txt"))
-        .args(["--json", "--batch", "64"])
+        .arg("--json")
+        .args(if extra.contains(&"--batch") {
+            &[][..]
+        } else {
+            &["--batch", "64"][..]
+        })
         .args(extra)
         .args(files)
         .output()
@@ -118,7 +123,7 @@ fn no_resize_runs_each_image_at_its_own_size() {
         pre.join("gray_64x48.png"),
         pre.join("rgb_199x257.png"),
     ];
-    let (ok, got, stderr) = classify(&["--no-resize"], &files);
+    let (ok, got, stderr) = classify(&["--no-resize", "--batch", "2"], &files);
     assert!(!ok, "the tiny image fails: {stderr}");
     let got = got.as_array().unwrap();
     assert_eq!(got.len(), files.len());
@@ -132,8 +137,44 @@ fn no_resize_runs_each_image_at_its_own_size() {
     }
     // The 32x32 digit without resizing is the framework's Resize(32) + CenterCrop(32).
     assert_eq!(got[1]["top"][0]["index"].as_u64(), digit["top1"].as_u64());
-    // The same image twice (in two batches) gives the same answer.
+    // The same image twice (one batch of 2 with itself) gives the same answer.
     assert_eq!(got[0]["top"], got[4]["top"]);
+    // And the answers at their own sizes are the network's there: the CPU reference of the
+    // lowered graph at 257x199 and at 48x64 (probabilities within 1e-4).
+    for i in [0, 3] {
+        let img = resnet_wgpu::preprocess::load_image(&files[i]).unwrap();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let pre = resnet_wgpu::preprocess::Preprocess {
+            resize: resnet_wgpu::preprocess::Resize::None {
+                height: h,
+                width: w,
+            },
+            ..resnet_wgpu::preprocess::Preprocess::for_flavour(
+                resnet_wgpu::model::Flavour::Torchvision,
+            )
+        };
+        let x = pre.apply(&img).unwrap();
+        let net = resnet_wgpu::model::load::load_network(
+            &assets().join("digits.safetensors"),
+            &Default::default(),
+        )
+        .unwrap();
+        let g =
+            resnet_wgpu::graph::lower(&net.arch, &net.params, h, w, &Default::default()).unwrap();
+        let all =
+            resnet_wgpu::cpu::run_graph(&g, 1, &resnet_wgpu::layout::nchw_to_nhwc(&x, 1, 3, h, w));
+        let mut probs = all[g.logits].clone().unwrap();
+        resnet_wgpu::classifier::softmax(&mut probs);
+        for p in got[i]["top"].as_array().unwrap() {
+            let class = p["index"].as_u64().unwrap() as usize;
+            let (ours, cpu) = (p["probability"].as_f64().unwrap(), f64::from(probs[class]));
+            assert!(
+                (ours - cpu).abs() <= 1e-4,
+                "{}: class {class}: {ours} vs {cpu}",
+                files[i].display()
+            );
+        }
+    }
 }
 
 #[test]

@@ -211,8 +211,15 @@ fn plan_json_reports_the_memory_figures() {
 
 #[test]
 fn plan_shows_the_kernel_choice_per_device() {
-    let run = |extra: &[&str]| {
-        let mut args = vec!["plan", "--model", "resnet_v2_50", "--batch", "1", "--json"];
+    let run = |batch: &str, extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--model",
+            "resnet_v2_50",
+            "--batch",
+            batch,
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let o = resnet(&args);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -225,19 +232,42 @@ fn plan_shows_the_kernel_choice_per_device() {
                 .unwrap()
                 .to_string()
         };
-        (
-            kernel("stem/conv"),
-            kernel("stage4/unit3/conv2"),
-            kernel("classifier"),
-        )
+        [
+            "stem/conv",
+            "stage1/unit1/conv2",
+            "stage3/unit1/conv2",
+            "stage4/unit1/conv2",
+            "stage1/unit2/conv3",
+            "stage3/unit6/conv2",
+            "classifier",
+        ]
+        .map(kernel)
     };
-    let (stem, late, fc) = run(&["--software"]);
+    // lavapipe: the texture variant; Winograd F(4,3) on 56x56 3x3s, F(2,3) on 14x14; the
+    // 7x7 3x3s direct at batch 1 (16 tiles: too few GEMM rows) and F(2,3) from batch 2;
+    // stride-2 3x3s and 1x1s direct; the classifier in registers.
+    let [stem, s1, s3, s4, one, strided, fc] = run("1", &["--software"]);
     assert!(stem.starts_with("texture 128x16 16px packed"), "{stem}");
-    assert!(late.starts_with("texture 56x16 7px"), "{late}");
+    assert!(s1.starts_with("F(4,3) texture"), "{s1}");
+    assert!(s3.starts_with("F(2,3) texture"), "{s3}");
+    assert!(s4.starts_with("texture 56x16 7px"), "{s4}");
+    assert!(one.starts_with("texture"), "{one}");
+    assert!(strided.starts_with("texture 56x16 7px"), "{strided}");
     assert!(fc.starts_with("register"), "{fc}");
-    let (stem, late, _) = run(&[]);
+    let [_, _, _, s4, _, _, _] = run("2", &["--software"]);
+    assert!(s4.starts_with("F(2,3)"), "{s4}");
+    let [stem, s1, _, _, _, strided, _] = run("1", &[]);
     assert!(stem.starts_with("shared"), "{stem}");
-    assert!(late.starts_with("register"), "{late}");
+    assert!(s1.starts_with("F(4,3) shared"), "{s1}");
+    assert!(strided.starts_with("register"), "{strided}");
+    // And what the plan computes with Winograd: fewer executed multiply-adds.
+    let o = resnet(&["plan", "--model", "resnet_v2_50", "--batch", "8", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (macs, executed) = (
+        v["macs_per_image"].as_u64().unwrap(),
+        v["macs_executed_per_image"].as_u64().unwrap(),
+    );
+    assert!(executed < macs * 3 / 4, "{executed} of {macs}");
 }
 
 #[test]
@@ -303,7 +333,7 @@ fn bench_sweep_csv_and_profile() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("per-dispatch GPU time") && out.contains("stem/conv"),
+        out.contains("per-step GPU time") && out.contains("stem/conv"),
         "{out}"
     );
 }

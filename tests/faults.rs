@@ -144,11 +144,12 @@ fn a_gpu_error_outside_our_calls_fails_the_next_call_once() {
 fn a_wait_past_its_deadline_is_a_timeout_and_the_session_recovers() {
     let ctx = common::gpu();
     let g = graph(&network());
-    let batch = 16;
+    let batch = 64;
     let session = Session::new(&ctx, g, batch).unwrap();
     let x = random_input(batch * 3 * SIDE * SIDE, 3);
     let want = session.run_nchw(&x, batch).unwrap().logits;
-    ctx.set_timeout(Duration::from_micros(1));
+    // A zero deadline: the pass has only just been submitted when the wait starts.
+    ctx.set_timeout(Duration::ZERO);
     let e = session.run_nchw(&x, batch).unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     assert!(e.to_string().contains("RESNET_GPU_TIMEOUT"), "{e}");
@@ -156,4 +157,33 @@ fn a_wait_past_its_deadline_is_a_timeout_and_the_session_recovers() {
     // The next call first waits for the abandoned pass, then runs normally.
     let got = session.run_nchw(&x, batch).unwrap().logits;
     assert_eq!(got, want);
+}
+
+/// A GPU error reported while a pass is in flight (by the app, from another thread) fails that
+/// call once; the read-back it leaves mapped is released, and the next call runs normally.
+#[test]
+fn an_error_reported_during_a_pass_fails_that_call_and_the_next_one_runs() {
+    let ctx = common::gpu();
+    let net = network();
+    let g = graph(&net);
+    let batch = 24;
+    let session = one_image_per_submission(&ctx, &g, batch);
+    let x = random_input(batch * 3 * SIDE * SIDE, 5);
+    let want = session.run_nchw(&x, batch).unwrap().logits;
+    let t0 = Instant::now();
+    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
+    let per_image = t0.elapsed();
+    let during = std::thread::scope(|s| {
+        let run = s.spawn(|| session.run_nchw(&x, batch));
+        std::thread::sleep(per_image * 4);
+        ctx.report_error("an error the app saw on this device");
+        run.join().expect("no panic")
+    });
+    let e = during.expect_err("the error lands during the 24 submissions");
+    assert!(matches!(e, Error::Gpu(_)), "{e}");
+    assert!(e.to_string().contains("the app saw"), "{e}");
+    for _ in 0..2 {
+        let got = session.run_nchw(&x, batch).unwrap().logits;
+        assert_eq!(got, want);
+    }
 }

@@ -10,15 +10,21 @@
 mod common;
 
 use resnet_wgpu::cpu;
-use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{Graph, LowerOptions, lower};
 use resnet_wgpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, load_network};
+use resnet_wgpu::plan::{DeviceProfile, Precision, WinogradPolicy};
 use resnet_wgpu::tensor_file::{Tensor, read_file, read_tensor};
+use resnet_wgpu::winograd::Tile;
 use std::path::{Path, PathBuf};
 
 const REL_TOL: f64 = 1e-3;
+/// f16 storage: every activation and weight rounded to 11 significant bits (2^-11 = 4.9e-4
+/// relative per value), through up to 66 residual units. Measured on the committed fixtures:
+/// worst logits 2.1e-3 (timm-v2 small), 1.7e-3 on the 152/200-layer nets; every map within it.
+const F16_TOL: f64 = 1e-2;
 /// Cases in the committed fixture set (14 flavour cases, 13 depth cases).
 const COMMITTED_CASES: usize = 27;
 
@@ -183,6 +189,7 @@ fn compare(
     loaded: &Loaded,
     logits: &[f32],
     map: impl Fn(&str) -> Vec<f32>,
+    tol: f64,
 ) -> Result<(f64, usize), String> {
     let logit_err = common::rel_err(logits, &loaded.logits.data)
         .map_err(|e| format!("{}: logits: {e}", case.name))?;
@@ -192,7 +199,7 @@ fn compare(
         let got = map(name);
         compared += 1;
         match common::rel_err(&got, &want.data) {
-            Ok(e) if e <= REL_TOL => {}
+            Ok(e) if e <= tol => {}
             Ok(e) => {
                 first_bad.get_or_insert(format!("{name} {e:.2e}"));
             }
@@ -202,7 +209,7 @@ fn compare(
         }
     }
     match first_bad {
-        None if logit_err <= REL_TOL => Ok((logit_err, compared)),
+        None if logit_err <= tol => Ok((logit_err, compared)),
         bad => Err(format!(
             "{}: logits {logit_err:.2e}, first differing map: {}",
             case.name,
@@ -213,11 +220,14 @@ fn compare(
 
 /// Runs `backend` on every case and checks logits and all maps; prints the worst error per
 /// flavour.
-fn check_all(what: &str, backend: impl Fn(&Loaded) -> (Vec<f32>, Vec<(String, Vec<f32>)>)) {
+fn check_all(
+    what: &str,
+    tol: f64,
+    backend: impl Fn(&Loaded) -> (Vec<f32>, Vec<(String, Vec<f32>)>),
+) {
     let cases = cases();
     let mut failures = Vec::new();
     let mut worst: Vec<(Flavour, f64)> = Vec::new();
-    let mut checked = 0;
     for case in &cases {
         let loaded = load(case);
         let (logits, maps) = backend(&loaded);
@@ -235,9 +245,11 @@ fn check_all(what: &str, backend: impl Fn(&Loaded) -> (Vec<f32>, Vec<(String, Ve
                 .1
                 .clone()
         };
-        match compare(case, &loaded, &logits, map) {
+        if let Err(e) = top1_agrees(&logits, &loaded.logits.data, loaded.graph.classes(), tol) {
+            failures.push(format!("{}: {e}", case.name));
+        }
+        match compare(case, &loaded, &logits, map, tol) {
             Ok((err, maps)) => {
-                assert_eq!(maps, loaded.features.len());
                 eprintln!(
                     "{:<36} {:<12} {what} {err:.2e} ({maps} maps)",
                     case.name,
@@ -250,23 +262,43 @@ fn check_all(what: &str, backend: impl Fn(&Loaded) -> (Vec<f32>, Vec<(String, Ve
             }
             Err(line) => failures.push(line),
         }
-        checked += 1;
     }
     for (f, e) in &worst {
         eprintln!("worst relative logit error, {f}: {what} {e:.2e}");
     }
-    assert_eq!(checked, cases.len());
     assert!(
         failures.is_empty(),
-        "{what} beyond {REL_TOL:e} (or not comparable):\n{}",
+        "{what} beyond {tol:e} (or not comparable):\n{}",
         failures.join("\n")
     );
+}
+
+/// Top-1 must agree wherever the framework's top-1/top-2 gap exceeds twice the tolerance
+/// (in logits, relative to max(1, max |logit|)): a narrower gap may legitimately flip.
+fn top1_agrees(got: &[f32], want: &[f32], classes: usize, tol: f64) -> Result<(), String> {
+    for (i, (g, w)) in got.chunks(classes).zip(want.chunks(classes)).enumerate() {
+        let scale = w.iter().fold(1.0f64, |m, &v| m.max(f64::from(v).abs()));
+        let mut order: Vec<usize> = (0..classes).collect();
+        order.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
+        if classes < 2 {
+            continue;
+        }
+        let gap = f64::from(w[order[0]] - w[order[1]]) / scale;
+        let top = (0..classes).max_by(|&a, &b| g[a].total_cmp(&g[b])).unwrap();
+        if gap > 2.0 * tol && top != order[0] {
+            return Err(format!(
+                "image {i}: top-1 {top}, the framework's {} (gap {gap:.2e})",
+                order[0]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Lowering and BN folding against the frameworks, with the naive CPU reference: needs no GPU.
 #[test]
 fn the_cpu_reference_matches_every_framework() {
-    check_all("cpu", |l| {
+    check_all("cpu", REL_TOL, |l| {
         let [n, c, h, w] = l.input.shape[..] else {
             unreachable!()
         };
@@ -290,11 +322,47 @@ fn the_cpu_reference_matches_every_framework() {
 fn the_gpu_matches_every_framework() {
     let ctx = common::gpu();
     eprintln!("adapter: {}", ctx.summary());
-    check_all("gpu", |l| {
-        let n = l.input.shape[0];
-        let session = Session::new(&ctx, l.graph.clone(), n).unwrap();
-        let out = session.run_nchw(&l.input.data, n).unwrap();
-        let maps = out.features.into_iter().map(|f| (f.name, f.data)).collect();
-        (out.logits, maps)
+    check_all("gpu", REL_TOL, |l| {
+        gpu_run(&ctx, l, &SessionOptions::default())
     });
+}
+
+/// Every eligible 3x3 conv as Winograd F(4,3) (the auto rule leaves the small maps of these
+/// fixtures direct or F(2,3)): the transforms on whole networks, at the same tolerance.
+#[test]
+fn the_gpu_with_winograd_everywhere_matches_every_framework() {
+    let ctx = common::gpu();
+    let probe = resnet_wgpu::gpu::kernels::Kernels::new(&ctx.device, &ctx.limits);
+    let opts = SessionOptions {
+        profile: Some(DeviceProfile {
+            winograd: WinogradPolicy::Force(Tile::F4),
+            ..probe.device_profile()
+        }),
+        ..Default::default()
+    };
+    check_all("gpu winograd F(4,3)", REL_TOL, |l| gpu_run(&ctx, l, &opts));
+}
+
+/// f16 storage (activations and weights, f32 arithmetic) against the same framework outputs.
+/// Tolerance [`F16_TOL`], measured: see its comment.
+#[test]
+fn the_gpu_in_f16_matches_every_framework() {
+    let ctx = common::gpu();
+    let opts = SessionOptions {
+        precision: Precision::F16,
+        ..Default::default()
+    };
+    check_all("gpu f16", F16_TOL, |l| gpu_run(&ctx, l, &opts));
+}
+
+fn gpu_run(
+    ctx: &resnet_wgpu::gpu::GpuContext,
+    l: &Loaded,
+    opts: &SessionOptions,
+) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+    let n = l.input.shape[0];
+    let session = Session::with_options(ctx, l.graph.clone(), n, opts).unwrap();
+    let out = session.run_nchw(&l.input.data, n).unwrap();
+    let maps = out.features.into_iter().map(|f| (f.name, f.data)).collect();
+    (out.logits, maps)
 }

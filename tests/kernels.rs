@@ -1,47 +1,57 @@
-//! Every GPU kernel against the CPU reference (`resnet_wgpu::cpu`) over a grid of shapes.
+//! Every GPU kernel against the CPU reference (`resnet_wgpu::cpu`) over a grid of shapes: each
+//! conv variant directly and as the batched GEMM of Winograd F(2,3) and F(4,3), in f32 and with
+//! f16 storage, and the pools.
 //!
-//! Tolerance: `|gpu - ref| <= 1e-4 * max(1, max |ref|)` per output tensor (f32 accumulation in
-//! a different order than the f64 reference); max pool must match exactly.
+//! Tolerances, `|gpu - ref| <= tol * max(1, max |ref|)` per output tensor (NaN-aware):
+//! * f32, direct: 1e-4 (f32 accumulation in another order than the f64 reference);
+//! * f32, Winograd: 1e-4 for F(2,3), 3e-4 for F(4,3) (its transforms' entries up to 8 cost
+//!   about a decimal digit; measured worst 4e-6 and 5e-5);
+//! * f16 storage: 4e-3 against the reference run on the f16-rounded inputs and weights (the
+//!   output's own rounding is 2^-11 = 4.9e-4 relative; Winograd's U is rounded after the
+//!   transform, not before; the transformed tiles stay f32), 2e-2 for F(4,3), whose rounded U
+//!   the output transform amplifies (measured 1.3e-2 on 4 input channels: the reason f16 plans
+//!   take F(2,3) only);
+//! * max pool: exact.
 //!
 //! Like the planner, every tensor sits at its own non-zero, 256-byte-aligned offset of one arena
 //! and the op's constants at a non-zero offset of a weights buffer; all other bytes of both are
-//! NaN, and everything outside the op's outputs must come back bit-identical, so out-of-bounds
-//! reads (NaN in an output) and writes (a changed byte elsewhere) both fail.
+//! 0xFF (NaN as f32 and as f16), and everything outside the op's outputs (and a Winograd conv's
+//! scratch) must come back bit-identical, so out-of-bounds reads (NaN in an output) and writes
+//! (a changed byte elsewhere) both fail.
 //!
 //! These tests need a wgpu adapter and FAIL without one (lavapipe is enough).
 
 mod common;
 
+use resnet_wgpu::gpu::kernels::conv::{ConvIo, ConvTensors};
 use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use resnet_wgpu::gpu::{Dispatch, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
 };
+use resnet_wgpu::plan::kernel::{ConvAlgo, DeviceProfile, WinogradPolicy, plan_conv};
+use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_dtype};
+use resnet_wgpu::winograd::Tile;
 use std::sync::OnceLock;
 
 struct Gpu {
     ctx: GpuContext,
-    register: Kernels,
-    shared: Kernels,
-    texture: Kernels,
+    kernels: Kernels,
+    /// What the device can run: the subgroup variant needs subgroups of 8 and int64.
+    subgroups: bool,
 }
 
 fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         let ctx = common::gpu();
-        let mut register = Kernels::new(&ctx.device, &ctx.limits);
-        register.set_conv_variant(Some(ConvVariant::Register));
-        let mut shared = Kernels::new(&ctx.device, &ctx.limits);
-        shared.set_conv_variant(Some(ConvVariant::Shared));
-        let mut texture = Kernels::new(&ctx.device, &ctx.limits);
-        texture.set_conv_variant(Some(ConvVariant::Texture));
+        let kernels = Kernels::new(&ctx.device, &ctx.limits);
+        let subgroups = kernels.device_profile().subgroups;
         Gpu {
             ctx,
-            register,
-            shared,
-            texture,
+            kernels,
+            subgroups,
         }
     })
 }
@@ -72,70 +82,120 @@ fn tensor(name: &str, h: usize, w: usize, c: usize) -> TensorInfo {
 
 const ALIGN: u64 = 256;
 
-/// Byte offsets like the planner's: distinct, non-zero, 256-aligned, not in id order, with
-/// NaN-filled gaps between tensors. Returns (offsets, arena size in bytes).
-fn arena_layout(tensors: &[TensorInfo], batch: usize) -> (Vec<u64>, u64) {
-    let mut offsets = vec![0; tensors.len()];
+/// Placements like the planner's: distinct, non-zero, 256-aligned, not in id order, with gaps
+/// between tensors. `elems[t]`: elements of tensor t. Returns (placements, arena bytes).
+fn arena_layout(elems: &[usize], dtypes: &[Dtype]) -> (Vec<Placement>, u64) {
+    let mut placements = vec![None; elems.len()];
     let mut at = 2 * ALIGN;
-    for t in (0..tensors.len()).rev() {
-        offsets[t] = at;
-        let bytes = (batch * tensors[t].len() * 4) as u64;
-        at = (at + bytes).div_ceil(ALIGN) * ALIGN + ALIGN;
+    for t in (0..elems.len()).rev() {
+        let size_bytes = elems[t] as u64 * dtypes[t].bytes();
+        placements[t] = Some(Placement {
+            offset_bytes: at,
+            size_bytes,
+            dtype: dtypes[t],
+            first_step: 0,
+            last_step: 0,
+            phases: Interval { first: 0, last: 0 },
+        });
+        at = (at + size_bytes).div_ceil(ALIGN) * ALIGN + ALIGN;
     }
-    (offsets, at + ALIGN)
+    (
+        placements.into_iter().map(Option::unwrap).collect(),
+        at + ALIGN,
+    )
+}
+
+fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F32 => bytemuck::cast_slice(values).to_vec(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+fn decode(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => bytemuck::pod_collect_to_vec(bytes),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|h| half::f16::from_le_bytes([h[0], h[1]]).to_f32())
+            .collect(),
+    }
+}
+
+/// `v` as stored in `dtype` and read back.
+fn rounded(v: &[f32], dtype: Dtype) -> Vec<f32> {
+    decode(&encode(v, dtype), dtype)
 }
 
 enum Check {
-    /// `|Δ| <= 1e-4 * max(1, max |ref|)`, NaN-aware (`tests/common`).
-    Tolerance,
+    /// `|Δ| <= tol * max(1, max |ref|)`, NaN-aware (`tests/common`).
+    Tolerance(f64),
     Exact,
-    /// NaN where the reference has NaN (propagated, not swallowed), the rest as `Tolerance`.
+    /// NaN where the reference has NaN (propagated, not swallowed), the rest within 1e-4.
     NanWhereExpected,
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Runs one kernel on an arena holding `inputs` and checks `expected` outputs (and that nothing
-/// else changed).
-fn run_and_check(
-    label: &str,
-    tensors: &[TensorInfo],
-    batch: usize,
-    inputs: &[(usize, &[f32])],
-    expected: &[(usize, &[f32])],
-    consts: &[f32],
+/// One kernel run: the arena's tensors (data, type) and the op's constants.
+struct Run<'a> {
+    label: &'a str,
+    /// Elements of every tensor the kernel touches (graph tensors, then any scratch).
+    elems: Vec<usize>,
+    dtypes: Vec<Dtype>,
+    inputs: Vec<(usize, &'a [f32])>,
+    /// Outputs to check; `scratch` tensors are written but not checked.
+    expected: Vec<(usize, &'a [f32])>,
+    scratch: Vec<usize>,
+    consts: &'a [f32],
+    weights: Dtype,
     check: Check,
-    make: impl FnOnce(&wgpu::Buffer, &[u64], Option<wgpu::BufferBinding<'_>>) -> Dispatch,
+}
+
+/// Runs the dispatches `make` records on an arena holding the run's inputs and checks its
+/// expected outputs (and that nothing else changed).
+fn run_and_check(
+    run: Run<'_>,
+    make: impl FnOnce(&wgpu::Buffer, &[Placement], Option<wgpu::BufferBinding<'_>>) -> Vec<Dispatch>,
 ) {
     use wgpu::util::DeviceExt;
     let g = gpu();
     let dev = &g.ctx.device;
-    let (offsets, size) = arena_layout(tensors, batch);
-    let mut before = vec![f32::NAN; (size / 4) as usize];
-    for &(t, data) in inputs {
-        assert_eq!(data.len(), batch * tensors[t].len());
-        let o = (offsets[t] / 4) as usize;
-        before[o..o + data.len()].copy_from_slice(data);
+    let label = run.label;
+    let (placements, size) = arena_layout(&run.elems, &run.dtypes);
+    let mut before = vec![0xFFu8; size as usize];
+    for &(t, data) in &run.inputs {
+        assert_eq!(data.len(), run.elems[t], "{label}: input {t} length");
+        let o = placements[t].offset_bytes as usize;
+        let bytes = encode(data, run.dtypes[t]);
+        before[o..o + bytes.len()].copy_from_slice(&bytes);
     }
     let arena = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("test arena"),
-        contents: bytemuck::cast_slice(&before),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        contents: &before,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
     });
-    // The op's constants at a non-zero aligned offset, NaN around them.
-    let calign = g.ctx.limits.min_storage_buffer_offset_alignment.max(16) as usize / 4;
-    let mut wdata = vec![f32::NAN; 2 * calign + consts.len().div_ceil(calign) * calign + calign];
-    wdata[2 * calign..2 * calign + consts.len()].copy_from_slice(consts);
+    // The op's constants at a non-zero aligned offset, 0xFF around them.
+    let calign = g.ctx.limits.min_storage_buffer_offset_alignment.max(256) as usize;
+    let cbytes = encode(run.consts, run.weights);
+    let clen = cbytes.len().next_multiple_of(4);
+    let mut wdata = vec![0xFFu8; 2 * calign + clen.next_multiple_of(calign) + calign];
+    wdata[2 * calign..2 * calign + cbytes.len()].copy_from_slice(&cbytes);
     let weights = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("test weights"),
-        contents: bytemuck::cast_slice(&wdata),
+        contents: &wdata,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     });
-    let binding = (!consts.is_empty()).then(|| wgpu::BufferBinding {
+    let binding = (!run.consts.is_empty()).then(|| wgpu::BufferBinding {
         buffer: &weights,
-        offset: (2 * calign * 4) as u64,
-        size: wgpu::BufferSize::new((consts.len() * 4) as u64),
+        offset: (2 * calign) as u64,
+        size: wgpu::BufferSize::new(clen as u64),
     });
-    let dispatch = make(&arena, &offsets, binding);
+    let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+    let dispatches = make(&arena, &placements, binding);
 
     let readback = dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some("test readback"),
@@ -144,42 +204,52 @@ fn run_and_check(
         mapped_at_creation: false,
     });
     let mut enc = dev.create_command_encoder(&Default::default());
-    encode_sequence(&mut enc, label, std::slice::from_ref(&dispatch), None);
+    encode_sequence(&mut enc, label, &dispatches, None);
     enc.copy_buffer_to_buffer(&arena, 0, &readback, 0, size);
     g.ctx.queue.submit([enc.finish()]);
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        panic!("{label}: {e}");
+    }
     readback.map_async(wgpu::MapMode::Read, .., |r| r.expect("map"));
     dev.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let after: Vec<f32> = bytemuck::cast_slice(&readback.get_mapped_range(..).unwrap()).to_vec();
+    let after: Vec<u8> = readback.get_mapped_range(..).unwrap().to_vec();
 
-    let mut is_output = vec![false; before.len()];
-    for &(t, want) in expected {
-        assert_eq!(
-            want.len(),
-            batch * tensors[t].len(),
-            "{label}: reference length"
-        );
-        let o = (offsets[t] / 4) as usize;
-        let got = &after[o..o + want.len()];
-        is_output[o..o + want.len()]
+    let mut written = vec![false; before.len()];
+    for t in run
+        .scratch
+        .iter()
+        .copied()
+        .chain(run.expected.iter().map(|e| e.0))
+    {
+        let p = &placements[t];
+        written[p.offset_bytes as usize..p.end_bytes() as usize]
             .iter_mut()
             .for_each(|b| *b = true);
-        let what = format!("{label}: tensor {}", tensors[t].name);
-        match check {
-            Check::Tolerance => {
-                common::assert_close(got, want, 1e-4, &what);
+    }
+    for &(t, want) in &run.expected {
+        assert_eq!(want.len(), run.elems[t], "{label}: reference length");
+        let p = &placements[t];
+        let got = decode(
+            &after[p.offset_bytes as usize..p.end_bytes() as usize],
+            p.dtype,
+        );
+        let what = format!("{label}: tensor {t}");
+        match run.check {
+            Check::Tolerance(tol) => {
+                let e = common::assert_close(&got, want, tol, &what);
+                if std::env::var_os("RESNET_KERNEL_ERRORS").is_some() {
+                    eprintln!("error {e:.2e} (tolerance {tol:.0e}) {what}");
+                }
             }
             Check::Exact => {
                 for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
                     assert!(
                         g.to_bits() == w.to_bits(),
-                        "{what} element {i} (pixel {}, channel {}): gpu {g} vs cpu {w}",
-                        i / tensors[t].c,
-                        i % tensors[t].c
+                        "{what} element {i}: gpu {g} vs cpu {w}"
                     );
                 }
             }
             Check::NanWhereExpected => {
-                // NaN exactly where the reference has NaN, the rest within tolerance.
                 for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
                     assert_eq!(
                         g.is_nan(),
@@ -194,14 +264,14 @@ fn run_and_check(
                         .map(|(&x, _)| x)
                         .collect()
                 };
-                common::assert_close(&keep(got), &keep(want), 1e-4, &what);
+                common::assert_close(&keep(&got), &keep(want), 1e-4, &what);
             }
         }
     }
-    for (i, ((&a, &b), &out)) in after.iter().zip(&before).zip(&is_output).enumerate() {
+    for (i, ((&a, &b), &out)) in after.iter().zip(&before).zip(&written).enumerate() {
         assert!(
-            out || a.to_bits() == b.to_bits(),
-            "{label}: arena element {i} outside the outputs changed ({b} -> {a})"
+            out || a == b,
+            "{label}: arena byte {i} outside the outputs changed ({b:#x} -> {a:#x})"
         );
     }
 }
@@ -406,70 +476,262 @@ fn build_conv(c: &ConvCase, rng: &mut Rng) -> (ConvOp, Vec<TensorInfo>) {
     (op, tensors)
 }
 
-#[test]
-fn conv_matches_cpu_reference() {
+/// How a conv case runs: the GEMM's variant, the algorithm and the storage type.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    variant: ConvVariant,
+    algo: ConvAlgo,
+    f16: bool,
+}
+
+/// The storage types of a conv's tensors in f16 mode: f16 where the channel count is a
+/// multiple of 4 (the planner's rule), both outputs of a split alike.
+fn conv_dtypes(op: &ConvOp, tensors: &[TensorInfo], f16: bool) -> Vec<Dtype> {
+    let mut d: Vec<Dtype> = tensors
+        .iter()
+        .map(|t| {
+            if f16 && t.c.is_multiple_of(4) {
+                Dtype::F16
+            } else {
+                Dtype::F32
+            }
+        })
+        .collect();
+    if let Some(s) = &op.split
+        && d[op.output] != d[s.tensor]
+    {
+        d[op.output] = Dtype::F32;
+        d[s.tensor] = Dtype::F32;
+    }
+    d
+}
+
+/// Runs `op` in `mode` against the CPU reference; false if the mode does not apply.
+fn check_conv(
+    c: &ConvCase,
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    mode: Mode,
+    rng: &mut Rng,
+) -> bool {
     let g = gpu();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for c in conv_cases() {
-        let (op, tensors) = build_conv(&c, &mut rng);
-        let input = rng.vec(c.batch * tensors[0].len(), -1.0, 1.0);
-        let res = op
-            .residual
-            .as_ref()
-            .map(|r| rng.vec(c.batch * tensors[r.tensor].len(), -1.0, 1.0));
-        let (out, split) = resnet_wgpu::cpu::conv(&op, &tensors, c.batch, &input, res.as_deref());
-        let mut inputs = vec![(0, &input[..])];
-        if let (Some(r), Some(data)) = (&op.residual, &res) {
-            inputs.push((r.tensor, data));
-        }
-        let mut expected = vec![(1, &out[..])];
-        if let (Some(s), Some(data)) = (&op.split, &split) {
-            expected.push((s.tensor, data));
-        }
-        let consts = Op::Conv(op.clone()).constants();
-        let variants = [
-            ("register", &g.register),
-            ("shared", &g.shared),
-            ("texture", &g.texture),
-        ];
-        for (variant, kernels) in variants {
-            let cfg = kernels
-                .conv_config_for(&op, &tensors, c.batch as u32)
-                .unwrap();
-            run_and_check(
-                &format!("{variant} ({}) {c:?}", cfg.describe()),
-                &tensors,
-                c.batch,
-                &inputs,
-                &expected,
-                &consts,
-                Check::Tolerance,
-                |arena, offsets, consts| {
-                    let consts = consts.unwrap();
-                    let (input, weights) = conv_textures(c.batch * tensors[0].len(), consts.buffer);
-                    kernels.conv_with(
-                        &cfg,
-                        &op,
-                        &tensors,
-                        c.batch as u32,
-                        arena,
-                        offsets,
-                        consts.clone(),
-                        Some(ConvTextures {
-                            input: &input,
-                            weights: &weights,
-                            weights_texel: (consts.offset / 16) as u32,
-                        }),
-                    )
-                },
-            );
+    if mode.variant == ConvVariant::Subgroup && !g.subgroups {
+        return false;
+    }
+    let winograd = match mode.algo {
+        ConvAlgo::Winograd(t) => Some(t),
+        ConvAlgo::Direct => None,
+    };
+    if winograd.is_some()
+        && !(op.kh == 3
+            && op.stride == 1
+            && op.cin.is_multiple_of(4)
+            && op.cout.is_multiple_of(4)
+            && op.split.is_none())
+    {
+        return false;
+    }
+    let profile = DeviceProfile {
+        forced: Some(mode.variant),
+        winograd: WinogradPolicy::Auto,
+        ..DeviceProfile::software()
+    };
+    let plan = plan_conv(op, tensors, c.batch, &profile, mode.algo).unwrap();
+    if plan.gemm.variant != mode.variant {
+        return false; // the variant cannot run this shape (falls back): covered elsewhere
+    }
+    let mut dtypes = conv_dtypes(op, tensors, mode.f16);
+    let weights = if mode.f16 { Dtype::F16 } else { Dtype::F32 };
+    let mut elems: Vec<usize> = tensors.iter().map(|t| c.batch * t.len()).collect();
+    let mut scratch = Vec::new();
+    let precision = if mode.f16 {
+        Precision::F16
+    } else {
+        Precision::F32
+    };
+    if let Some(tile) = winograd {
+        let out = &tensors[op.output];
+        let tiles = c.batch * tile.tiles(out.h) * tile.tiles(out.w);
+        for channels in [op.cin, op.cout] {
+            elems.push(tile.points() * tiles * channels);
+            dtypes.push(scratch_dtype(precision, tile));
+            scratch.push(elems.len() - 1);
         }
     }
-    // Structural overrides only: {vec4, scalar} x {1x1, general} x {checks, none} per variant
-    // (the register Kernels also runs the 3 pool/elementwise pipelines in the other tests);
-    // the texture variant has no scalar path but several pixels per invocation.
-    assert!(g.shared.pipeline_count() <= 8 && g.register.pipeline_count() <= 8 + 3);
-    assert!(g.texture.pipeline_count() <= 8);
+    // The reference sees exactly the values the GPU stores: inputs and constants rounded.
+    let input = rounded(&rng.vec(c.batch * tensors[0].len(), -1.0, 1.0), dtypes[0]);
+    let res = op.residual.as_ref().map(|r| {
+        rounded(
+            &rng.vec(c.batch * tensors[r.tensor].len(), -1.0, 1.0),
+            dtypes[r.tensor],
+        )
+    });
+    let mut ref_op = op.clone();
+    if mode.f16 {
+        ref_op.weight = rounded(&op.weight, Dtype::F16);
+        ref_op.bias = rounded(&op.bias, Dtype::F16);
+        if let Some(a) = &mut ref_op.in_act {
+            a.scale = rounded(&a.scale, Dtype::F16);
+            a.shift = rounded(&a.shift, Dtype::F16);
+        }
+    }
+    let (out, split) = resnet_wgpu::cpu::conv(&ref_op, tensors, c.batch, &input, res.as_deref());
+    let mut inputs = vec![(0, &input[..])];
+    if let (Some(r), Some(data)) = (&op.residual, &res) {
+        inputs.push((r.tensor, &data[..]));
+    }
+    let mut expected = vec![(1, &out[..])];
+    if let (Some(s), Some(data)) = (&op.split, &split) {
+        expected.push((s.tensor, &data[..]));
+    }
+    let consts = Op::Conv(op.clone()).constants_for(winograd);
+    let tol = match (mode.f16, winograd) {
+        (true, Some(Tile::F4)) => 2e-2,
+        (true, _) => 4e-3,
+        (false, Some(Tile::F4)) => 3e-4,
+        _ => 1e-4,
+    };
+    let label = format!(
+        "{} {} {} ({}) {c:?}",
+        mode.variant.name(),
+        mode.algo.name(),
+        if mode.f16 { "f16" } else { "f32" },
+        plan.describe()
+    );
+    run_and_check(
+        Run {
+            label: &label,
+            elems: elems.clone(),
+            dtypes: dtypes.clone(),
+            inputs,
+            expected,
+            scratch: scratch.clone(),
+            consts: &consts,
+            weights,
+            check: Check::Tolerance(tol),
+        },
+        |arena, placements, binding| {
+            let binding = binding.unwrap();
+            let a_elems = match winograd {
+                Some(_) => elems[scratch[0]],
+                None => elems[0],
+            };
+            let (t32, t16, wt) = conv_textures(a_elems, binding.buffer, weights);
+            let texel = 4 * weights.bytes();
+            let io = ConvIo {
+                arena,
+                consts: binding.clone(),
+                weights,
+                textures: Some(ConvTextures {
+                    input: &t32,
+                    input16: Some(&t16),
+                    weights: &wt,
+                    weights_texel: (binding.offset / texel) as u32,
+                }),
+            };
+            let at = ConvTensors {
+                placements,
+                scratch: winograd.map(|_| [placements[scratch[0]], placements[scratch[1]]]),
+            };
+            g.kernels
+                .conv_step(&plan, op, tensors, c.batch as u32, &at, &io)
+        },
+    );
+    true
+}
+
+#[test]
+fn conv_matches_cpu_reference() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ran = 0;
+    for c in conv_cases() {
+        let (op, tensors) = build_conv(&c, &mut rng);
+        for variant in ConvVariant::ALL {
+            for f16 in [false, true] {
+                let mode = Mode {
+                    variant,
+                    algo: ConvAlgo::Direct,
+                    f16,
+                };
+                ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
+            }
+        }
+    }
+    // Every case in register, shared and texture, f32 and f16; subgroup where it applies.
+    assert!(ran >= 3 * 2 * conv_cases().len(), "{ran} runs");
+}
+
+/// Winograd F(2,3) and F(4,3) with every GEMM variant, f32 and f16: odd sizes (partial tiles),
+/// padding, the pre-activation, a residual at stride 1 and 2, ReLU, batch 1 and 3.
+#[test]
+fn winograd_matches_cpu_reference() {
+    let mut rng = Rng(0x5151_2023_dead_beef);
+    let cases = [
+        ConvCase {
+            batch: 3,
+            in_act: true,
+            residual: Some(1),
+            relu: true,
+            ..case(7, 5, 12, 16, 3, 1)
+        },
+        ConvCase {
+            batch: 1,
+            in_act: true,
+            ..case(9, 11, 8, 12, 3, 1)
+        },
+        ConvCase {
+            batch: 2,
+            residual: Some(2),
+            relu: true,
+            ..case(8, 8, 16, 32, 3, 1)
+        },
+        ConvCase {
+            batch: 1,
+            relu: true,
+            ..case(4, 6, 4, 8, 3, 1)
+        },
+        ConvCase {
+            batch: 1,
+            in_act: true,
+            residual: Some(1),
+            ..case(14, 14, 32, 64, 3, 1)
+        },
+    ];
+    let mut ran = 0;
+    for c in cases {
+        let (op, tensors) = build_conv(&c, &mut rng);
+        for tile in [Tile::F2, Tile::F4] {
+            for variant in ConvVariant::ALL {
+                for f16 in [false, true] {
+                    let mode = Mode {
+                        variant,
+                        algo: ConvAlgo::Winograd(tile),
+                        f16,
+                    };
+                    ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
+                }
+            }
+        }
+    }
+    assert!(ran >= cases.len() * 2 * 3 * 2, "{ran} runs");
+}
+
+/// The texture variant's staging textures (f32 and f16, for A of `a_elems` values) and a
+/// texture copy of `weights`.
+fn conv_textures(
+    a_elems: usize,
+    weights: &wgpu::Buffer,
+    dtype: Dtype,
+) -> (wgpu::Texture, wgpu::Texture, wgpu::Texture) {
+    let g = gpu();
+    let dev = &g.ctx.device;
+    // Generously sized: pixels * ceil(cin / 4) texels <= a_elems when cin >= 1.
+    let t32 = texture::create(dev, a_elems as u64, Dtype::F32, "test input texture");
+    let t16 = texture::create(dev, a_elems as u64, Dtype::F16, "test input texture (f16)");
+    let mut enc = dev.create_command_encoder(&Default::default());
+    let wt = texture::copy_of_buffer(dev, &mut enc, weights, dtype, "test weights texture");
+    g.ctx.queue.submit([enc.finish()]);
+    (t32, t16, wt)
 }
 
 /// A NaN in the input must come out as NaN where the frameworks' arithmetic puts it (their
@@ -489,7 +751,7 @@ fn nan_propagates_through_every_kernel() {
         },
         ConvCase {
             relu: true,
-            ..case(9, 7, 5, 12, 1, 2)
+            ..case(9, 7, 8, 12, 1, 2)
         },
         ConvCase {
             in_act: true,
@@ -515,46 +777,55 @@ fn nan_propagates_through_every_kernel() {
         assert!(out.iter().any(|v| !v.is_nan()), "and only where it should");
         let mut inputs = vec![(0, &input[..])];
         if let (Some(r), Some(data)) = (&op.residual, &res) {
-            inputs.push((r.tensor, data));
+            inputs.push((r.tensor, &data[..]));
         }
         let mut expected = vec![(1, &out[..])];
         if let (Some(s), Some(data)) = (&op.split, &split) {
-            expected.push((s.tensor, data));
+            expected.push((s.tensor, &data[..]));
         }
         let consts = Op::Conv(op.clone()).constants();
-        for (variant, kernels) in [
-            ("register", &g.register),
-            ("shared", &g.shared),
-            ("texture", &g.texture),
-        ] {
-            let cfg = kernels
-                .conv_config_for(&op, &tensors, c.batch as u32)
-                .unwrap();
+        for variant in ConvVariant::ALL {
+            let profile = DeviceProfile {
+                forced: Some(variant),
+                ..DeviceProfile::software()
+            };
+            let plan = plan_conv(&op, &tensors, c.batch, &profile, ConvAlgo::Direct).unwrap();
+            if plan.gemm.variant != variant || (variant == ConvVariant::Subgroup && !g.subgroups) {
+                continue;
+            }
+            let elems: Vec<usize> = tensors.iter().map(|t| c.batch * t.len()).collect();
             run_and_check(
-                &format!("NaN {variant} {c:?}"),
-                &tensors,
-                c.batch,
-                &inputs,
-                &expected,
-                &consts,
-                Check::NanWhereExpected,
-                |arena, offsets, consts| {
-                    let consts = consts.unwrap();
-                    let (input, weights) = conv_textures(c.batch * tensors[0].len(), consts.buffer);
-                    kernels.conv_with(
-                        &cfg,
-                        &op,
-                        &tensors,
-                        c.batch as u32,
+                Run {
+                    label: &format!("NaN {} {c:?}", variant.name()),
+                    dtypes: vec![Dtype::F32; elems.len()],
+                    elems: elems.clone(),
+                    inputs: inputs.clone(),
+                    expected: expected.clone(),
+                    scratch: Vec::new(),
+                    consts: &consts,
+                    weights: Dtype::F32,
+                    check: Check::NanWhereExpected,
+                },
+                |arena, placements, binding| {
+                    let binding = binding.unwrap();
+                    let (t32, t16, wt) = conv_textures(elems[0], binding.buffer, Dtype::F32);
+                    let io = ConvIo {
                         arena,
-                        offsets,
-                        consts.clone(),
-                        Some(ConvTextures {
-                            input: &input,
-                            weights: &weights,
-                            weights_texel: (consts.offset / 16) as u32,
+                        consts: binding.clone(),
+                        weights: Dtype::F32,
+                        textures: Some(ConvTextures {
+                            input: &t32,
+                            input16: Some(&t16),
+                            weights: &wt,
+                            weights_texel: (binding.offset / 16) as u32,
                         }),
-                    )
+                    };
+                    let at = ConvTensors {
+                        placements,
+                        scratch: None,
+                    };
+                    g.kernels
+                        .conv_step(&plan, &op, &tensors, c.batch as u32, &at, &io)
                 },
             );
         }
@@ -580,14 +851,17 @@ fn nan_propagates_through_every_kernel() {
         let nans = want.iter().filter(|v| v.is_nan()).count();
         assert!(nans >= 2 && nans < want.len(), "{nans} NaN outputs");
         run_and_check(
-            &op.name,
-            &tensors,
-            2,
-            &[(0, &input)],
-            &[(1, &want)],
-            &[],
-            Check::NanWhereExpected,
-            |arena, offsets, _| g.register.max_pool(&op, &tensors, 2, arena, offsets),
+            simple_run(
+                &op.name,
+                &tensors,
+                2,
+                Dtype::F32,
+                &[(0, &input)],
+                &[(1, &want)],
+                &[],
+                Check::NanWhereExpected,
+            ),
+            |arena, placements, _| vec![g.kernels.max_pool(&op, &tensors, 2, arena, placements)],
         );
     }
     let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 1, 1, 5)];
@@ -604,16 +878,21 @@ fn nan_propagates_through_every_kernel() {
     assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
     let consts = Op::GlobalAvgPool(op.clone()).constants();
     run_and_check(
-        &op.name,
-        &tensors,
-        2,
-        &[(0, &input)],
-        &[(1, &want)],
-        &consts,
-        Check::NanWhereExpected,
-        |arena, offsets, consts| {
-            g.register
-                .global_avg_pool(&op, &tensors, 2, arena, offsets, consts)
+        simple_run(
+            &op.name,
+            &tensors,
+            2,
+            Dtype::F32,
+            &[(0, &input)],
+            &[(1, &want)],
+            &consts,
+            Check::NanWhereExpected,
+        ),
+        |arena, placements, consts| {
+            vec![
+                g.kernels
+                    .global_avg_pool(&op, &tensors, 2, arena, placements, consts, Dtype::F32),
+            ]
         },
     );
     let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 7, 7, 5)];
@@ -630,85 +909,67 @@ fn nan_propagates_through_every_kernel() {
     assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
     let consts = Op::BnRelu(op.clone()).constants();
     run_and_check(
-        &op.name,
-        &tensors,
-        2,
-        &[(0, &input)],
-        &[(1, &want)],
-        &consts,
-        Check::NanWhereExpected,
-        |arena, offsets, consts| {
-            g.register
-                .bn_relu(&op, &tensors, 2, arena, offsets, consts.unwrap())
+        simple_run(
+            &op.name,
+            &tensors,
+            2,
+            Dtype::F32,
+            &[(0, &input)],
+            &[(1, &want)],
+            &consts,
+            Check::NanWhereExpected,
+        ),
+        |arena, placements, consts| {
+            vec![g.kernels.bn_relu(
+                &op,
+                &tensors,
+                2,
+                arena,
+                placements,
+                consts.unwrap(),
+                Dtype::F32,
+            )]
         },
     );
 }
 
-/// The texture variant's input texture (for `input_floats`) and a texture copy of `weights`.
-fn conv_textures(input_floats: usize, weights: &wgpu::Buffer) -> (wgpu::Texture, wgpu::Texture) {
-    let g = gpu();
-    let dev = &g.ctx.device;
-    // Generously sized: pixels * ceil(cin / 4) texels <= input_floats when cin >= 1.
-    let input = texture::create(dev, input_floats as u64, "test input texture");
-    let mut enc = dev.create_command_encoder(&Default::default());
-    let weights_texture = texture::copy_of_buffer(dev, &mut enc, weights, "test weights texture");
-    g.ctx.queue.submit([enc.finish()]);
-    (input, weights_texture)
-}
-
-#[test]
-fn conv_configs_drop_checks_only_when_tiles_divide() {
-    use resnet_wgpu::plan::kernel::{DeviceProfile, choose_conv};
-    let profile = |v| DeviceProfile {
-        forced: Some(v),
-        ..DeviceProfile::gpu()
-    };
-    let reg = profile(ConvVariant::Register);
-    let sh = profile(ConvVariant::Shared);
-    let cfg = |c: &ConvCase, p: &DeviceProfile| {
-        let (op, t) = build_conv(c, &mut Rng(5));
-        choose_conv(&op, &t, c.batch, p).unwrap()
-    };
-    // 8x8 1x1 16->64: M 64, N 64, K 16: every tile divides.
-    let c = case(8, 8, 16, 64, 1, 1);
-    assert!(!cfg(&c, &reg).checks && !cfg(&c, &sh).checks);
-    assert!(cfg(&c, &reg).is_1x1 && cfg(&c, &reg).vec4);
-    // K 144 = 9 * 16 and M 128.
-    let c = ConvCase {
-        batch: 2,
-        ..case(8, 8, 16, 64, 3, 1)
-    };
-    assert!(!cfg(&c, &reg).checks && !cfg(&c, &sh).checks);
-    // M 32: the register tile divides, the shared one does not.
-    let c = case(4, 8, 16, 64, 1, 1);
-    assert!(!cfg(&c, &reg).checks && cfg(&c, &sh).checks);
-    // N 36 (not a multiple of 8), M 49, K 12 (not a multiple of 16).
-    for c in [
-        case(4, 8, 16, 36, 1, 1),
-        case(7, 7, 16, 64, 1, 1),
-        case(8, 8, 12, 64, 1, 1),
-    ] {
-        assert!(cfg(&c, &sh).checks, "{c:?}");
+/// A run of a single-input, single-output op with every tensor of `dtype`.
+#[allow(clippy::too_many_arguments)]
+fn simple_run<'a>(
+    label: &'a str,
+    tensors: &[TensorInfo],
+    batch: usize,
+    dtype: Dtype,
+    inputs: &[(usize, &'a [f32])],
+    expected: &[(usize, &'a [f32])],
+    consts: &'a [f32],
+    check: Check,
+) -> Run<'a> {
+    Run {
+        label,
+        elems: tensors.iter().map(|t| batch * t.len()).collect(),
+        dtypes: vec![dtype; tensors.len()],
+        inputs: inputs.to_vec(),
+        expected: expected.to_vec(),
+        scratch: Vec::new(),
+        consts,
+        weights: dtype,
+        check,
     }
-    assert!(cfg(&case(7, 7, 16, 64, 1, 1), &reg).checks);
-    // The grid covers the GEMM.
-    let c = case(7, 7, 32, 64, 3, 1);
-    let r = cfg(&c, &reg);
-    assert_eq!((r.m, r.n, r.k), (49, 64, 288));
-    assert_eq!(r.tiles, 64u32.div_ceil(8) * 49u32.div_ceil(32));
 }
 
 #[test]
 fn max_pool_matches_cpu_reference() {
+    let g = gpu();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     // (h, w, c, size, stride, pad_top, pad_left, pad value, out h, out w, batch)
     let cases = [
-        // Symmetric padding 1 (torchvision / Keras v1), odd size.
+        // Symmetric padding 1 (torchvision / Keras v1), odd size, c % 4 != 0.
         (9, 9, 5, 3, 2, 1, 1, PadValue::NegInf, 5, 5, 3),
         // TF SAME on an even size: pad 0 top/left, the window hangs off bottom/right (-inf).
-        (8, 8, 10, 3, 2, 0, 0, PadValue::NegInf, 4, 4, 1),
+        (8, 8, 12, 3, 2, 0, 0, PadValue::NegInf, 4, 4, 1),
         // TF SAME on an odd size: total pad 2 -> 1 top/left and 1 bottom/right.
-        (9, 7, 5, 3, 2, 1, 1, PadValue::NegInf, 5, 4, 1),
+        (9, 7, 8, 3, 2, 1, 1, PadValue::NegInf, 5, 4, 1),
         // Explicit zero padding (inputs are mostly negative, so the zeros win at the edges).
         (7, 7, 5, 3, 2, 1, 1, PadValue::Zero, 4, 4, 3),
         // No padding, non-square.
@@ -728,33 +989,44 @@ fn max_pool_matches_cpu_reference() {
             pad_left,
             pad_value,
         };
-        let input = rng.vec(batch * tensors[0].len(), -1.0, 0.2);
-        let want = resnet_wgpu::cpu::max_pool(&op, &tensors, batch, &input);
-        run_and_check(
-            &op.name,
-            &tensors,
-            batch,
-            &[(0, &input)],
-            &[(1, &want)],
-            &[],
-            Check::Exact,
-            |arena, offsets, _| {
-                gpu()
-                    .register
-                    .max_pool(&op, &tensors, batch as u32, arena, offsets)
-            },
-        );
+        // f16 storage where the channels allow it: a max of stored values is exact either way.
+        for dtype in [Dtype::F32, Dtype::F16] {
+            if dtype == Dtype::F16 && c % 4 != 0 {
+                continue;
+            }
+            let input = rounded(&rng.vec(batch * tensors[0].len(), -1.0, 0.2), dtype);
+            let want = resnet_wgpu::cpu::max_pool(&op, &tensors, batch, &input);
+            run_and_check(
+                simple_run(
+                    &op.name,
+                    &tensors,
+                    batch,
+                    dtype,
+                    &[(0, &input)],
+                    &[(1, &want)],
+                    &[],
+                    Check::Exact,
+                ),
+                |arena, placements, _| {
+                    vec![
+                        g.kernels
+                            .max_pool(&op, &tensors, batch as u32, arena, placements),
+                    ]
+                },
+            );
+        }
     }
 }
 
 #[test]
 fn global_avg_pool_matches_cpu_reference() {
+    let g = gpu();
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    // (h, w, c, batch, in_act): c 70 spans two 64-channel workgroups.
+    // (h, w, c, batch, in_act): c 300 spans two 256-channel workgroups.
     for (h, w, c, batch, act) in [
         (7, 7, 10, 3, false),
-        (7, 7, 10, 3, true),
-        (5, 3, 70, 2, true),
+        (7, 7, 12, 3, true),
+        (5, 3, 300, 2, true),
         (1, 1, 5, 1, false),
     ] {
         let tensors = vec![tensor("in", h, w, c), tensor("out", 1, 1, c)];
@@ -767,30 +1039,51 @@ fn global_avg_pool_matches_cpu_reference() {
                 shift: rng.vec(c, -0.5, 0.5),
             }),
         };
-        let input = rng.vec(batch * tensors[0].len(), -1.0, 1.0);
-        let want = resnet_wgpu::cpu::global_avg_pool(&op, &tensors, batch, &input);
-        let consts = Op::GlobalAvgPool(op.clone()).constants();
-        run_and_check(
-            &op.name,
-            &tensors,
-            batch,
-            &[(0, &input)],
-            &[(1, &want)],
-            &consts,
-            Check::Tolerance,
-            |arena, offsets, consts| {
-                gpu()
-                    .register
-                    .global_avg_pool(&op, &tensors, batch as u32, arena, offsets, consts)
-            },
-        );
+        for dtype in [Dtype::F32, Dtype::F16] {
+            if dtype == Dtype::F16 && c % 4 != 0 {
+                continue;
+            }
+            let input = rounded(&rng.vec(batch * tensors[0].len(), -1.0, 1.0), dtype);
+            let mut ref_op = op.clone();
+            if let Some(a) = &mut ref_op.in_act {
+                a.scale = rounded(&a.scale, dtype);
+                a.shift = rounded(&a.shift, dtype);
+            }
+            let want = resnet_wgpu::cpu::global_avg_pool(&ref_op, &tensors, batch, &input);
+            let consts = Op::GlobalAvgPool(op.clone()).constants();
+            let tol = if dtype == Dtype::F16 { 4e-3 } else { 1e-4 };
+            run_and_check(
+                simple_run(
+                    &op.name,
+                    &tensors,
+                    batch,
+                    dtype,
+                    &[(0, &input)],
+                    &[(1, &want)],
+                    &consts,
+                    Check::Tolerance(tol),
+                ),
+                |arena, placements, consts| {
+                    vec![g.kernels.global_avg_pool(
+                        &op,
+                        &tensors,
+                        batch as u32,
+                        arena,
+                        placements,
+                        consts,
+                        dtype,
+                    )]
+                },
+            );
+        }
     }
 }
 
 #[test]
 fn bn_relu_matches_cpu_reference() {
+    let g = gpu();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
-    for (h, w, c, batch) in [(5, 7, 6, 3), (3, 3, 13, 1)] {
+    for (h, w, c, batch) in [(5, 7, 6, 3), (3, 3, 13, 1), (4, 3, 8, 2)] {
         let tensors = vec![tensor("in", h, w, c), tensor("out", h, w, c)];
         let op = BnReluOp {
             name: format!("bn_relu {h}x{w}x{c}"),
@@ -801,67 +1094,89 @@ fn bn_relu_matches_cpu_reference() {
                 shift: rng.vec(c, -0.5, 0.5),
             },
         };
-        let input = rng.vec(batch * tensors[0].len(), -1.0, 1.0);
-        let want = resnet_wgpu::cpu::bn_relu(&op, &tensors, batch, &input);
-        let consts = Op::BnRelu(op.clone()).constants();
-        run_and_check(
-            &op.name,
-            &tensors,
-            batch,
-            &[(0, &input)],
-            &[(1, &want)],
-            &consts,
-            Check::Tolerance,
-            |arena, offsets, consts| {
-                gpu()
-                    .register
-                    .bn_relu(&op, &tensors, batch as u32, arena, offsets, consts.unwrap())
-            },
-        );
+        for dtype in [Dtype::F32, Dtype::F16] {
+            if dtype == Dtype::F16 && c % 4 != 0 {
+                continue;
+            }
+            let input = rounded(&rng.vec(batch * tensors[0].len(), -1.0, 1.0), dtype);
+            let ref_op = BnReluOp {
+                act: BnRelu {
+                    scale: rounded(&op.act.scale, dtype),
+                    shift: rounded(&op.act.shift, dtype),
+                },
+                ..op.clone()
+            };
+            let want = resnet_wgpu::cpu::bn_relu(&ref_op, &tensors, batch, &input);
+            let consts = Op::BnRelu(op.clone()).constants();
+            let tol = if dtype == Dtype::F16 { 4e-3 } else { 1e-4 };
+            run_and_check(
+                simple_run(
+                    &op.name,
+                    &tensors,
+                    batch,
+                    dtype,
+                    &[(0, &input)],
+                    &[(1, &want)],
+                    &consts,
+                    Check::Tolerance(tol),
+                ),
+                |arena, placements, consts| {
+                    vec![g.kernels.bn_relu(
+                        &op,
+                        &tensors,
+                        batch as u32,
+                        arena,
+                        placements,
+                        consts.unwrap(),
+                        dtype,
+                    )]
+                },
+            );
+        }
     }
 }
 
-/// Grids beyond `max_compute_workgroups_per_dimension` are folded into y: a bn_relu over more
-/// than 65535 workgroups of 256 elements, in place (input = output) so the arena stays within
-/// the 128 MiB default binding size.
+/// Grids beyond `max_compute_workgroups_per_dimension` are folded into y: a 1x1 max pool (in
+/// place: input = output, to stay within a 128 MiB binding) over more than 65535 workgroups of
+/// 64 invocations.
 #[test]
 fn large_grids_fold_into_two_dimensions() {
     let g = gpu();
-    let c = 8;
-    let hw = (g.ctx.limits.max_compute_workgroups_per_dimension as usize + 100) * 256 / c;
-    let (h, w) = (hw.div_ceil(1000), 1000);
+    let c = 4;
+    let pixels = (g.ctx.limits.max_compute_workgroups_per_dimension as usize + 100) * 64;
+    let (h, w) = (pixels.div_ceil(1000), 1000);
     let tensors = vec![tensor("x", h, w, c)];
-    let op = BnReluOp {
-        name: "bn_relu large".into(),
+    let op = MaxPoolOp {
+        name: "max pool large".into(),
         input: 0,
         output: 0,
-        act: BnRelu {
-            scale: vec![2.0; c],
-            shift: vec![-0.25; c],
-        },
+        size: 1,
+        stride: 1,
+        pad_top: 0,
+        pad_left: 0,
+        pad_value: PadValue::NegInf,
     };
     let mut rng = Rng(7);
     let input = rng.vec(tensors[0].len(), -1.0, 1.0);
-    let want = resnet_wgpu::cpu::bn_relu(&op, &tensors, 1, &input);
-    let consts = Op::BnRelu(op.clone()).constants();
     run_and_check(
-        &op.name,
-        &tensors,
-        1,
-        &[(0, &input)],
-        &[(0, &want)],
-        &consts,
-        Check::Tolerance,
-        |arena, offsets, consts| {
-            let d = g
-                .register
-                .bn_relu(&op, &tensors, 1, arena, offsets, consts.unwrap());
+        simple_run(
+            &op.name,
+            &tensors,
+            1,
+            Dtype::F32,
+            &[(0, &input)],
+            &[(0, &input)],
+            &[],
+            Check::Exact,
+        ),
+        |arena, placements, _| {
+            let d = g.kernels.max_pool(&op, &tensors, 1, arena, placements);
             assert!(
                 d.workgroups[1] > 1,
                 "expected a folded grid: {:?}",
                 d.workgroups
             );
-            d
+            vec![d]
         },
     );
 }
@@ -919,25 +1234,28 @@ fn constants_layout_is_padded_to_vec4() {
 
 #[test]
 fn conv_variant_choice() {
+    for v in ConvVariant::ALL {
+        assert_eq!(v.name().parse::<ConvVariant>().unwrap(), v);
+    }
     assert_eq!(
         "Shared".parse::<ConvVariant>().unwrap(),
         ConvVariant::Shared
     );
-    assert_eq!(
-        "register".parse::<ConvVariant>().unwrap(),
-        ConvVariant::Register
-    );
-    assert_eq!(
-        "texture".parse::<ConvVariant>().unwrap(),
-        ConvVariant::Texture
-    );
     assert!("fast".parse::<ConvVariant>().is_err());
     let g = gpu();
     let (op, tensors) = build_conv(&case(56, 56, 64, 64, 3, 1), &mut Rng(3));
-    // The heuristic, unforced (RESNET_CONV_VARIANT may be set for the run: clear it here).
-    let mut k = Kernels::new(&g.ctx.device, &g.ctx.limits);
-    k.set_conv_variant(None);
-    let variant = |op: &ConvOp, t: &[TensorInfo]| k.conv_config_for(op, t, 1).unwrap().variant;
+    // The heuristic of this device, unforced (RESNET_CONV_VARIANT may be set for the run).
+    let profile = DeviceProfile {
+        forced: None,
+        winograd: WinogradPolicy::Off,
+        ..g.kernels.device_profile()
+    };
+    let variant = |op: &ConvOp, t: &[TensorInfo]| {
+        plan_conv(op, t, 1, &profile, ConvAlgo::Direct)
+            .unwrap()
+            .gemm
+            .variant
+    };
     let chosen = variant(&op, &tensors);
     if g.ctx.is_software() {
         // Measured on lavapipe: texel fetches beat buffer loads on every ResNet shape (the

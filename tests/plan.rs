@@ -298,8 +298,12 @@ fn planning_never_panics_on_any_size() {
                 for s in &p.steps {
                     if let Some(c) = s.conv {
                         let [n, oh, ow, _] = s.output_shape;
-                        assert_eq!(c.m as usize, n * oh * ow, "{what}: {}", s.name);
-                        assert!(c.tiles >= 1, "{what}: {}", s.name);
+                        let rows = match s.winograd() {
+                            None => n * oh * ow,
+                            Some(t) => n * t.tiles(oh) * t.tiles(ow),
+                        };
+                        assert_eq!(c.gemm.m as usize, rows, "{what}: {}", s.name);
+                        assert!(c.gemm.tiles >= 1, "{what}: {}", s.name);
                     }
                 }
                 planned += 1;

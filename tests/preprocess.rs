@@ -610,3 +610,22 @@ fn slim_defaults() {
     assert!(x.iter().all(|v| (-1.0..=1.0).contains(v)));
     assert!(x[2 * 299 * 299..].iter().all(|&v| v == 1.0));
 }
+
+/// An extreme aspect ratio or size is refused before anything that big is allocated: a 1x100000
+/// strip resized to a shorter side of 256 would be 256x25600000 (18 GiB).
+#[test]
+fn resizing_to_an_absurd_size_is_an_error_not_an_allocation() {
+    let strip = RgbImage::new(1, 100_000);
+    let e = Preprocess::for_flavour(Flavour::Torchvision)
+        .apply(&strip)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("256x25600000") && e.to_string().contains("MiB"),
+        "{e}"
+    );
+    let img = RgbImage::new(64, 48);
+    for (size, resize) in [(Some(100_000), None), (None, Some(usize::MAX / 2))] {
+        let p = Preprocess::for_flavour(Flavour::Torchvision).with_overrides(size, resize, false);
+        assert!(p.apply(&img).is_err(), "{size:?} {resize:?}");
+    }
+}

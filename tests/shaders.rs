@@ -1,36 +1,80 @@
-//! Every `shaders/*.wgsl` parses and validates with naga (no GPU needed).
+//! Every shader module (the conv family's files joined as the kernels join them) parses and
+//! validates with naga, with the capabilities its device features give (no GPU needed); and
+//! the numbers the plan and the shaders must agree on do.
 
-use std::path::Path;
+use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
+use resnet_wgpu::plan::kernel as k;
+
+fn parse(name: &str, src: &str) -> naga::Module {
+    naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string_with_path(src, name)))
+}
 
 #[test]
-fn every_shader_parses_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut checked = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("shaders/ directory") {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "wgsl") {
-            continue;
+fn every_module_parses_and_validates() {
+    let modules = resnet_wgpu::gpu::kernels::modules();
+    assert_eq!(modules.len(), 8);
+    for (name, src, features) in modules {
+        let module = parse(&name, src);
+        // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32: a downlevel flag every wgpu
+        // backend has.
+        let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        if features.contains(wgpu::Features::SUBGROUP) {
+            caps |= Capabilities::SUBGROUP;
         }
-        let src = std::fs::read_to_string(&path).unwrap();
-        let name = path.display().to_string();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(&src, &name)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(&src, &name)));
-        assert!(
-            !module.entry_points.is_empty(),
-            "{} has no entry point",
-            path.display()
-        );
-        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        if features.contains(wgpu::Features::SHADER_INT64) {
+            caps |= Capabilities::SHADER_INT64;
+        }
+        Validator::new(ValidationFlags::all(), caps)
+            .subgroup_stages(ShaderStages::COMPUTE)
+            .subgroup_operations(SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        assert!(!module.entry_points.is_empty(), "{name} has no entry point");
     }
-    checked.sort();
-    // The kernel wrappers include exactly these.
-    for want in ["conv.wgsl", "elementwise.wgsl", "pool.wgsl", "texture.wgsl"] {
-        assert!(checked.iter().any(|c| c == want), "missing shaders/{want}");
+}
+
+/// The `const`s that size the shaders' private and workgroup arrays, read from the parsed
+/// modules, against the plan's tile numbers.
+#[test]
+fn tile_sizes_agree_with_the_plan() {
+    let modules = resnet_wgpu::gpu::kernels::modules();
+    let constant = |module: &str, name: &str| -> u32 {
+        let src = modules.iter().find(|m| m.0 == module).unwrap().1;
+        let m = parse(module, src);
+        let (_, c) = m
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{module} has no const {name}"));
+        match m.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref e => panic!("{module}::{name} = {e:?}"),
+        }
+    };
+    assert_eq!(constant("ConvRegister", "RTM"), k::REGISTER_ROWS);
+    assert_eq!(constant("ConvRegister", "RTN4"), k::REGISTER_COLS4);
+    assert_eq!(constant("ConvShared", "SBM"), k::SHARED_TILE_M);
+    assert_eq!(constant("ConvShared", "SBN4"), k::SHARED_COLS4);
+    assert_eq!(constant("ConvShared", "SBK"), k::SHARED_K);
+    assert_eq!(constant("ConvTexture", "TMAX"), k::TEXTURE_MAX_ROWS);
+    assert_eq!(
+        constant("ConvTexture", "TEX_WIDTH"),
+        resnet_wgpu::gpu::kernels::texture::TEXTURE_WIDTH
+    );
+    assert_eq!(
+        constant("Pack", "TEX_WIDTH"),
+        resnet_wgpu::gpu::kernels::texture::TEXTURE_WIDTH
+    );
+    assert_eq!(constant("ConvSubgroup", "BRMAX"), k::SUBGROUP_MAX_ROWS);
+    assert_eq!(constant("ConvSubgroup", "BN4MAX"), k::SUBGROUP_MAX_COLS4);
+    const {
+        assert!(k::SUBGROUP_ROWS <= k::SUBGROUP_MAX_ROWS);
+        assert!(k::SUBGROUP_COLS4 <= k::SUBGROUP_MAX_COLS4);
     }
+    assert!(
+        k::TEXTURE_ROWS
+            .iter()
+            .all(|&(r, _)| r <= k::TEXTURE_MAX_ROWS)
+    );
 }

@@ -7,12 +7,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::gpu::context::AdapterSummary;
-use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::gpu::timing::Timing;
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::model::random::{random_input, random_params};
 use resnet_wgpu::model::{Arch, Network};
+use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
@@ -52,6 +53,10 @@ pub struct BenchArgs {
     /// One JSON object (or a list, with --sweep) on stdout.
     #[arg(long)]
     json: bool,
+    /// Storage precision of activations and weights: f32, or f16 (half the bytes; f32
+    /// arithmetic, f32 input and logits).
+    #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
+    precision: Precision,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -69,7 +74,12 @@ struct BenchResult {
     min_s: f64,
     max_s: f64,
     images_per_s: f64,
+    precision: &'static str,
+    /// 2 x the direct convolution's multiply-adds: "effective" FLOPs, as cuDNN and ncnn count.
     flops_per_image: u64,
+    /// 2 x the multiply-adds the kernels execute (Winograd's GEMMs do fewer).
+    flops_executed_per_image: u64,
+    /// Effective GFLOP/s.
     gflops: f64,
     gpu_mean_s: Option<f64>,
     weights_bytes: u64,
@@ -81,8 +91,11 @@ struct BenchResult {
 struct LayerTime {
     name: String,
     kind: &'static str,
+    /// The algorithm and kernel (`resnet plan`'s description).
+    kernel: String,
     output_shape: [usize; 4],
     gflop: f64,
+    gflop_executed: f64,
     ms: f64,
     percent: f64,
     gflops: f64,
@@ -163,7 +176,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     let mut results = Vec::new();
     for &batch in &batches {
-        let session = Session::new(&ctx, graph.clone(), batch)?;
+        let session = Session::with_options(
+            &ctx,
+            graph.clone(),
+            batch,
+            &SessionOptions {
+                precision: args.precision,
+                ..Default::default()
+            },
+        )?;
         let r = bench_one(
             &args, &name, &net.arch, &session, batch, warmup, steps, &adapter,
         )?;
@@ -223,7 +244,7 @@ fn bench_one(
             }
         );
     }
-    let bar = ProgressBar::new((warmup + steps) as u64).with_style(
+    let bar = ProgressBar::new(warmup.saturating_add(steps) as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             .expect("template")
             .progress_chars("=> "),
@@ -269,7 +290,9 @@ fn bench_one(
         min_s: durations.iter().copied().fold(f64::INFINITY, f64::min),
         max_s: durations.iter().copied().fold(0.0, f64::max),
         images_per_s: batch as f64 / mean,
+        precision: plan.precision.name(),
         flops_per_image,
+        flops_executed_per_image: 2 * plan.macs_executed_per_image(),
         gflops: flops_per_image as f64 * batch as f64 / mean * 1e-9,
         gpu_mean_s: gpu_mean,
         weights_bytes: plan.weights_bytes,
@@ -303,18 +326,25 @@ fn profile(args: &BenchArgs, session: &Session, batch: usize) -> Result<()> {
     let t = t.expect("timestamps checked");
     let graph = session.graph();
     let total: f64 = t.per_dispatch.iter().sum();
+    let sub = session.plan().batch as f64;
     let mut rows: Vec<LayerTime> = graph
         .ops
         .iter()
+        .zip(&session.plan().steps)
         .zip(&t.per_dispatch)
-        .map(|(op, &s)| {
+        .map(|((op, step), &s)| {
             let out = &graph.tensors[op.outputs()[0]];
-            let gflop = 2.0 * op.macs_per_image(&graph.tensors) as f64 * batch as f64 * 1e-9;
+            // Steps count one sub-batch; the timings sum over all of them.
+            let per_batch = batch as f64 / sub;
+            let gflop = 2.0 * step.macs as f64 * per_batch * 1e-9;
+            let gflop_executed = 2.0 * step.macs_executed as f64 * per_batch * 1e-9;
             LayerTime {
                 name: op.name().to_string(),
                 kind: op_kind(op),
+                kernel: step.conv.map(|c| c.describe()).unwrap_or_default(),
                 output_shape: [batch, out.h, out.w, out.c],
                 gflop,
+                gflop_executed,
                 ms: s * 1e3,
                 percent: 100.0 * s / total.max(1e-12),
                 gflops: if s > 0.0 { gflop / s } else { 0.0 },
@@ -326,26 +356,42 @@ fn profile(args: &BenchArgs, session: &Session, batch: usize) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
         return Ok(());
     }
+    let effective = rows.iter().map(|r| r.gflop).sum::<f64>() / total.max(1e-12);
+    let executed = rows.iter().map(|r| r.gflop_executed).sum::<f64>() / total.max(1e-12);
+    // The best "large" layer: at least 0.1 effective GFLOP per image.
+    let best = rows
+        .iter()
+        .filter(|r| r.gflop >= 0.1 * batch as f64)
+        .max_by(|a, b| a.gflops.total_cmp(&b.gflops));
     println!(
-        "\nper-dispatch GPU time, batch {batch} (total {:.1} ms, {:.2} GFLOP/s overall)",
+        "\nper-step GPU time, batch {batch} (total {:.1} ms, {effective:.2} GFLOP/s effective, \
+         {executed:.2} executed)",
         total * 1e3,
-        rows.iter().map(|r| r.gflop).sum::<f64>() / total.max(1e-12)
     );
+    if let Some(b) = best {
+        println!(
+            "best large layer {} at {:.2} GFLOP/s: the network reaches {:.2} of it",
+            b.name,
+            b.gflops,
+            effective / b.gflops
+        );
+    }
     println!(
-        "{:<28} {:<16} {:<20} {:>9} {:>10} {:>7} {:>9}",
+        "{:<28} {:<16} {:<20} {:>9} {:>10} {:>7} {:>9}  kernel",
         "layer", "kind", "output NHWC", "GFLOP", "ms", "%", "GFLOP/s"
     );
     for r in &rows {
         let s = r.output_shape;
         println!(
-            "{:<28} {:<16} {:<20} {:>9.3} {:>10.3} {:>7.2} {:>9.2}",
+            "{:<28} {:<16} {:<20} {:>9.3} {:>10.3} {:>7.2} {:>9.2}  {}",
             r.name,
             r.kind,
             format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3]),
             r.gflop,
             r.ms,
             r.percent,
-            r.gflops
+            r.gflops,
+            r.kernel
         );
     }
     Ok(())

@@ -9,6 +9,7 @@ use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::LoadOptions;
+use resnet_wgpu::plan::Precision;
 use resnet_wgpu::preprocess::{Preprocess, Resize, load_image};
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
@@ -47,6 +48,10 @@ pub struct ClassifyArgs {
     /// `[{"file", "top": [{"index", "label", "probability"}]}]` (or `"error"`) on stdout.
     #[arg(long)]
     json: bool,
+    /// Storage precision of activations and weights: f32, or f16 (half the bytes; f32
+    /// arithmetic, f32 input and logits).
+    #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
+    precision: Precision,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -79,7 +84,7 @@ struct BySize<'a> {
     kept: Vec<((usize, usize), Classifier)>,
 }
 
-const KEPT_SIZES: usize = 2;
+const KEPT_SIZES: usize = 4;
 
 /// `p` without resizing, for an input of `(height, width)`.
 fn at_size(p: Preprocess, (height, width): (usize, usize)) -> Preprocess {
@@ -114,6 +119,55 @@ impl BySize<'_> {
     }
 }
 
+/// The state of a `classify` run: classifiers by size and one result per file.
+struct Run<'a> {
+    classifiers: BySize<'a>,
+    results: &'a mut [FileResult],
+    top: usize,
+    batches_run: usize,
+    lose_device_after: Option<usize>,
+    ctx: &'a GpuContext,
+}
+
+impl Run<'_> {
+    /// Classifies one group of same-size images into `results`. A failure marks the group's
+    /// files; only a lost device (nothing more can run) is returned.
+    fn classify(&mut self, group: Group) -> Result<()> {
+        let outcome = self
+            .classifiers
+            .get(group.size)
+            .and_then(|cl| Ok((cl, cl.logits(&group.input, group.files.len())?)));
+        let (classifier, logits) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                for &i in &group.files {
+                    self.results[i].error = Some(e.to_string());
+                }
+                return match e {
+                    Error::DeviceLost(_) => Err(e),
+                    _ => Ok(()),
+                };
+            }
+        };
+        let classes = classifier.labels().len();
+        for (row, &i) in logits.chunks(classes).zip(&group.files) {
+            let mut row = row.to_vec();
+            match check_finite_logits(&row, &self.results[i].file) {
+                Ok(()) => {
+                    softmax(&mut row);
+                    self.results[i].top = Some(classifier.top_k(&row, self.top));
+                }
+                Err(e) => self.results[i].error = Some(e.to_string()),
+            }
+        }
+        self.batches_run += 1;
+        if self.lose_device_after == Some(self.batches_run) {
+            self.ctx.device.destroy();
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: ClassifyArgs) -> Result<()> {
     if args.top == 0 {
         return Err(Error::Input("--top must be at least 1".into()));
@@ -145,6 +199,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             max_batch: batch,
             preprocess: Some(preprocess),
             labels: Some(labels),
+            precision: args.precision,
             ..Default::default()
         },
         kept: Vec::new(),
@@ -162,76 +217,62 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             error: None,
         })
         .collect();
-    let mut fatal = None;
     let lose_device_after = failpoint_device_lost_after();
-    let mut batches_run = 0;
-    'chunks: for (c, files) in args.images.chunks(batch).enumerate() {
-        // Decode and preprocess each file on its own so one bad file fails alone; group the
-        // good ones by input size.
-        let mut groups: Vec<Group> = Vec::new();
-        for (j, path) in files.iter().enumerate() {
-            let i = c * batch + j;
-            let input = load_image(path).and_then(|img| {
-                if own_size {
-                    let size = (img.height() as usize, img.width() as usize);
-                    Ok((size, at_size(preprocess, size).apply(&img)?))
-                } else {
-                    Ok((preprocess.output_size(), preprocess.apply(&img)?))
-                }
-            });
-            match input {
-                Ok((size, x)) => match groups.iter_mut().find(|g| g.size == size) {
-                    Some(g) => {
-                        g.files.push(i);
-                        g.input.extend(x);
-                    }
-                    None => groups.push(Group {
-                        size,
-                        files: vec![i],
-                        input: x,
-                    }),
-                },
-                Err(e) => results[i].error = Some(e.to_string()),
+    let mut run = Run {
+        classifiers,
+        results: &mut results,
+        top: args.top,
+        batches_run: 0,
+        lose_device_after,
+        ctx: &ctx,
+    };
+    // Decode and preprocess each file on its own so one bad file fails alone; queue the good
+    // ones by input size and run a size's queue whenever it holds a whole batch (and every
+    // queue at the end), so that images of one size share batches across the whole run.
+    let mut queues: Vec<Group> = Vec::new();
+    let mut fatal = None;
+    for (i, path) in args.images.iter().enumerate() {
+        let input = load_image(path).and_then(|img| {
+            if own_size {
+                let size = (img.height() as usize, img.width() as usize);
+                Ok((size, at_size(preprocess, size).apply(&img)?))
+            } else {
+                Ok((preprocess.output_size(), preprocess.apply(&img)?))
             }
-        }
-        for Group {
-            size,
-            files: members,
-            input,
-        } in groups
+        });
+        let (size, x) = match input {
+            Ok(v) => v,
+            Err(e) => {
+                run.results[i].error = Some(e.to_string());
+                continue;
+            }
+        };
+        let q = match queues.iter().position(|g| g.size == size) {
+            Some(q) => q,
+            None => {
+                queues.push(Group {
+                    size,
+                    files: Vec::new(),
+                    input: Vec::new(),
+                });
+                queues.len() - 1
+            }
+        };
+        queues[q].files.push(i);
+        queues[q].input.extend(x);
+        if queues[q].files.len() == batch
+            && let Err(e) = run.classify(queues.swap_remove(q))
         {
-            let outcome = classifiers
-                .get(size)
-                .and_then(|cl| Ok((cl, cl.logits(&input, members.len())?)));
-            let (classifier, logits) = match outcome {
-                Ok(v) => v,
-                Err(e) => {
-                    let gone = matches!(e, Error::DeviceLost(_));
-                    for &i in &members {
-                        results[i].error = Some(e.to_string());
-                    }
-                    if gone {
-                        // Nothing more can run; what was classified is still printed.
-                        fatal = Some(e);
-                        break 'chunks;
-                    }
-                    continue;
-                }
-            };
-            batches_run += 1;
-            if lose_device_after == Some(batches_run) {
-                ctx.device.destroy();
-            }
-            let classes = model.classes();
-            for (row, &i) in logits.chunks(classes).zip(&members) {
-                let mut row = row.to_vec();
-                match check_finite_logits(&row, 0) {
-                    Ok(()) => {
-                        softmax(&mut row);
-                        results[i].top = Some(classifier.top_k(&row, args.top));
-                    }
-                    Err(e) => results[i].error = Some(e.to_string()),
-                }
+            fatal = Some(e);
+            break;
+        }
+    }
+    if fatal.is_none() {
+        queues.sort_by_key(|g| g.size);
+        for g in queues {
+            if let Err(e) = run.classify(g) {
+                fatal = Some(e);
+                break;
             }
         }
     }

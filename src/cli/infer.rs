@@ -3,10 +3,11 @@
 use super::GpuArgs;
 use clap::{Args, ValueEnum};
 use resnet_wgpu::gpu::GpuContext;
-use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, load_network};
+use resnet_wgpu::plan::Precision;
 use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
 use resnet_wgpu::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct InferArgs {
     /// device's buffer limits require it).
     #[arg(long)]
     batch: Option<usize>,
+    /// Storage precision of activations and weights: f32, or f16 (half the bytes; f32
+    /// arithmetic, f32 input and logits).
+    #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
+    precision: Precision,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -89,7 +94,15 @@ pub fn run(args: InferArgs) -> Result<()> {
     let ctx = GpuContext::new(&args.gpu.choice())?;
     eprintln!("adapter: {}", ctx.summary());
     let batch = args.batch.unwrap_or(n).clamp(1, n.max(1));
-    let session = Session::new(&ctx, graph, batch)?;
+    let session = Session::with_options(
+        &ctx,
+        graph,
+        batch,
+        &SessionOptions {
+            precision: args.precision,
+            ..Default::default()
+        },
+    )?;
     let out = match args.layout {
         Layout::Nchw => session.run_nchw(&input.data, n)?,
         Layout::Nhwc => session.run_nhwc(&input.data, n)?,

@@ -9,6 +9,7 @@ mod plan;
 use clap::{Args, Parser, Subcommand};
 use resnet_wgpu::Result;
 use resnet_wgpu::gpu::{AdapterChoice, Backend};
+use resnet_wgpu::plan::Precision;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +48,11 @@ pub struct GpuArgs {
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse().map_err(|e: resnet_wgpu::Error| e.to_string())
+}
+
+/// `--precision f32|f16`: how activations and weights are stored (f32 arithmetic either way).
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     s.parse().map_err(|e: resnet_wgpu::Error| e.to_string())
 }
 

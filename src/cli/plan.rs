@@ -5,7 +5,8 @@ use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::model::random::random_params;
 use resnet_wgpu::model::{Arch, Network};
-use resnet_wgpu::plan::{DeviceProfile, Limits, plan_for};
+use resnet_wgpu::plan::Precision;
+use resnet_wgpu::plan::{DeviceProfile, Limits, PlanOptions, plan_with};
 use resnet_wgpu::{Error, Result};
 use std::path::PathBuf;
 
@@ -38,6 +39,10 @@ pub struct PlanArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Storage precision of activations and weights: f32, or f16 (half the bytes; f32
+    /// arithmetic, f32 input and logits).
+    #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
+    precision: Precision,
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
@@ -75,7 +80,15 @@ pub fn run(args: PlanArgs) -> Result<()> {
     } else {
         DeviceProfile::gpu()
     };
-    let plan = plan_for(&graph, args.batch, &limits, &device)?;
+    let plan = plan_with(
+        &graph,
+        args.batch,
+        &limits,
+        &PlanOptions {
+            precision: args.precision,
+            device,
+        },
+    )?;
     if args.json {
         println!(
             "{}",

@@ -7,6 +7,7 @@
 use crate::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, Graph, MaxPoolOp, Op, PadValue, TensorInfo,
 };
+use crate::winograd::{self, Tile};
 
 /// ReLU that keeps NaN, as the frameworks' relu does (`f64::max` would return 0 for NaN).
 fn relu(v: f64) -> f64 {
@@ -37,13 +38,142 @@ pub fn conv(
     input: &[f32],
     residual: Option<&[f32]>,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
+    check_conv(op, tensors, batch, input);
     let ti = &tensors[op.input];
     let to = &tensors[op.output];
+    let mut acc = vec![0f64; batch * to.h * to.w * op.cout];
+    for n in 0..batch {
+        for oy in 0..to.h {
+            for ox in 0..to.w {
+                let pix = (n * to.h + oy) * to.w + ox;
+                let acc = &mut acc[pix * op.cout..(pix + 1) * op.cout];
+                for ky in 0..op.kh {
+                    let iy = (oy * op.stride + ky) as isize - op.pad as isize;
+                    if iy < 0 || iy >= ti.h as isize {
+                        continue; // zero padding: contributes nothing
+                    }
+                    for kx in 0..op.kw {
+                        let ix = (ox * op.stride + kx) as isize - op.pad as isize;
+                        if ix < 0 || ix >= ti.w as isize {
+                            continue;
+                        }
+                        let base = ((n * ti.h + iy as usize) * ti.w + ix as usize) * ti.c;
+                        for ci in 0..op.cin {
+                            let x = pre_activated(op, input[base + ci], ci);
+                            let wrow = ((ky * op.kw + kx) * op.cin + ci) * op.cout;
+                            let w = &op.weight[wrow..wrow + op.cout];
+                            for (a, &w) in acc.iter_mut().zip(w) {
+                                *a += x * w as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    epilogue(op, tensors, batch, &acc, residual)
+}
+
+/// The same convolution by Winograd's `F(m x m, 3 x 3)` (3x3, stride 1, pad 1 only): input
+/// transform of every pre-activated, zero-padded tile, `a^2` GEMMs, output transform, the same
+/// epilogue. The reference of the GPU's Winograd path, tested against [`conv`].
+pub fn conv_winograd(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    input: &[f32],
+    residual: Option<&[f32]>,
+    tile: Tile,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    check_conv(op, tensors, batch, input);
+    assert!(
+        op.kh == 3 && op.kw == 3 && op.stride == 1 && op.pad == 1,
+        "{}: Winograd takes 3x3 stride-1 pad-1 convs",
+        op.name
+    );
+    let ti = &tensors[op.input];
+    let to = &tensors[op.output];
+    let (a, m) = (tile.alpha(), tile.m());
+    let u = winograd::transform_filters(tile, &op.weight, op.cin, op.cout);
+    let mut acc = vec![0f64; batch * to.h * to.w * op.cout];
+    let mut v = vec![0f64; tile.points() * op.cin];
+    let mut d = vec![0f64; a * a];
+    for n in 0..batch {
+        for ty in 0..tile.tiles(to.h) {
+            for tx in 0..tile.tiles(to.w) {
+                // V for every input channel of this tile.
+                for ci in 0..op.cin {
+                    for y in 0..a {
+                        for x in 0..a {
+                            let iy = (ty * m + y) as isize - 1;
+                            let ix = (tx * m + x) as isize - 1;
+                            let inside =
+                                iy >= 0 && ix >= 0 && (iy as usize) < ti.h && (ix as usize) < ti.w;
+                            d[y * a + x] = if inside {
+                                let at = ((n * ti.h + iy as usize) * ti.w + ix as usize) * ti.c;
+                                pre_activated(op, input[at + ci], ci)
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                    for (p, t) in winograd::input_tile(tile, &d).into_iter().enumerate() {
+                        v[p * op.cin + ci] = t;
+                    }
+                }
+                // The a^2 products, then the output transform of each channel.
+                for co in 0..op.cout {
+                    let prod: Vec<f64> = (0..tile.points())
+                        .map(|p| {
+                            (0..op.cin)
+                                .map(|ci| v[p * op.cin + ci] * u[(p * op.cin + ci) * op.cout + co])
+                                .sum()
+                        })
+                        .collect();
+                    let y = winograd::output_tile(tile, &prod);
+                    for oy in 0..m {
+                        for ox in 0..m {
+                            let (py, px) = (ty * m + oy, tx * m + ox);
+                            if py < to.h && px < to.w {
+                                let pix = (n * to.h + py) * to.w + px;
+                                acc[pix * op.cout + co] = y[oy * m + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    epilogue(op, tensors, batch, &acc, residual)
+}
+
+fn check_conv(op: &ConvOp, tensors: &[TensorInfo], batch: usize, input: &[f32]) {
+    let ti = &tensors[op.input];
     assert_eq!(ti.c, op.cin, "{}: input channels", op.name);
     assert_eq!(input.len(), batch * ti.len(), "{}: input length", op.name);
     let at = op.split.as_ref().map_or(op.cout, |s| s.at);
-    assert_eq!(to.c, at, "{}: output channels", op.name);
+    assert_eq!(tensors[op.output].c, at, "{}: output channels", op.name);
     assert_eq!(op.weight.len(), op.kh * op.kw * op.cin * op.cout);
+}
+
+/// An in-bounds input element after the optional pre-activation.
+fn pre_activated(op: &ConvOp, x: f32, c: usize) -> f64 {
+    match &op.in_act {
+        Some(a) => bn_relu_one(x, a, c),
+        None => x as f64,
+    }
+}
+
+/// Bias, residual, ReLU and split of the accumulators `[batch * oh * ow][cout]`.
+fn epilogue(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    acc: &[f64],
+    residual: Option<&[f32]>,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let to = &tensors[op.output];
+    let at = op.split.as_ref().map_or(op.cout, |s| s.at);
     let res = op.residual.as_ref().map(|r| {
         let rt = &tensors[r.tensor];
         let data = residual.expect("conv with a residual needs its tensor");
@@ -57,37 +187,11 @@ pub fn conv(
         .split
         .as_ref()
         .map(|_| vec![0f32; batch * to.h * to.w * split_c]);
-    let mut acc = vec![0f64; op.cout];
     for n in 0..batch {
         for oy in 0..to.h {
             for ox in 0..to.w {
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for ky in 0..op.kh {
-                    let iy = (oy * op.stride + ky) as isize - op.pad as isize;
-                    if iy < 0 || iy >= ti.h as isize {
-                        continue; // zero padding: contributes nothing
-                    }
-                    for kx in 0..op.kw {
-                        let ix = (ox * op.stride + kx) as isize - op.pad as isize;
-                        if ix < 0 || ix >= ti.w as isize {
-                            continue;
-                        }
-                        let base = ((n * ti.h + iy as usize) * ti.w + ix as usize) * ti.c;
-                        for ci in 0..op.cin {
-                            let x = match &op.in_act {
-                                Some(a) => bn_relu_one(input[base + ci], a, ci),
-                                None => input[base + ci] as f64,
-                            };
-                            let wrow = ((ky * op.kw + kx) * op.cin + ci) * op.cout;
-                            let w = &op.weight[wrow..wrow + op.cout];
-                            for (a, &w) in acc.iter_mut().zip(w) {
-                                *a += x * w as f64;
-                            }
-                        }
-                    }
-                }
                 let pix = (n * to.h + oy) * to.w + ox;
-                for (co, &a) in acc.iter().enumerate() {
+                for (co, &a) in acc[pix * op.cout..(pix + 1) * op.cout].iter().enumerate() {
                     let mut v = a + op.bias[co] as f64;
                     if co < at {
                         if let Some((rt, rs, data)) = &res {
@@ -386,5 +490,74 @@ mod tests {
             [2.0, 4.0, 6.0, 8.0, 0.0, 0.0, 0.0, 8.0]
         );
         assert_eq!(vals[2].as_deref().unwrap(), [5.0, 2.0]);
+    }
+
+    /// The Winograd reference equals the direct one (to f64 rounding) on odd sizes (partial
+    /// tiles), with the pre-activation (padding after the act), a residual, ReLU and a split.
+    #[test]
+    fn winograd_matches_the_direct_conv() {
+        let mut s = 7u64;
+        let mut rnd = move |n: usize, lo: f32, hi: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+                })
+                .collect()
+        };
+        for (tile, h, w, cin, cout, batch) in [
+            (Tile::F2, 5, 7, 3, 6, 2),
+            (Tile::F4, 9, 6, 5, 7, 2),
+            (Tile::F4, 4, 4, 2, 3, 1),
+            (Tile::F2, 1, 3, 4, 4, 1),
+        ] {
+            let at = cout - 2;
+            let op = ConvOp {
+                name: "w".into(),
+                input: 0,
+                output: 1,
+                kh: 3,
+                kw: 3,
+                stride: 1,
+                pad: 1,
+                cin,
+                cout,
+                weight: rnd(9 * cin * cout, -0.5, 0.5),
+                bias: rnd(cout, -0.5, 0.5),
+                in_act: Some(BnRelu {
+                    scale: rnd(cin, -1.0, 1.0),
+                    shift: rnd(cin, -0.2, 1.0),
+                }),
+                residual: Some(Residual {
+                    tensor: 2,
+                    stride: 1,
+                }),
+                relu: true,
+                split: Some(SplitOutput {
+                    at,
+                    tensor: 3,
+                    relu: false,
+                }),
+            };
+            let tensors = [t(h, w, cin), t(h, w, at), t(h, w, at), t(h, w, 2)];
+            let x = rnd(batch * h * w * cin, -1.0, 1.0);
+            let r = rnd(batch * h * w * at, -1.0, 1.0);
+            let direct = conv(&op, &tensors, batch, &x, Some(&r));
+            let wino = conv_winograd(&op, &tensors, batch, &x, Some(&r), tile);
+            for (a, b) in [
+                (&direct.0, &wino.0),
+                (direct.1.as_ref().unwrap(), wino.1.as_ref().unwrap()),
+            ] {
+                assert_eq!(a.len(), b.len());
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-5,
+                        "{tile:?} {h}x{w}: element {i}: {x} vs {y}"
+                    );
+                }
+            }
+        }
     }
 }

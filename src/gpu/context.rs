@@ -116,7 +116,7 @@ struct Watch {
     lost: Mutex<Option<String>>,
     /// The latest error no error scope captured (taken by the next [`GpuContext::check`]).
     uncaptured: Mutex<Option<String>>,
-    timeout_ms: AtomicU64,
+    timeout_ns: AtomicU64,
 }
 
 impl Watch {
@@ -124,18 +124,22 @@ impl Watch {
     fn install(device: &wgpu::Device) -> Arc<Watch> {
         let timeout = std::env::var(TIMEOUT_ENV)
             .ok()
-            .and_then(|v| match v.trim().parse::<f64>() {
-                Ok(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
-                _ => {
-                    log::warn!("ignoring {TIMEOUT_ENV}={v}: expected a positive number of seconds");
-                    None
-                }
-            })
+            .and_then(
+                |v| match Duration::try_from_secs_f64(v.trim().parse().unwrap_or(-1.0)) {
+                    Ok(d) if !d.is_zero() => Some(d),
+                    _ => {
+                        log::warn!(
+                            "ignoring {TIMEOUT_ENV}={v}: expected a positive number of seconds"
+                        );
+                        None
+                    }
+                },
+            )
             .unwrap_or(DEFAULT_TIMEOUT);
         let watch = Arc::new(Watch {
             lost: Mutex::new(None),
             uncaptured: Mutex::new(None),
-            timeout_ms: AtomicU64::new(timeout.as_millis().max(1) as u64),
+            timeout_ns: AtomicU64::new(nanos(timeout)),
         });
         // Weak: the device owns the callbacks, and the context (owning the watch) owns the
         // device; no cycle, and a report after the context is gone is simply dropped.
@@ -164,6 +168,11 @@ impl Watch {
         }));
         watch
     }
+}
+
+/// Whole nanoseconds, saturating (a deadline of centuries is as good as none).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A poisoned lock only means a panic elsewhere while it was held; the data (an Option) is
@@ -252,7 +261,10 @@ impl GpuContext {
         log::info!("using adapter {}", AdapterSummary::from(&info));
         let limits = adapter.limits();
         let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::SHADER_INT64);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("resnet-wgpu"),
             required_features: features,
@@ -299,14 +311,10 @@ impl GpuContext {
 
     /// `Err` if the device was lost ([`Error::DeviceLost`], every time) or wgpu reported an
     /// error outside our error scopes since the last check ([`Error::Gpu`], once: the call
-    /// that sees it fails, its results untrusted).
+    /// that sees it fails, its results untrusted). Such an error belongs to the device, so the
+    /// first session (or app call) on it that checks reports it.
     pub fn check(&self) -> Result<()> {
-        // wgpu calls the lost callback from its maintenance, not from `destroy` or a driver
-        // reset: a non-blocking poll delivers it now.
-        let _ = self.device.poll(wgpu::PollType::Poll);
-        if let Some(why) = lock(&self.watch.lost).as_ref() {
-            return Err(Error::DeviceLost(why.clone()));
-        }
+        self.check_lost()?;
         if let Some(e) = lock(&self.watch.uncaptured).take() {
             return Err(Error::Gpu(format!(
                 "{e} (reported by wgpu outside this call; its results are not trusted)"
@@ -315,35 +323,58 @@ impl GpuContext {
         Ok(())
     }
 
-    /// `error`, unless the device was lost, which explains it better.
-    pub fn explain(&self, error: Error) -> Error {
+    /// `Err(DeviceLost)` if the device was lost.
+    fn check_lost(&self) -> Result<()> {
+        // wgpu calls the lost callback from its maintenance, not from `destroy` or a driver
+        // reset: a non-blocking poll delivers it now.
         let _ = self.device.poll(wgpu::PollType::Poll);
         match lock(&self.watch.lost).as_ref() {
-            Some(why) => Error::DeviceLost(why.clone()),
-            None => error,
+            Some(why) => Err(Error::DeviceLost(why.clone())),
+            None => Ok(()),
         }
+    }
+
+    /// `error`, unless the device was lost, which explains it better.
+    pub fn explain(&self, error: Error) -> Error {
+        self.check_lost().err().unwrap_or(error)
     }
 
     /// The deadline of every wait on this device (shared by all clones).
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.watch.timeout_ms.load(Ordering::Relaxed))
+        Duration::from_nanos(self.watch.timeout_ns.load(Ordering::Relaxed))
     }
 
-    /// Sets the deadline of every wait on this device ([`TIMEOUT_ENV`] sets the default).
+    /// Sets the deadline of every wait on this device ([`TIMEOUT_ENV`] sets the default);
+    /// zero makes every wait that would block a timeout.
     pub fn set_timeout(&self, timeout: Duration) {
-        let ms = timeout.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
-        self.watch.timeout_ms.store(ms, Ordering::Relaxed);
+        self.watch
+            .timeout_ns
+            .store(nanos(timeout), Ordering::Relaxed);
     }
 
     /// Blocks until submission `index` (the latest, for `None`) has finished and its callbacks
-    /// have run, for at most [`GpuContext::timeout`]; `what` names the work in errors.
+    /// have run, for at most [`GpuContext::timeout`]; `what` names the work in errors. A lost
+    /// device is [`Error::DeviceLost`]; an error wgpu reported meanwhile outside our scopes is
+    /// [`Error::Gpu`], after the wait (so that its callbacks have run).
     pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<()> {
-        self.check()?;
+        self.check_lost()?;
         let timeout = self.timeout();
-        let polled = self.device.poll(wgpu::PollType::Wait {
-            submission_index: index,
-            timeout: Some(timeout),
-        });
+        let deadline = std::time::Instant::now() + timeout;
+        // Short waits in a loop: some backends cap one wait (GL at ~4.3 s).
+        let polled = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let polled = self.device.poll(wgpu::PollType::Wait {
+                submission_index: index.clone(),
+                timeout: Some(left.min(Duration::from_secs(1))),
+            });
+            match polled {
+                Err(wgpu::PollError::Timeout) if !left.is_zero() => {
+                    self.check_lost()?;
+                    continue;
+                }
+                other => break other,
+            }
+        };
         self.check()?;
         match polled {
             Ok(_) => Ok(()),

@@ -2,13 +2,15 @@
 //! weight buffers (filled once), every pipeline, uniform buffer and bind group. A forward pass
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
 
+use super::kernels::conv::{ConvIo, ConvTensors};
 use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
 use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, TensorId};
 use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
-use crate::plan::{self, Plan};
+use crate::plan::kernel::plan_conv;
+use crate::plan::{self, DeviceProfile, Dtype, Plan, PlanOptions, Precision};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, channel};
@@ -32,20 +34,36 @@ pub struct Output {
     pub features: Vec<FeatureMap>,
 }
 
+/// How to build a [`Session`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionOptions {
+    /// Storage precision of activations and constants (the input and logits stay f32).
+    pub precision: Precision,
+    /// Plan for these limits instead of the device's own (which must be at least as large):
+    /// how the sub-batch split is exercised on a device with big limits.
+    pub limits: Option<plan::Limits>,
+    /// Plan the kernels of another device (e.g. a GPU's mix on lavapipe) instead of this
+    /// one's; what this device cannot run stays off.
+    pub profile: Option<DeviceProfile>,
+}
+
+/// The dispatches of one step (a Winograd conv has three), replayed by every pass.
+type StepDispatches = Vec<Dispatch>;
+
 /// State a forward pass mutates; behind a mutex so that a session is `Sync` and concurrent
 /// callers take turns on the one arena instead of corrupting each other's activations.
 struct RunState {
     /// Dispatch lists by sub-batch size: the plan's own size is built with the session, a
     /// smaller trailing sub-batch on first use (only the uniforms differ; pipelines are shared).
-    dispatches: HashMap<usize, Vec<Dispatch>>,
+    dispatches: HashMap<usize, Vec<StepDispatches>>,
     /// Timestamp queries, created on the first timed run.
     timer: Option<Timer>,
-    /// A forward pass whose wait timed out: the next run waits for it (the read-back buffer
-    /// is still being mapped) before it submits anything.
+    /// A forward pass whose wait failed: the next run waits for it (the read-back buffer may
+    /// still be mapping) before it submits anything.
     pending: Option<Pending>,
 }
 
-/// A submission still in flight after its wait timed out.
+/// A submission still in flight after its wait failed.
 struct Pending {
     index: wgpu::SubmissionIndex,
     mapped: Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
@@ -59,36 +77,59 @@ pub struct Session {
     kernels: Kernels,
     arena: wgpu::Buffer,
     weights: Vec<wgpu::Buffer>,
-    /// Texture conv variant only: the staging texture its inputs are copied into, and a
-    /// texture copy of each weights buffer a texture conv reads (None for the others).
+    /// Texture conv variant only: the staging textures its inputs are copied into (f32 and,
+    /// in f16 plans, f16), and a texture copy of each weights buffer a texture conv reads.
     input_texture: Option<wgpu::Texture>,
+    input_texture16: Option<wgpu::Texture>,
     weight_textures: Vec<Option<wgpu::Texture>>,
     readback: wgpu::Buffer,
     state: Mutex<RunState>,
 }
 
-/// Texels of the textures the plan's texture-variant convs read: the staging input texture
-/// (0: none) and whether each weights buffer needs a texture copy.
+/// Texels of the textures the plan's texture-variant GEMMs read: the staging input textures
+/// (f32, f16; 0: none) and whether each weights buffer needs a texture copy.
 struct TextureSizes {
     input: u64,
+    input16: u64,
     weights: Vec<bool>,
     weight_texels: Vec<u64>,
 }
 
 impl TextureSizes {
     fn of(graph: &Graph, plan: &Plan) -> TextureSizes {
+        let texel = match plan.precision {
+            Precision::F32 => 16,
+            Precision::F16 => 8,
+        };
         let mut sizes = TextureSizes {
             input: 0,
+            input16: 0,
             weights: vec![false; plan.weight_buffers.len()],
-            weight_texels: plan.weight_buffers.iter().map(|b| b.div_ceil(16)).collect(),
+            weight_texels: plan
+                .weight_buffers
+                .iter()
+                .map(|b| b.div_ceil(texel))
+                .collect(),
         };
         for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
-            if let (Op::Conv(o), Some(cfg)) = (op, &step.conv)
-                && cfg.variant == ConvVariant::Texture
+            if let (Op::Conv(o), Some(cp)) = (op, &step.conv)
+                && cp.gemm.variant == ConvVariant::Texture
             {
-                let t = &graph.tensors[o.input];
-                let texels = (plan.batch * t.h * t.w * t.c.div_ceil(4)) as u64;
-                sizes.input = sizes.input.max(texels);
+                // The GEMM's A: the conv's input, or Winograd's V.
+                let (texels, dtype) = match step.scratch {
+                    Some([v, _]) => (plan.tensors[v].size_bytes, plan.tensors[v].dtype),
+                    None => {
+                        let t = &graph.tensors[o.input];
+                        let p = &plan.tensors[o.input];
+                        let vec4s = (plan.batch * t.h * t.w * t.c.div_ceil(4)) as u64;
+                        (vec4s * 4 * p.dtype.bytes(), p.dtype)
+                    }
+                };
+                let texels = texels / (4 * dtype.bytes());
+                match dtype {
+                    Dtype::F32 => sizes.input = sizes.input.max(texels),
+                    Dtype::F16 => sizes.input16 = sizes.input16.max(texels),
+                }
                 sizes.weights[slot.buffer] = true;
             }
         }
@@ -97,6 +138,7 @@ impl TextureSizes {
 
     fn fit(&self, limits: &wgpu::Limits) -> bool {
         texture::fits(self.input, limits)
+            && texture::fits(self.input16, limits)
             && self
                 .weights
                 .iter()
@@ -105,32 +147,70 @@ impl TextureSizes {
     }
 }
 
-/// Byte offset of each tensor in the arena, indexed by TensorId.
-fn offsets(plan: &Plan) -> Vec<u64> {
-    plan.tensors.iter().map(|p| p.offset_bytes).collect()
+/// An op's constants in the plan's precision, as bytes.
+fn constants_bytes(op: &Op, step: &plan::Step, precision: Precision) -> Vec<u8> {
+    let values = op.constants_for(step.winograd());
+    match precision {
+        Precision::F32 => bytemuck::cast_slice(&values).to_vec(),
+        Precision::F16 => {
+            // Rounded once, to nearest even; padded to whole 4-byte words.
+            let mut bytes: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
+            bytes
+        }
+    }
 }
 
 impl Session {
     /// Plans `graph` for `batch` images (split into sub-batches if the device's limits demand
     /// it), allocates and fills every buffer and records every dispatch.
     pub fn new(ctx: &GpuContext, graph: Graph, batch: usize) -> Result<Session> {
-        Self::with_limits(ctx, graph, batch, &plan::Limits::from_wgpu(&ctx.limits))
+        Self::with_options(ctx, graph, batch, &SessionOptions::default())
     }
 
-    /// As [`Session::new`], planning for `limits` instead of the device's own (which must be
-    /// at least as large): how the sub-batch split is exercised on a device with big limits.
+    /// As [`Session::new`], planning for `limits` instead of the device's own.
     pub fn with_limits(
         ctx: &GpuContext,
         graph: Graph,
         batch: usize,
         limits: &plan::Limits,
     ) -> Result<Session> {
+        let opts = SessionOptions {
+            limits: Some(*limits),
+            ..Default::default()
+        };
+        Self::with_options(ctx, graph, batch, &opts)
+    }
+
+    /// As [`Session::new`], with a precision, limits or a device profile to plan for.
+    pub fn with_options(
+        ctx: &GpuContext,
+        graph: Graph,
+        batch: usize,
+        opts: &SessionOptions,
+    ) -> Result<Session> {
         if batch == 0 {
             return Err(Error::Input("batch size must be at least 1".into()));
         }
         ctx.check()?;
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let limits = opts
+            .limits
+            .unwrap_or_else(|| plan::Limits::from_wgpu(&ctx.limits));
         let mut kernels = Kernels::new(&ctx.device, &ctx.limits);
-        let mut plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
+        if let Some(profile) = opts.profile {
+            kernels.set_profile(profile);
+        }
+        let plan_opts = |k: &Kernels| PlanOptions {
+            precision: opts.precision,
+            device: k.device_profile(),
+        };
+        let mut plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
         let mut textures = TextureSizes::of(&graph, &plan);
         if !textures.fit(&ctx.limits) {
             log::info!(
@@ -138,7 +218,7 @@ impl Session {
                  using buffer loads"
             );
             kernels.set_textures(false);
-            plan = plan::plan_for(&graph, batch, limits, &kernels.device_profile())?;
+            plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
             textures = TextureSizes::of(&graph, &plan);
         }
         if plan.batch < batch {
@@ -148,10 +228,6 @@ impl Session {
                 plan.batch
             );
         }
-        let device = &ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("activation arena"),
             size: plan.arena_bytes.max(16),
@@ -167,7 +243,8 @@ impl Session {
             .map(|(i, &size)| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights {i}")),
-                    size: size.max(16),
+                    // Whole texels, for the texture copy of the buffer.
+                    size: size.next_multiple_of(16).max(16),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_DST
                         | wgpu::BufferUsages::COPY_SRC,
@@ -175,17 +252,28 @@ impl Session {
                 })
             })
             .collect();
-        for (op, slot) in graph.ops.iter().zip(&plan.weights) {
+        for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
             if slot.size_bytes > 0 {
-                ctx.queue.write_buffer(
-                    &weights[slot.buffer],
-                    slot.offset_bytes,
-                    bytemuck::cast_slice(&op.constants()),
-                );
+                let bytes = constants_bytes(op, step, plan.precision);
+                debug_assert_eq!(bytes.len() as u64, slot.size_bytes, "{}", op.name());
+                ctx.queue
+                    .write_buffer(&weights[slot.buffer], slot.offset_bytes, &bytes);
             }
         }
         let input_texture = (textures.input > 0)
-            .then(|| texture::create(device, textures.input, "texture conv input"));
+            .then(|| texture::create(device, textures.input, Dtype::F32, "texture conv input"));
+        let input_texture16 = (textures.input16 > 0).then(|| {
+            texture::create(
+                device,
+                textures.input16,
+                Dtype::F16,
+                "texture conv input (f16)",
+            )
+        });
+        let weights_dtype = match plan.precision {
+            Precision::F32 => Dtype::F32,
+            Precision::F16 => Dtype::F16,
+        };
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("weight textures"),
         });
@@ -200,6 +288,7 @@ impl Session {
                         device,
                         &mut encoder,
                         buffer,
+                        weights_dtype,
                         &format!("weights {i} texture"),
                     )
                 })
@@ -207,7 +296,7 @@ impl Session {
             .collect();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
-            size: Self::readback_bytes(&graph, plan.batch).max(16),
+            size: Self::readback_bytes(&graph, &plan).max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -219,6 +308,7 @@ impl Session {
             arena,
             weights,
             input_texture,
+            input_texture16,
             weight_textures,
             readback,
             state: Mutex::new(RunState {
@@ -248,19 +338,25 @@ impl Session {
         Ok(session)
     }
 
-    fn readback_bytes(graph: &Graph, batch: usize) -> u64 {
-        let per_image: usize = std::iter::once(graph.logits)
+    /// Bytes of the outputs read back after each sub-batch: the logits, then the features.
+    fn readback_bytes(graph: &Graph, plan: &Plan) -> u64 {
+        std::iter::once(graph.logits)
             .chain(graph.features.iter().map(|(_, t)| *t))
-            .map(|t| graph.tensors[t].len())
-            .sum();
-        (per_image * batch * 4) as u64
+            .map(|t| plan.tensors[t].size_bytes)
+            .sum()
     }
 
-    /// Records the dispatch list for a sub-batch of `n` images.
-    fn record(&self, n: usize) -> Result<Vec<Dispatch>> {
-        let offsets = offsets(&self.plan);
+    /// Records the dispatch lists of every step for a sub-batch of `n` images.
+    fn record(&self, n: usize) -> Result<Vec<StepDispatches>> {
         let tensors = &self.graph.tensors;
-        let n = n as u32;
+        let placements = &self.plan.tensors;
+        let weights_dtype = match self.plan.precision {
+            Precision::F32 => Dtype::F32,
+            Precision::F16 => Dtype::F16,
+        };
+        let texel = 4 * weights_dtype.bytes();
+        let k = &self.kernels;
+        let arena = &self.arena;
         self.graph
             .ops
             .iter()
@@ -272,49 +368,58 @@ impl Session {
                     offset: slot.offset_bytes,
                     size: wgpu::BufferSize::new(slot.size_bytes),
                 });
-                let k = &self.kernels;
-                let arena = &self.arena;
-                match op {
+                Ok(match op {
                     Op::Conv(o) => {
+                        let planned = step.conv.expect("a conv step has a conv plan");
                         // The plan's choice; a smaller trailing sub-batch has another M, so
                         // its tiles (and bounds checks) are chosen again for its size.
-                        let cfg = step
-                            .conv
-                            .filter(|_| n as usize == self.plan.batch)
-                            .map_or_else(|| k.conv_config_for(o, tensors, n), Ok)?;
+                        let cp = if n == self.plan.batch {
+                            planned
+                        } else {
+                            plan_conv(o, tensors, n, &k.device_profile(), planned.algo)?
+                        };
                         let textures =
-                            (cfg.variant == ConvVariant::Texture).then(|| ConvTextures {
+                            (cp.gemm.variant == ConvVariant::Texture).then(|| ConvTextures {
                                 input: self.input_texture.as_ref().expect("planned"),
+                                input16: self.input_texture16.as_ref(),
                                 weights: self.weight_textures[slot.buffer]
                                     .as_ref()
                                     .expect("planned"),
-                                weights_texel: u32::try_from(slot.offset_bytes / 16)
+                                weights_texel: u32::try_from(slot.offset_bytes / texel)
                                     .expect("weights texture offset fits in u32"),
                             });
-                        Ok(k.conv_with(
-                            &cfg,
-                            o,
-                            tensors,
-                            n,
+                        let io = ConvIo {
                             arena,
-                            &offsets,
-                            consts.expect("a conv has weights"),
+                            consts: consts.expect("a conv has weights"),
+                            weights: weights_dtype,
                             textures,
-                        ))
+                        };
+                        let at = ConvTensors {
+                            placements,
+                            scratch: step.scratch.map(|[v, m]| [placements[v], placements[m]]),
+                        };
+                        k.conv_step(&cp, o, tensors, n as u32, &at, &io)
                     }
-                    Op::MaxPool(o) => Ok(k.max_pool(o, tensors, n, arena, &offsets)),
-                    Op::GlobalAvgPool(o) => {
-                        Ok(k.global_avg_pool(o, tensors, n, arena, &offsets, consts))
-                    }
-                    Op::BnRelu(o) => Ok(k.bn_relu(
+                    Op::MaxPool(o) => vec![k.max_pool(o, tensors, n as u32, arena, placements)],
+                    Op::GlobalAvgPool(o) => vec![k.global_avg_pool(
                         o,
                         tensors,
-                        n,
+                        n as u32,
                         arena,
-                        &offsets,
+                        placements,
+                        consts,
+                        weights_dtype,
+                    )],
+                    Op::BnRelu(o) => vec![k.bn_relu(
+                        o,
+                        tensors,
+                        n as u32,
+                        arena,
+                        placements,
                         consts.expect("bn_relu has constants"),
-                    )),
-                }
+                        weights_dtype,
+                    )],
+                })
             })
             .collect()
     }
@@ -363,16 +468,16 @@ impl Session {
             )));
         }
         self.ctx.check()?;
-        let dispatches = {
+        let dispatches: Vec<Dispatch> = {
             let mut state = self.lock()?;
-            self.dispatches(&mut state, batch)?.to_vec()
+            self.dispatches(&mut state, batch)?.concat()
         };
         encode_sequence(encoder, "resnet forward", &dispatches, None);
         Ok(())
     }
 
     /// The dispatch list for a sub-batch of `n` images, recorded on first use.
-    fn dispatches<'s>(&self, state: &'s mut RunState, n: usize) -> Result<&'s [Dispatch]> {
+    fn dispatches<'s>(&self, state: &'s mut RunState, n: usize) -> Result<&'s [StepDispatches]> {
         Ok(match state.dispatches.entry(n) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(self.record(n)?),
@@ -401,10 +506,11 @@ impl Session {
         if n == 0 {
             return Err(Error::Input("batch is empty".into()));
         }
-        if input.len() != n * c * h * w {
+        let want = n.checked_mul(c * h * w);
+        if want != Some(input.len()) {
             return Err(Error::Input(format!(
                 "expected {n} x {c} x {h} x {w} = {} input values, got {}",
-                n * c * h * w,
+                want.map_or("more than usize::MAX".into(), |v| v.to_string()),
                 input.len()
             )));
         }
@@ -535,6 +641,8 @@ impl Session {
         let device = &ctx.device;
         ctx.check()?;
         self.finish_pending(state)?;
+        // From here every call on the device is ours: their validation errors are this call's.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pairs = match timing {
             Timing::Off => 0,
             Timing::Whole => 1,
@@ -546,7 +654,6 @@ impl Session {
         self.dispatches(state, m)?;
         let dispatches = &state.dispatches[&m];
         let timer = state.timer.as_ref().filter(|_| pairs > 0);
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let input_offset = self.plan.tensors[self.graph.input].offset_bytes;
         ctx.queue
             .write_buffer(&self.arena, input_offset, bytemuck::cast_slice(chunk));
@@ -554,17 +661,17 @@ impl Session {
             label: Some("forward"),
         });
         if timing == Timing::PerDispatch {
-            // A pass per dispatch; a texture conv's input copy precedes its pass, outside
-            // the timed span.
-            for (i, d) in dispatches.iter().enumerate() {
-                let one = std::slice::from_ref(d);
-                encode_sequence(&mut encoder, &d.label, one, timer.map(|t| t.pair(i as u32)));
+            // Timestamps around each step's dispatches (a texture GEMM's input copy before
+            // its first pass is outside the span; copies between a step's passes are in it).
+            for (i, step) in dispatches.iter().enumerate() {
+                let label = &self.plan.steps[i].name;
+                encode_sequence(&mut encoder, label, step, timer.map(|t| t.pair(i as u32)));
             }
         } else {
             encode_sequence(
                 &mut encoder,
                 "forward",
-                dispatches,
+                &dispatches.concat(),
                 timer.map(|t| t.pair(0)),
             );
         }
@@ -574,7 +681,8 @@ impl Session {
         let mut sizes = Vec::new();
         let mut at = 0u64;
         for t in self.outputs() {
-            let bytes = (self.graph.tensors[t].len() * m * 4) as u64;
+            let bytes =
+                self.graph.tensors[t].len() as u64 * m as u64 * self.plan.tensors[t].dtype.bytes();
             encoder.copy_buffer_to_buffer(
                 &self.arena,
                 self.plan.tensors[t].offset_bytes,
@@ -589,6 +697,11 @@ impl Session {
         // Validation errors of the encoding surface at submission; a failed submission
         // would otherwise only show as a failed wait below.
         if let Some(e) = pollster::block_on(scope.pop()) {
+            // Whatever this call recorded may be invalid: record it again next time.
+            if m != self.plan.batch {
+                state.dispatches.remove(&m);
+            }
+            state.timer = None;
             return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
         let slice = self.readback.slice(..at);
@@ -596,24 +709,49 @@ impl Session {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        if let Err(e) = ctx.wait(Some(index.clone()), "the forward pass") {
-            if matches!(e, Error::Timeout { .. }) {
-                state.pending = Some(Pending { index, mapped: rx });
+        let pending = Pending { index, mapped: rx };
+        match ctx.wait(Some(pending.index.clone()), "the forward pass") {
+            Ok(()) => {}
+            Err(e @ Error::DeviceLost(_)) => return Err(e),
+            Err(e) => {
+                // The mapping may still complete: the next call waits for it and undoes it,
+                // so that the read-back buffer is free again.
+                state.pending = Some(pending);
+                return Err(e);
             }
-            return Err(e);
         }
-        self.mapped(&rx)?;
+        match pending.mapped.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ctx.explain(Error::Gpu(format!("mapping the read-back buffer: {e}"))));
+            }
+            Err(_) => {
+                state.pending = Some(pending);
+                return Err(ctx.explain(Error::Gpu(
+                    "the read-back buffer was not mapped after the forward pass finished".into(),
+                )));
+            }
+        }
         let result = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| ctx.explain(Error::Gpu(format!("reading back: {e}"))))?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
+            let view = match slice.get_mapped_range() {
+                Ok(view) => view,
+                Err(e) => {
+                    self.readback.unmap();
+                    return Err(ctx.explain(Error::Gpu(format!("reading back: {e}"))));
+                }
+            };
             let mut pieces = Vec::with_capacity(sizes.len());
             let mut start = 0usize;
-            for bytes in sizes {
-                let len = bytes as usize / 4;
-                pieces.push(all[start..start + len].to_vec());
-                start += len;
+            for (bytes, t) in sizes.into_iter().zip(self.outputs()) {
+                let raw = &view[start..start + bytes as usize];
+                pieces.push(match self.plan.tensors[t].dtype {
+                    Dtype::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(raw),
+                    Dtype::F16 => raw
+                        .chunks_exact(2)
+                        .map(|h| half::f16::from_le_bytes([h[0], h[1]]).to_f32())
+                        .collect(),
+                });
+                start += bytes as usize;
             }
             pieces
         };
@@ -630,36 +768,32 @@ impl Session {
         Ok((result, times))
     }
 
-    /// The outcome of the read-back's `map_async`, once its submission has finished.
-    fn mapped(&self, rx: &Receiver<std::result::Result<(), wgpu::BufferAsyncError>>) -> Result<()> {
-        match rx.try_recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self
-                .ctx
-                .explain(Error::Gpu(format!("mapping the read-back buffer: {e}")))),
-            Err(_) => Err(self.ctx.explain(Error::Gpu(
-                "the read-back buffer was not mapped after the forward pass finished".into(),
-            ))),
-        }
-    }
-
-    /// Waits for a forward pass whose wait timed out earlier and releases its read-back.
+    /// Waits for a forward pass whose wait failed earlier and frees its read-back buffer.
     fn finish_pending(&self, state: &mut RunState) -> Result<()> {
         let Some(p) = state.pending.take() else {
             return Ok(());
         };
-        if let Err(e) = self.ctx.wait(
+        match self.ctx.wait(
             Some(p.index.clone()),
-            "an earlier forward pass that timed out",
+            "an earlier forward pass that did not finish",
         ) {
-            if matches!(e, Error::Timeout { .. }) {
+            Ok(()) => {}
+            Err(e @ Error::DeviceLost(_)) => return Err(e),
+            Err(e) => {
                 state.pending = Some(p);
+                return Err(e);
             }
-            return Err(e);
         }
-        // Its results were abandoned; only the mapping needs undoing.
-        if self.mapped(&p.mapped).is_ok() {
-            self.readback.unmap();
+        match p.mapped.try_recv() {
+            // Its results were abandoned; only the mapping needs undoing.
+            Ok(Ok(())) => self.readback.unmap(),
+            Ok(Err(_)) => {}
+            Err(_) => {
+                state.pending = Some(p);
+                return Err(self.ctx.explain(Error::Gpu(
+                    "the read-back buffer of an earlier forward pass is still not mapped".into(),
+                )));
+            }
         }
         Ok(())
     }

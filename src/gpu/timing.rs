@@ -1,7 +1,7 @@
 //! GPU timestamps around the forward pass, or around every dispatch (`bench --profile`).
 
 use super::GpuContext;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What to time in a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +72,6 @@ impl Timer {
     }
 
     /// Durations in seconds of the first `pairs` pairs; call after the submission completed.
-    /// Empty if the device could not map the results.
     pub(crate) fn read(&self, ctx: &GpuContext, pairs: u32) -> Result<Vec<f64>> {
         let slice = self.readback.slice(..u64::from(pairs) * 16);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -86,18 +85,20 @@ impl Timer {
                 let out = match slice.get_mapped_range() {
                     Ok(view) => {
                         let ticks: &[u64] = bytemuck::cast_slice(&view);
-                        ticks
+                        Ok(ticks
                             .chunks_exact(2)
                             .map(|p| p[1].wrapping_sub(p[0]) as f64 * period_ns * 1e-9)
-                            .collect()
+                            .collect())
                     }
-                    Err(_) => Vec::new(),
+                    Err(e) => Err(format!("reading the timestamps: {e}")),
                 };
                 self.readback.unmap();
                 out
             }
-            _ => Vec::new(),
+            Ok(Err(e)) => Err(format!("mapping the timestamps: {e}")),
+            Err(_) => Err("the timestamps were not mapped after the pass finished".into()),
         };
+        let out = out.map_err(|e| ctx.explain(Error::Gpu(e)))?;
         Ok(out)
     }
 }

@@ -7,6 +7,8 @@ mod lower;
 
 pub use lower::{LowerOptions, lower};
 
+use crate::winograd::{self, Tile};
+
 /// Index into [`Graph::tensors`].
 pub type TensorId = usize;
 
@@ -203,6 +205,26 @@ impl Op {
         }
     }
 
+    /// The op's constants laid out for its algorithm: [`Op::constants`], except for a conv
+    /// computed by Winograd's `F(m, 3)` ([`ConvOp::winograd_constants`]).
+    pub fn constants_for(&self, winograd: Option<Tile>) -> Vec<f32> {
+        match (self, winograd) {
+            (Op::Conv(o), Some(tile)) => o.winograd_constants(tile),
+            _ => self.constants(),
+        }
+    }
+
+    /// `self.constants_for(winograd).len()`, without building them.
+    pub fn constants_len_for(&self, winograd: Option<Tile>) -> usize {
+        match (self, winograd) {
+            (Op::Conv(o), Some(tile)) => {
+                let act = o.in_act.as_ref().map_or(0, |_| 2 * pad4(o.cin));
+                (tile.points() * o.cin + 1) * pad4(o.cout) + act
+            }
+            _ => self.constants_len(),
+        }
+    }
+
     /// `self.constants().len()`, without building them.
     pub fn constants_len(&self) -> usize {
         // Mirrors the padded layout of `constants()`.
@@ -224,6 +246,40 @@ impl Op {
             }
             _ => 0,
         }
+    }
+}
+
+impl ConvOp {
+    /// The constants of a 3x3 conv computed by Winograd: `U [a^2][cin][pad4(cout)]` (the
+    /// filter transform `G g G^T` of the BN-folded weights, in f64, rounded once; point-major,
+    /// so point `ξν` is one `cin x cout` GEMM matrix) `| bias [pad4(cout)]` and, with `in_act`,
+    /// `| scale [pad4(cin)] | shift [pad4(cin)]` (applied by the input transform).
+    pub fn winograd_constants(&self, tile: Tile) -> Vec<f32> {
+        assert_eq!(
+            (self.kh, self.kw),
+            (3, 3),
+            "{}: Winograd takes 3x3 convs",
+            self.name
+        );
+        let coutp = pad4(self.cout);
+        let u = winograd::transform_filters(tile, &self.weight, self.cin, self.cout);
+        let mut v = Vec::with_capacity((tile.points() * self.cin + 1) * coutp + 2 * pad4(self.cin));
+        for row in u.chunks_exact(self.cout) {
+            v.extend(row.iter().map(|&x| x as f32));
+            v.extend(std::iter::repeat_n(0.0, coutp - self.cout));
+        }
+        let padded = |x: &[f32]| {
+            x.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, pad4(x.len()) - x.len()))
+                .collect::<Vec<f32>>()
+        };
+        v.extend(padded(&self.bias));
+        if let Some(a) = &self.in_act {
+            v.extend(padded(&a.scale));
+            v.extend(padded(&a.shift));
+        }
+        v
     }
 }
 

@@ -1,9 +1,9 @@
 //! The plan's invariants, checked from scratch against the graph: what every test runs on every
 //! plan it makes (and what a session may assert in debug builds).
 
-use super::arena::Interval;
-use super::{F32, Limits, Plan, op_kind};
-use crate::graph::Graph;
+use super::arena::{Interval, PHASES};
+use super::{Dtype, Limits, Plan, Precision, op_kind, scratch_dtype, tensor_dtypes};
+use crate::graph::{Graph, Op};
 
 impl Plan {
     /// Checks the plan against `graph` and `limits`; the error lists every violation found.
@@ -11,8 +11,9 @@ impl Plan {
     /// * one step per op, in order, with the sub-batch's shapes and MACs;
     /// * every tensor sized for `batch` images, at an aligned offset inside the arena, live
     ///   exactly from its writer (step 0 for the input) to its last reader (the last step for
-    ///   logits and features);
-    /// * no two tensors live at a common step share a byte;
+    ///   logits and features), in phases (a Winograd conv's input dies after its first phase,
+    ///   its output is born in its last, its scratch lives across two);
+    /// * no two tensors live at a common phase share a byte;
     /// * `lower_bound <= arena <= min(max_binding, max_buffer)`, and the naive and lower-bound
     ///   figures recomputed;
     /// * every op's constants in an aligned slot of the right size, inside its buffer; slots of
@@ -41,43 +42,113 @@ impl Plan {
             if s.macs != op.macs_per_image(&graph.tensors) * b {
                 errs.push(format!("step {i} ({}): wrong MACs", s.name));
             }
+            if s.macs_executed != s.conv.map_or(s.macs, |c| c.macs_executed()) {
+                errs.push(format!("step {i} ({}): wrong executed MACs", s.name));
+            }
+            // A Winograd step's scratch: two tensors, live at this step only.
+            match (s.winograd(), s.scratch) {
+                (None, None) => {}
+                (Some(_), Some(ids)) => {
+                    for t in ids {
+                        let known = t >= graph.tensors.len()
+                            && self
+                                .scratch
+                                .get(t - graph.tensors.len())
+                                .is_some_and(|sc| sc.step == i);
+                        if !known {
+                            errs.push(format!("step {i} ({}): scratch tensor {t}", s.name));
+                        }
+                    }
+                }
+                _ => errs.push(format!("step {i} ({}): scratch without Winograd", s.name)),
+            }
         }
+        let weights_dtype = match self.precision {
+            Precision::F32 => Dtype::F32,
+            Precision::F16 => Dtype::F16,
+        };
 
-        // Liveness, recomputed: writer step, last reader step.
+        // Liveness, recomputed in phases: from the writer's first phase (its last for a
+        // Winograd conv, whose output transform runs last) to the last reader's last phase
+        // (its first for a Winograd conv reading the tensor only as its input: the input
+        // transform runs first); logits and features to the end.
+        let last_phase = PHASES - 1;
+        let winograd_at =
+            |step: usize| self.steps.get(step).is_some_and(|s| s.winograd().is_some());
         let mut expect: Vec<Option<Interval>> = vec![None; graph.tensors.len()];
         expect[graph.input] = Some(Interval { first: 0, last: 0 });
         for (step, op) in graph.ops.iter().enumerate() {
+            let born = step * PHASES + if winograd_at(step) { last_phase } else { 0 };
             for t in op.outputs() {
                 expect[t] = Some(Interval {
-                    first: step,
-                    last: step,
+                    first: born,
+                    last: born,
                 });
             }
         }
         for (step, op) in graph.ops.iter().enumerate() {
             for t in op.inputs() {
+                let input_only = match op {
+                    Op::Conv(c) => {
+                        c.input == t && c.residual.as_ref().is_none_or(|r| r.tensor != t)
+                    }
+                    _ => false,
+                };
+                let read = step * PHASES
+                    + if winograd_at(step) && input_only {
+                        0
+                    } else {
+                        last_phase
+                    };
                 if let Some(iv) = &mut expect[t] {
-                    iv.last = iv.last.max(step);
+                    iv.last = iv.last.max(read);
                 }
             }
         }
         for t in std::iter::once(graph.logits).chain(graph.features.iter().map(|f| f.1)) {
             if let Some(iv) = &mut expect[t] {
-                iv.last = n_steps - 1;
+                iv.last = n_steps * PHASES - 1;
             }
         }
-
-        if self.tensors.len() != graph.tensors.len() {
+        // Winograd scratch: V from the input transform to the GEMMs, M from the GEMMs to the
+        // output transform.
+        for (i, sc) in self.scratch.iter().enumerate() {
+            let k = if i % 2 == 0 { 0 } else { 1 };
+            expect.push(Some(Interval {
+                first: sc.step * PHASES + k,
+                last: sc.step * PHASES + k + 1,
+            }));
+        }
+        if self.tensors.len() != graph.tensors.len() + self.scratch.len() {
             errs.push(format!(
-                "{} placements for {} tensors",
+                "{} placements for {} tensors and {} scratch",
                 self.tensors.len(),
-                graph.tensors.len()
+                graph.tensors.len(),
+                self.scratch.len()
             ));
         }
         let mut naive = 0u64;
-        for (t, (p, info)) in self.tensors.iter().zip(&graph.tensors).enumerate() {
-            let name = &info.name;
-            match expect[t] {
+        let dtypes = tensor_dtypes(graph, self.precision);
+        for (t, p) in self.tensors.iter().enumerate() {
+            let name = &self.tensor_name(graph, t);
+            let (elems, dtype) = match graph.tensors.get(t) {
+                Some(info) => (info.len() as u64, dtypes[t]),
+                None => match self.scratch.get(t - graph.tensors.len()) {
+                    Some(sc) => match self.steps.get(sc.step).and_then(|s| s.winograd()) {
+                        Some(tile) => (sc.elems_per_image, scratch_dtype(self.precision, tile)),
+                        None => continue, // reported with the steps
+                    },
+                    None => continue,
+                },
+            };
+            if p.dtype != dtype {
+                errs.push(format!(
+                    "`{name}` is {}, not {}",
+                    p.dtype.name(),
+                    dtype.name()
+                ));
+            }
+            match expect.get(t).copied().flatten() {
                 None => {
                     if p.size_bytes != 0 {
                         errs.push(format!(
@@ -90,13 +161,22 @@ impl Plan {
                 Some(iv) => {
                     if p.interval() != iv {
                         errs.push(format!(
+                            "`{name}` placed live over phases {}..={}, but is live over {}..={}",
+                            p.phases.first, p.phases.last, iv.first, iv.last
+                        ));
+                    }
+                    if (p.first_step, p.last_step) != (iv.first / PHASES, iv.last / PHASES) {
+                        errs.push(format!(
                             "`{name}` placed live over steps {}..={}, but is live over {}..={}",
-                            p.first_step, p.last_step, iv.first, iv.last
+                            p.first_step,
+                            p.last_step,
+                            iv.first / PHASES,
+                            iv.last / PHASES
                         ));
                     }
                 }
             }
-            let size = info.len() as u64 * F32 * b;
+            let size = elems * dtype.bytes() * b;
             if p.size_bytes != size {
                 errs.push(format!("`{name}` is {} bytes, not {size}", p.size_bytes));
             }
@@ -128,24 +208,24 @@ impl Plan {
                     && pc.offset_bytes < pa.end_bytes()
                 {
                     errs.push(format!(
-                        "`{}` [{}, {}) steps {}..={} overlaps `{}` [{}, {}) steps {}..={}",
-                        graph.tensors[a].name,
+                        "`{}` [{}, {}) phases {}..={} overlaps `{}` [{}, {}) phases {}..={}",
+                        self.tensor_name(graph, a),
                         pa.offset_bytes,
                         pa.end_bytes(),
-                        pa.first_step,
-                        pa.last_step,
-                        graph.tensors[c].name,
+                        pa.phases.first,
+                        pa.phases.last,
+                        self.tensor_name(graph, c),
                         pc.offset_bytes,
                         pc.end_bytes(),
-                        pc.first_step,
-                        pc.last_step
+                        pc.phases.first,
+                        pc.phases.last
                     ));
                 }
             }
         }
 
         // Memory figures.
-        let lower = (0..n_steps)
+        let lower = (0..n_steps * PHASES)
             .map(|s| {
                 live.iter()
                     .filter(|&&t| self.tensors[t].interval().contains(s))
@@ -197,8 +277,9 @@ impl Plan {
         let mut per_buffer: Vec<Vec<(u64, u64, &str)>> =
             vec![Vec::new(); self.weight_buffers.len()];
         let mut total = 0u64;
-        for (slot, op) in self.weights.iter().zip(&graph.ops) {
-            let size = op.constants_len() as u64 * F32;
+        let elem = weights_dtype.bytes();
+        for ((slot, op), step) in self.weights.iter().zip(&graph.ops).zip(&self.steps) {
+            let size = (op.constants_len_for(step.winograd()) as u64 * elem).next_multiple_of(4);
             if slot.size_bytes != size {
                 errs.push(format!(
                     "op `{}`: slot of {} bytes, not {size}",

@@ -5,7 +5,11 @@
 //! * **Liveness** ([`arena`]): a tensor lives from the step that writes it (the graph input from
 //!   step 0: it is uploaded before the first dispatch) to the last step that reads it, inclusive;
 //!   `logits` and every `features` map live until the last step. An op's inputs and outputs are
-//!   live at the same step, so they never share memory (no in-place ops).
+//!   live at the same step, so they never share memory (no in-place ops). The arena is planned
+//!   in [`PHASES`] per step, because a Winograd conv runs in three: input transform (reads its
+//!   input, writes the V scratch), GEMMs (V to M) and output transform (M and the residual to
+//!   its output). Its input is dead after the first phase and its output born in the last, so
+//!   the two may share memory, as may V and the output.
 //! * **Offsets** ([`arena`]): every activation lives in one arena buffer. Offsets are assigned
 //!   by a few greedy heuristics over the live intervals (largest tensor first, first-fit /
 //!   best-fit, chronological first-fit, ...) and the smallest arena wins.
@@ -25,9 +29,10 @@ mod weights;
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
+use crate::winograd::Tile;
 
-pub use arena::Interval;
-pub use kernel::{ConvConfig, ConvVariant, DeviceProfile};
+pub use arena::{Interval, PHASES};
+pub use kernel::{ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, WinogradPolicy};
 
 /// The device limits the plan must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +45,10 @@ pub struct Limits {
     pub storage_offset_alignment: u64,
 }
 
-/// The kernels index the arena with u32 element indices: no arena may end past 2^32 f32
-/// elements (16 GiB), whatever the device allows. Bigger batches become sub-batches.
-pub const MAX_ADDRESSABLE_BYTES: u64 = (u32::MAX as u64 + 1) * F32;
+/// The kernels index the arena with u32 element indices: no arena may end past 2^32 elements
+/// of its smallest type, f16 (8 GiB), whatever the device allows. Bigger batches become
+/// sub-batches.
+pub const MAX_ADDRESSABLE_BYTES: u64 = (u32::MAX as u64 + 1) * 2;
 
 /// Offsets are never aligned to less than this, whatever the device reports: 256 bytes keeps
 /// every tensor start aligned for vectorised loads, and plans comparable across devices.
@@ -83,6 +89,68 @@ impl Limits {
     }
 }
 
+/// How activations and constants are stored (every value is computed in f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// f16 storage of activations and constants (half the bytes), f32 arithmetic; the API's
+    /// input and logits stay f32.
+    F16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            _ => Err(Error::Input(format!(
+                "unknown precision `{s}`: use f32 or f16"
+            ))),
+        }
+    }
+}
+
+/// The storage type of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    F32,
+    F16,
+}
+
+impl Dtype {
+    pub fn bytes(self) -> u64 {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+        }
+    }
+}
+
+/// How to plan: precision and the device the kernel choices are for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub precision: Precision,
+    pub device: DeviceProfile,
+}
+
 /// A static plan for a batch size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -90,10 +158,15 @@ pub struct Plan {
     pub batch: usize,
     /// The batch asked for; `sub_batches()` passes of `batch` images cover it.
     pub requested_batch: usize,
+    pub precision: Precision,
     /// One per graph op, in execution order (`steps[i].op == i`).
     pub steps: Vec<Step>,
-    /// Indexed by `TensorId`, sized for `batch` images. Tensors no op touches get size 0.
+    /// Sized for `batch` images: first the graph's tensors, indexed by `TensorId` (tensors no
+    /// op touches get size 0), then the scratch tensors of [`Plan::scratch`].
     pub tensors: Vec<Placement>,
+    /// The plan's own tensors (Winograd's transformed tiles, f32 in every precision), at
+    /// `tensors[graph.tensors.len() + i]`.
+    pub scratch: Vec<Scratch>,
     /// Size of the one activation buffer: the end of the highest-placed tensor.
     pub arena_bytes: u64,
     /// Sum of all tensor sizes: what one buffer per tensor would take.
@@ -110,7 +183,32 @@ pub struct Plan {
     pub weights_bytes: u64,
 }
 
-/// One dispatch.
+/// A tensor the plan adds: one of the two transformed-tile buffers of a Winograd conv, live
+/// only at its step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scratch {
+    /// `<op>:winograd_v` (the input transform's output, `[a^2][tiles][cin]`) or
+    /// `<op>:winograd_m` (the GEMMs' output, `[a^2][tiles][cout]`).
+    pub name: String,
+    pub step: usize,
+    /// Elements per image.
+    pub elems_per_image: u64,
+    /// See [`scratch_dtype`].
+    pub dtype: Dtype,
+}
+
+/// The storage type of a Winograd conv's transformed tiles: f16 in f16 plans for F(2,3),
+/// whose transforms only add and subtract (V spans at most 4x its input's range, M's output
+/// transform sums four values), f32 otherwise: F(4,3)'s V spans ~100x its input's range and
+/// stored as f16 it cost the layer 1.2e-2 of relative error (f32 storage: 4e-3).
+pub fn scratch_dtype(precision: Precision, tile: Tile) -> Dtype {
+    match (precision, tile) {
+        (Precision::F16, Tile::F2) => Dtype::F16,
+        _ => Dtype::F32,
+    }
+}
+
+/// One step: an op's dispatches (a Winograd conv has three).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     /// Index into [`Graph::ops`].
@@ -120,10 +218,25 @@ pub struct Step {
     pub kind: &'static str,
     /// `[N, H, W, C]` of the op's (first) output, `N` the sub-batch.
     pub output_shape: [usize; 4],
-    /// Multiply-adds for the whole sub-batch.
+    /// Multiply-adds of the op's definition for the whole sub-batch (the direct
+    /// convolution's count, whatever the algorithm: "effective").
     pub macs: u64,
-    /// Convs: the kernel variant and tile configuration ([`kernel::choose_conv`]).
-    pub conv: Option<ConvConfig>,
+    /// Multiply-adds the kernels execute (Winograd's GEMMs do fewer).
+    pub macs_executed: u64,
+    /// Convs: the algorithm and the GEMM's kernel configuration ([`kernel::choose_conv`]).
+    pub conv: Option<ConvPlan>,
+    /// Winograd convs: the tensor ids of V and M in [`Plan::tensors`].
+    pub scratch: Option<[usize; 2]>,
+}
+
+impl Step {
+    /// Winograd's tile, if the step is a Winograd conv.
+    pub fn winograd(&self) -> Option<Tile> {
+        match self.conv.map(|c| c.algo) {
+            Some(ConvAlgo::Winograd(t)) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Where a tensor lives in the arena, and when.
@@ -131,22 +244,29 @@ pub struct Step {
 pub struct Placement {
     pub offset_bytes: u64,
     pub size_bytes: u64,
+    pub dtype: Dtype,
     /// First and last step (inclusive) at which the tensor holds live data.
     pub first_step: usize,
     pub last_step: usize,
+    /// The same in phases (`step * PHASES + k`), the unit the arena is planned in: a
+    /// Winograd conv's input dies after its first phase and its output is born in its last.
+    pub phases: Interval,
 }
 
 impl Placement {
+    /// When the tensor is live, in phases (see [`PHASES`]).
     pub fn interval(&self) -> Interval {
-        Interval {
-            first: self.first_step,
-            last: self.last_step,
-        }
+        self.phases
     }
 
     /// End of the tensor's bytes in the arena.
     pub fn end_bytes(&self) -> u64 {
         self.offset_bytes + self.size_bytes
+    }
+
+    /// The tensor's offset in elements of its own dtype (what the kernels' uniforms hold).
+    pub fn offset_elems(&self) -> u64 {
+        self.offset_bytes / self.dtype.bytes()
     }
 }
 
@@ -156,7 +276,7 @@ pub struct WeightSlot {
     /// Index into [`Plan::weight_buffers`].
     pub buffer: usize,
     pub offset_bytes: u64,
-    /// `4 * op.constants_len()`.
+    /// `op.constants_len_for(its algorithm)` elements of the plan's precision.
     pub size_bytes: u64,
 }
 
@@ -170,48 +290,142 @@ pub fn op_kind(op: &Op) -> &'static str {
     }
 }
 
-/// Bytes of one f32 element.
-const F32: u64 = 4;
-
-/// Plans `graph` for `batch` images on a device with `limits`. If the arena for `batch` images
-/// is too big for the device, the plan is for the largest sub-batch that fits. Kernel choices
-/// are for a hardware GPU ([`DeviceProfile::gpu`]); see [`plan_for`].
-pub fn plan(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
-    plan_for(graph, batch, limits, &DeviceProfile::gpu())
+/// The storage type of every graph tensor at `precision`: f16 except the API's input and
+/// logits and tensors whose channel count is not a multiple of 4 (f16 values are stored two
+/// per word and moved four at a time); the two outputs of a split conv share one type.
+pub fn tensor_dtypes(graph: &Graph, precision: Precision) -> Vec<Dtype> {
+    let mut dtypes: Vec<Dtype> = (0..graph.tensors.len())
+        .map(|t| match precision {
+            Precision::F16
+                if t != graph.input
+                    && t != graph.logits
+                    && graph.tensors[t].c.is_multiple_of(4) =>
+            {
+                Dtype::F16
+            }
+            _ => Dtype::F32,
+        })
+        .collect();
+    for op in &graph.ops {
+        if let Op::Conv(c) = op
+            && let Some(s) = &c.split
+            && dtypes[c.output] != dtypes[s.tensor]
+        {
+            dtypes[c.output] = Dtype::F32;
+            dtypes[s.tensor] = Dtype::F32;
+        }
+    }
+    dtypes
 }
 
-/// As [`plan`], with the per-step kernel choices made for `device`.
+/// Plans `graph` for `batch` images on a device with `limits`, f32, with the kernel choices of
+/// a hardware GPU ([`DeviceProfile::gpu`]); see [`plan_with`].
+pub fn plan(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
+    plan_with(graph, batch, limits, &PlanOptions::default())
+}
+
+/// As [`plan`], with the kernel choices made for `device`.
 pub fn plan_for(
     graph: &Graph,
     batch: usize,
     limits: &Limits,
     device: &DeviceProfile,
 ) -> Result<Plan> {
+    plan_with(
+        graph,
+        batch,
+        limits,
+        &PlanOptions {
+            device: *device,
+            ..Default::default()
+        },
+    )
+}
+
+/// Plans `graph` for `batch` images on a device with `limits`. If the arena for `batch` images
+/// is too big for the device, the plan is for the largest sub-batch that fits; Winograd convs
+/// whose scratch alone would force sub-batches are computed directly instead.
+pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -> Result<Plan> {
     if batch == 0 {
         return Err(Error::Input("the batch size must be at least 1".into()));
     }
-    let intervals = arena::liveness(graph)?;
-    let per_image: Vec<u64> = graph
-        .tensors
+    let device = &opts.device;
+    let step_intervals = arena::liveness(graph)?;
+    let dtypes = tensor_dtypes(graph, opts.precision);
+    // Each conv's Winograd tile, for the requested batch (a sub-batch keeps the choice).
+    let mut winograd: Vec<Option<Tile>> = graph
+        .ops
         .iter()
-        .zip(&intervals)
-        .map(|(t, iv)| {
-            if iv.is_some() {
-                t.len() as u64 * F32
-            } else {
-                0
-            }
+        .map(|op| match op {
+            Op::Conv(c) => kernel::winograd_tile(
+                c,
+                &graph.tensors,
+                batch,
+                device,
+                opts.precision == Precision::F16,
+            ),
+            _ => None,
         })
         .collect();
     let align = limits.alignment();
     let cap = limits.max_arena_bytes();
-    let layout_for = |b: usize| {
-        let sizes: Vec<u64> = per_image.iter().map(|s| s * b as u64).collect();
-        arena::assign(&sizes, &intervals, align)
+    // Per-image bytes and live intervals of every tensor, the scratch of `winograd` included.
+    let tensors_for = |winograd: &[Option<Tile>]| {
+        let mut sizes: Vec<u64> = graph
+            .tensors
+            .iter()
+            .zip(&step_intervals)
+            .zip(&dtypes)
+            .map(|((t, iv), d)| {
+                if iv.is_some() {
+                    t.len() as u64 * d.bytes()
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut live = arena::phase_liveness(graph, &step_intervals, winograd);
+        let mut scratch = Vec::new();
+        for (step, (op, tile)) in graph.ops.iter().zip(winograd).enumerate() {
+            if let (Op::Conv(c), Some(tile)) = (op, tile) {
+                let out = &graph.tensors[c.output];
+                let tiles = (tile.tiles(out.h) * tile.tiles(out.w)) as u64;
+                let points = tile.points() as u64;
+                for (role, channels) in [("v", c.cin), ("m", c.cout)] {
+                    let elems = points * tiles * channels as u64;
+                    let dtype = scratch_dtype(opts.precision, *tile);
+                    scratch.push(Scratch {
+                        name: format!("{}:winograd_{role}", c.name),
+                        step,
+                        elems_per_image: elems,
+                        dtype,
+                    });
+                    sizes.push(elems * dtype.bytes());
+                    // V is written in phase 0 and read by the GEMMs in phase 1; M is written
+                    // in phase 1 and read by the output transform in phase 2.
+                    let k = if role == "v" { 0 } else { 1 };
+                    live.push(Some(Interval {
+                        first: step * PHASES + k,
+                        last: step * PHASES + k + 1,
+                    }));
+                }
+            }
+        }
+        (sizes, live, scratch)
+    };
+    let layout_for = |sizes: &[u64], live: &[Option<Interval>], b: usize| {
+        let sizes: Vec<u64> = sizes.iter().map(|s| s * b as u64).collect();
+        arena::assign(&sizes, live, align)
     };
 
+    let (mut sizes, mut live, mut scratch) = tensors_for(&winograd);
     // One image must fit; then every size below is at most `cap` bytes, so no sum overflows.
-    let one = layout_for(1);
+    let mut one = layout_for(&sizes, &live, 1);
+    if one.arena_bytes > cap && winograd.iter().any(Option::is_some) {
+        winograd.iter_mut().for_each(|w| *w = None);
+        (sizes, live, scratch) = tensors_for(&winograd);
+        one = layout_for(&sizes, &live, 1);
+    }
     if one.arena_bytes > cap {
         let h = &graph.tensors[graph.input];
         return Err(Error::DeviceLimits(format!(
@@ -228,13 +442,42 @@ pub fn plan_for(
             mib(MAX_ADDRESSABLE_BYTES),
         )));
     }
+    // Where the whole batch would fit without Winograd's scratch but not with it, drop
+    // Winograd from the convs live at the arena's peak, one at a time: a sub-batch split
+    // costs more than a direct conv.
+    if layout_for(
+        &sizes,
+        &live,
+        batch.min((cap / one.lower_bound_bytes.max(1)) as usize + 1),
+    )
+    .arena_bytes
+        > cap
+    {
+        let direct: Vec<Option<Tile>> = vec![None; winograd.len()];
+        let (dsizes, dlive, _) = tensors_for(&direct);
+        let direct_fits = |b: usize| {
+            arena::lower_bound(&dsizes, &dlive).saturating_mul(b as u64) <= cap
+                && layout_for(&dsizes, &dlive, b).arena_bytes <= cap
+        };
+        if direct_fits(batch) {
+            while layout_for(&sizes, &live, batch).arena_bytes > cap {
+                let peak = arena::peak_step(&sizes, &live) / PHASES;
+                let Some(demote) = scratch.iter().find(|s| s.step == peak).map(|s| s.step) else {
+                    break;
+                };
+                winograd[demote] = None;
+                (sizes, live, scratch) = tensors_for(&winograd);
+            }
+        }
+    }
+    one = layout_for(&sizes, &live, 1);
     // The arena grows with the batch: `b` images need at least `b` times one image's lower
     // bound, which caps the search. The largest sub-batch that fits, by binary search.
     let upper = (cap / one.lower_bound_bytes.max(1)).clamp(1, batch as u64) as usize;
     let (mut lo, mut hi, mut layout) = (1usize, upper, one);
     if upper > 1 {
         // Usually the whole batch fits: one layout, no search.
-        let l = layout_for(upper);
+        let l = layout_for(&sizes, &live, upper);
         if l.arena_bytes <= cap {
             (lo, layout) = (upper, l);
         } else {
@@ -243,7 +486,7 @@ pub fn plan_for(
     }
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
-        let l = layout_for(mid);
+        let l = layout_for(&sizes, &live, mid);
         if l.arena_bytes <= cap {
             (lo, layout) = (mid, l);
         } else {
@@ -252,39 +495,58 @@ pub fn plan_for(
     }
     let sub = lo;
 
-    let (weights, weight_buffers) = weights::pack(graph, limits)?;
+    let (weights, weight_buffers) = weights::pack(graph, &winograd, opts.precision, limits)?;
     let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
 
+    let n_graph = graph.tensors.len();
+    let mut next_scratch = n_graph;
     let steps = graph
         .ops
         .iter()
         .enumerate()
         .map(|(i, op)| {
             let out = &graph.tensors[op.outputs()[0]];
+            let macs = op.macs_per_image(&graph.tensors) * sub as u64;
+            let conv = match op {
+                Op::Conv(c) => {
+                    let algo = winograd[i].map_or(ConvAlgo::Direct, ConvAlgo::Winograd);
+                    Some(kernel::plan_conv(c, &graph.tensors, sub, device, algo)?)
+                }
+                _ => None,
+            };
+            let scratch = winograd[i].map(|_| {
+                next_scratch += 2;
+                [next_scratch - 2, next_scratch - 1]
+            });
             Ok(Step {
                 op: i,
                 name: op.name().to_string(),
                 kind: op_kind(op),
                 output_shape: [sub, out.h, out.w, out.c],
-                macs: op.macs_per_image(&graph.tensors) * sub as u64,
-                conv: match op {
-                    Op::Conv(c) => Some(kernel::choose_conv(c, &graph.tensors, sub, device)?),
-                    _ => None,
-                },
+                macs,
+                macs_executed: conv.map_or(macs, |c| c.macs_executed()),
+                conv,
+                scratch,
             })
         })
         .collect::<Result<_>>()?;
-    let tensors = intervals
+    let tensors = live
         .iter()
         .zip(&layout.offsets)
-        .zip(&per_image)
-        .map(|((iv, &offset_bytes), &size)| {
+        .zip(&sizes)
+        .enumerate()
+        .map(|(t, ((iv, &offset_bytes), &size))| {
             let iv = iv.unwrap_or(Interval { first: 0, last: 0 });
             Placement {
                 offset_bytes,
                 size_bytes: size * sub as u64,
-                first_step: iv.first,
-                last_step: iv.last,
+                dtype: match dtypes.get(t) {
+                    Some(&d) => d,
+                    None => scratch[t - n_graph].dtype,
+                },
+                first_step: iv.first / PHASES,
+                last_step: iv.last / PHASES,
+                phases: iv,
             }
         })
         .collect();
@@ -292,8 +554,10 @@ pub fn plan_for(
     Ok(Plan {
         batch: sub,
         requested_batch: batch,
+        precision: opts.precision,
         steps,
         tensors,
+        scratch,
         arena_bytes: layout.arena_bytes,
         naive_bytes: layout.naive_bytes,
         lower_bound_bytes: layout.lower_bound_bytes,
@@ -312,6 +576,11 @@ impl Plan {
     /// Multiply-adds of one image.
     pub fn macs_per_image(&self) -> u64 {
         self.steps.iter().map(|s| s.macs).sum::<u64>() / self.batch as u64
+    }
+
+    /// Multiply-adds the kernels execute for one image (Winograd's GEMMs do fewer).
+    pub fn macs_executed_per_image(&self) -> u64 {
+        self.steps.iter().map(|s| s.macs_executed).sum::<u64>() / self.batch as u64
     }
 
     /// `arena_bytes / lower_bound_bytes` (1.0 is optimal).

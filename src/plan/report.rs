@@ -23,20 +23,31 @@ impl Plan {
                     "kind": s.kind,
                     "output_shape": s.output_shape,
                     "macs": s.macs,
-                    "kernel": s.conv.map(|c| json!({
-                        "variant": c.variant.name(),
-                        "workgroup_size": c.wg,
-                        "tile_m": c.tile_m,
-                        "tile_n": 4 * c.tile_n4,
-                        "pixels_per_invocation": c.rows,
-                        "describe": c.describe(),
-                        "vec4": c.vec4,
-                        "is_1x1": c.is_1x1,
-                        "bounds_checks": c.checks,
-                        "m_fastest": c.m_fastest,
-                        "gemm_mnk": [c.m, c.n, c.k],
-                        "workgroups": c.tiles,
-                    })),
+                    "macs_executed": s.macs_executed,
+                    "kernel": s.conv.map(|cp| {
+                        let c = cp.gemm;
+                        json!({
+                            "algorithm": cp.algo.name(),
+                            "variant": c.variant.name(),
+                            "workgroup_size": c.wg,
+                            "tile_m": c.tile_m,
+                            "tile_n": 4 * c.tile_n4,
+                            "pixels_per_invocation": c.rows,
+                            "describe": cp.describe(),
+                            "vec4": c.vec4,
+                            "is_1x1": c.is_1x1,
+                            "bounds_checks": c.checks,
+                            "m_fastest": c.m_fastest,
+                            "gemm_mnk": [c.m, c.n, c.k],
+                            "gemm_batch": c.batch,
+                            "workgroups": c.tiles * c.batch,
+                        })
+                    }),
+                    "scratch": s.scratch.map(|ids| ids.map(|t| json!({
+                        "name": self.tensor_name(graph, t),
+                        "offset_bytes": self.tensors[t].offset_bytes,
+                        "size_bytes": self.tensors[t].size_bytes,
+                    }))),
                     "inputs": op.inputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "outputs": op.outputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "output_offset_bytes": self.tensors[op.outputs()[0]].offset_bytes,
@@ -51,17 +62,25 @@ impl Plan {
         let tensors: Vec<Value> = self
             .tensors
             .iter()
-            .zip(&graph.tensors)
             .enumerate()
-            .map(|(id, (p, t))| {
+            .map(|(id, p)| {
+                let shape = match graph.tensors.get(id) {
+                    Some(t) => json!([self.batch, t.h, t.w, t.c]),
+                    None => json!([
+                        self.batch,
+                        self.scratch[id - graph.tensors.len()].elems_per_image
+                    ]),
+                };
                 json!({
                     "id": id,
-                    "name": t.name,
-                    "shape": [self.batch, t.h, t.w, t.c],
+                    "name": self.tensor_name(graph, id),
+                    "shape": shape,
+                    "dtype": p.dtype.name(),
                     "offset_bytes": p.offset_bytes,
                     "size_bytes": p.size_bytes,
                     "first_step": p.first_step,
                     "last_step": p.last_step,
+                    "phases": [p.phases.first, p.phases.last],
                 })
             })
             .collect();
@@ -69,7 +88,9 @@ impl Plan {
             "batch": self.requested_batch,
             "sub_batch": self.batch,
             "sub_batches": self.sub_batches(),
+            "precision": self.precision.name(),
             "macs_per_image": graph.macs_per_image(),
+            "macs_executed_per_image": self.macs_executed_per_image(),
             "weights_bytes": self.weights_bytes,
             "weight_buffers": self.weight_buffers,
             "arena_bytes": self.arena_bytes,
@@ -82,6 +103,14 @@ impl Plan {
             "dispatches": dispatches,
             "tensors": tensors,
         })
+    }
+
+    /// A tensor's name: the graph's, or the scratch tensor's.
+    pub fn tensor_name(&self, graph: &Graph, t: usize) -> String {
+        match graph.tensors.get(t) {
+            Some(info) => info.name.clone(),
+            None => self.scratch[t - graph.tensors.len()].name.clone(),
+        }
     }
 
     /// A dispatch table (name, kind, output NHWC, MMACs, arena offset of the output) and a
@@ -112,7 +141,7 @@ impl Plan {
                 st.macs as f64 / 1e6,
                 self.tensors[out].offset_bytes as f64 / MIB,
                 st.conv
-                    .map(|c| format!("{} ({} wg)", c.describe(), c.tiles))
+                    .map(|c| format!("{} ({} wg)", c.describe(), c.gemm.tiles * c.gemm.batch))
                     .unwrap_or_default(),
             );
             let _ = writeln!(s, "{}", line.trim_end());
@@ -120,9 +149,11 @@ impl Plan {
         let total_macs: u64 = self.steps.iter().map(|s| s.macs).sum();
         let _ = writeln!(
             s,
-            "{} dispatches, {:.2} GMACs per image, batch {} as {} sub-batch(es) of {}",
+            "{} steps, {:.2} GMACs per image ({:.2} executed), {}, batch {} as {} sub-batch(es) of {}",
             self.steps.len(),
             graph.macs_per_image() as f64 / 1e9,
+            self.macs_executed_per_image() as f64 / 1e9,
+            self.precision.name(),
             self.requested_batch,
             self.sub_batches(),
             self.batch,

@@ -3,6 +3,17 @@ use crate::graph::{
     BnRelu, ConvOp, GlobalAvgPoolOp, MaxPoolOp, PadValue, Residual, SplitOutput, TensorId,
     TensorInfo,
 };
+use crate::winograd::Tile;
+
+/// The planner with every conv direct: these tests are about liveness, offsets and weights,
+/// not about Winograd's scratch (see `winograd_scratch_*`).
+fn plan_direct(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
+    let device = DeviceProfile {
+        winograd: WinogradPolicy::Off,
+        ..DeviceProfile::gpu()
+    };
+    plan_for(graph, batch, limits, &device)
+}
 
 /// A tiny graph builder: tensors and ops appended in order.
 struct G(Graph);
@@ -135,7 +146,7 @@ impl G {
 }
 
 fn checked(g: &Graph, batch: usize, limits: &Limits) -> Plan {
-    let p = plan(g, batch, limits).unwrap();
+    let p = plan_direct(g, batch, limits).unwrap();
     if let Err(e) = p.check(g, limits) {
         panic!("invalid plan:\n{e}\n{}", p.describe(g));
     }
@@ -287,7 +298,7 @@ fn one_image_too_big_is_an_error_that_says_what_to_do() {
         max_binding_bytes: 4096,
         ..Limits::unlimited()
     };
-    match plan(&g, 4, &limits) {
+    match plan_direct(&g, 4, &limits) {
         Err(Error::DeviceLimits(msg)) => {
             assert!(msg.contains("smaller input size"), "{msg}");
             assert!(msg.contains("8x8"), "{msg}");
@@ -336,7 +347,7 @@ fn weights_are_aligned_and_spill_into_new_buffers() {
         max_binding_bytes: 9000,
         ..Limits::unlimited()
     };
-    match plan(&g, 1, &limits) {
+    match plan_direct(&g, 1, &limits) {
         Err(Error::DeviceLimits(msg)) => assert!(msg.contains("`a`"), "{msg}"),
         other => panic!("expected DeviceLimits, got {other:?}"),
     }
@@ -349,7 +360,7 @@ fn malformed_graphs_are_rejected() {
         c.input = 2; // written by step 1
     }
     assert!(matches!(
-        plan(&g, 1, &Limits::unlimited()),
+        plan_direct(&g, 1, &Limits::unlimited()),
         Err(Error::Input(_))
     ));
     let mut g = chain(8);
@@ -357,16 +368,16 @@ fn malformed_graphs_are_rejected() {
         c.output = 1; // already written by step 0
     }
     assert!(matches!(
-        plan(&g, 1, &Limits::unlimited()),
+        plan_direct(&g, 1, &Limits::unlimited()),
         Err(Error::Input(_))
     ));
     let g = G::new(4, 4, 3).done(0);
     assert!(matches!(
-        plan(&g, 1, &Limits::unlimited()),
+        plan_direct(&g, 1, &Limits::unlimited()),
         Err(Error::Input(_))
     ));
     assert!(matches!(
-        plan(&chain(8), 0, &Limits::unlimited()),
+        plan_direct(&chain(8), 0, &Limits::unlimited()),
         Err(Error::Input(_))
     ));
 }
@@ -419,4 +430,113 @@ fn wgpu_limits_are_read_with_a_minimum_alignment() {
         wgpu::Limits::default().max_storage_buffer_binding_size
     );
     assert_eq!(l.max_buffer_bytes, wgpu::Limits::default().max_buffer_size);
+}
+
+/// Winograd convs get their V and M as ordinary planned tensors, live at their step only (V
+/// over its first two phases, M over its last two; the conv's input dies after its first
+/// phase, its output is born in its last): the checker accepts the plan, the arena stays within 10% of the lower bound, the executed MACs
+/// drop by the tile's factor, and the weight slots hold the transformed filters.
+#[test]
+fn winograd_scratch_is_planned_and_checked() {
+    let g = chain(24);
+    let limits = Limits::unlimited();
+    let p = plan(&g, 2, &limits).unwrap();
+    p.check(&g, &limits)
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.describe(&g)));
+    let tiles = 2 * Tile::F4.tiles(24) * Tile::F4.tiles(24);
+    assert_eq!(p.scratch.len(), 6, "V and M of a, b, c");
+    for (i, step) in p.steps[..3].iter().enumerate() {
+        assert_eq!(step.winograd(), Some(Tile::F4), "{}", step.name);
+        let [v, m] = step.scratch.expect("scratch");
+        for t in [v, m] {
+            assert_eq!(p.tensors[t].size_bytes, (36 * tiles * 16 * 4) as u64);
+            assert_eq!((p.tensors[t].first_step, p.tensors[t].last_step), (i, i));
+        }
+        let phase = |k: usize| i * PHASES + k;
+        let (input, output) = match &g.ops[i] {
+            Op::Conv(c) => (c.input, c.output),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            p.tensors[v].interval(),
+            Interval {
+                first: phase(0),
+                last: phase(1)
+            }
+        );
+        assert_eq!(
+            p.tensors[m].interval(),
+            Interval {
+                first: phase(1),
+                last: phase(2)
+            }
+        );
+        assert_eq!(p.tensors[output].interval().first, phase(2));
+        assert_eq!(p.tensors[input].interval().last, phase(0));
+        // 36 GEMMs of tiles x 16 x 16 instead of 24 * 24 pixels x 144 x 16.
+        assert_eq!(step.macs_executed, (36 * tiles * 16 * 16) as u64);
+        assert_eq!(step.macs, (2 * 24 * 24 * 144 * 16) as u64);
+        assert_eq!(
+            p.weights[i].size_bytes,
+            (4 * (36 * 16 * 16 + 16)) as u64,
+            "U [36][16][16] | bias"
+        );
+    }
+    assert!(p.arena_bytes as f64 <= 1.1 * p.lower_bound_bytes as f64);
+    assert!(p.describe(&g).contains("F(4,3)"));
+    // The checker recomputes the phases: a Winograd output claimed live from the conv's first
+    // phase (or its scratch from the step's start to its end) is caught.
+    let out = match &g.ops[1] {
+        Op::Conv(c) => c.output,
+        _ => unreachable!(),
+    };
+    let mut bad = p.clone();
+    bad.tensors[out].phases.first = PHASES;
+    assert!(
+        bad.check(&g, &limits)
+            .unwrap_err()
+            .contains("live over phases")
+    );
+    let mut bad = p.clone();
+    let [v, _] = bad.steps[1].scratch.unwrap();
+    bad.tensors[v].phases.last = 2 * PHASES - 1;
+    assert!(
+        bad.check(&g, &limits)
+            .unwrap_err()
+            .contains("live over phases")
+    );
+    // f16 plans take F(2,3) (F(4,3)'s rounded filters lose precision), with f16 scratch.
+    let opts = PlanOptions {
+        precision: Precision::F16,
+        ..Default::default()
+    };
+    let p16 = plan_with(&g, 2, &limits, &opts).unwrap();
+    p16.check(&g, &limits).unwrap();
+    assert_eq!(p16.steps[0].winograd(), Some(Tile::F2));
+    let [v, _] = p16.steps[0].scratch.unwrap();
+    assert_eq!(p16.tensors[v].dtype, Dtype::F16);
+    assert_eq!(p16.tensors[1].dtype, Dtype::F16);
+}
+
+/// Where the whole batch fits only without Winograd's scratch, the convs at the peak are
+/// computed directly rather than splitting the batch; where it does not fit either way,
+/// Winograd stays and the batch is split.
+#[test]
+fn winograd_gives_way_to_a_whole_batch() {
+    let g = chain(24);
+    let direct = plan_direct(&g, 8, &Limits::unlimited()).unwrap();
+    let wino = plan(&g, 8, &Limits::unlimited()).unwrap();
+    assert!(wino.arena_bytes > direct.arena_bytes);
+    let mut limits = Limits::unlimited();
+    limits.max_binding_bytes = direct.arena_bytes;
+    let p = plan(&g, 8, &limits).unwrap();
+    p.check(&g, &limits).unwrap();
+    assert_eq!(p.batch, 8, "no sub-batches");
+    let kept = p.steps.iter().filter(|s| s.winograd().is_some()).count();
+    assert!(kept < 3, "{kept} Winograd convs kept");
+    limits.max_binding_bytes = direct.arena_bytes / 2;
+    let p = plan(&g, 8, &limits).unwrap();
+    p.check(&g, &limits).unwrap();
+    assert!(p.batch < 8);
+    assert_eq!(p.steps.iter().filter(|s| s.winograd().is_some()).count(), 3);
 }

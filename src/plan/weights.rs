@@ -2,19 +2,32 @@
 //! that none exceeds the device's largest buffer.
 
 use super::arena::align_up;
-use super::{F32, Limits, WeightSlot, mib};
+use super::{Limits, Precision, WeightSlot, mib};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::winograd::Tile;
 
 /// Slots (indexed by op) and buffer sizes. Slots are packed in op order, each at the next
 /// aligned offset of the current buffer; a slot that would overflow it opens a new buffer.
-pub(crate) fn pack(graph: &Graph, limits: &Limits) -> Result<(Vec<WeightSlot>, Vec<u64>)> {
+/// An op's slot holds its constants laid out for its algorithm (`winograd[op]`) at
+/// `precision`.
+pub(crate) fn pack(
+    graph: &Graph,
+    winograd: &[Option<Tile>],
+    precision: Precision,
+    limits: &Limits,
+) -> Result<(Vec<WeightSlot>, Vec<u64>)> {
     let align = limits.alignment();
     let max_slot = limits.max_binding_bytes.min(limits.max_buffer_bytes);
     let mut slots = Vec::with_capacity(graph.ops.len());
     let mut buffers: Vec<u64> = Vec::new();
-    for op in &graph.ops {
-        let size = op.constants_len() as u64 * F32;
+    let elem = match precision {
+        Precision::F32 => 4,
+        Precision::F16 => 2,
+    };
+    for (op, tile) in graph.ops.iter().zip(winograd) {
+        // f16 slots are padded to 4 bytes (whole words).
+        let size = (op.constants_len_for(*tile) as u64 * elem).next_multiple_of(4);
         if size == 0 {
             slots.push(WeightSlot {
                 buffer: 0,

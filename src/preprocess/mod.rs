@@ -62,6 +62,25 @@ pub enum Resize {
     None { height: usize, width: usize },
 }
 
+/// Most bytes an intermediate image of preprocessing may take (RGB8), the same bound as
+/// decoding ([`decode::MAX_DECODE_BYTES`]): an extreme aspect ratio (a 1x100000 strip resized
+/// to a shorter side of 256) or an absurd `--size` is an error, not a 20 GB allocation.
+const MAX_IMAGE_BYTES: u64 = decode::MAX_DECODE_BYTES;
+
+/// `Err` unless a `w x h` RGB image (`what`, for the message) stays within [`MAX_IMAGE_BYTES`].
+fn check_size(w: usize, h: usize, what: &str) -> Result<()> {
+    let bytes = (w as u128) * (h as u128) * 3;
+    if bytes > u128::from(MAX_IMAGE_BYTES) {
+        return Err(Error::Input(format!(
+            "{what} makes a {w}x{h} image ({:.1} GiB), more than the {} MiB an image may take; \
+             use a smaller size or crop the image",
+            bytes as f64 / (1u64 << 30) as f64,
+            MAX_IMAGE_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Whether [`Resize::CentralCropThenResize`] samples at half-pixel centres. `false`: what
 /// `research/slim/preprocessing/inception_preprocessing.py` does
 /// (`tf.image.resize_bilinear(image, [h, w], align_corners=False)`, TF1 semantics).
@@ -185,7 +204,11 @@ impl Preprocess {
                     r,
                 ) => {
                     let crop = size.unwrap_or(c0);
-                    let resize = r.unwrap_or((crop * r0).checked_div(c0).unwrap_or(crop));
+                    let resize = r.unwrap_or(
+                        crop.checked_mul(r0)
+                            .and_then(|x| x.checked_div(c0))
+                            .unwrap_or(crop),
+                    );
                     Resize::ShorterThenCrop {
                         resize,
                         crop,
@@ -249,6 +272,7 @@ impl Preprocess {
                 "the input size {oh}x{ow} is empty; give --size a positive value"
             )));
         }
+        check_size(ow, oh, "the network input")?;
         match self.resize {
             Resize::ShorterThenCrop {
                 resize: r, filter, ..
@@ -258,7 +282,13 @@ impl Preprocess {
                         "--resize 0: the shorter side must be positive".into(),
                     ));
                 }
+                check_size(r, r, "the --resize target")?;
                 let (nw, nh) = resize::torchvision_resized_size(iw, ih, r);
+                check_size(
+                    nw,
+                    nh,
+                    &format!("resizing this {iw}x{ih} image's shorter side to {r}"),
+                )?;
                 let resized = resize::pillow_resize(img, nw, nh, filter);
                 let cropped = resize::center_crop(&resized, ow, oh);
                 Ok(self.normalise_u8(&cropped))

@@ -1,8 +1,10 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`).
 
+use super::pool::dtype_flags;
 use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
 use crate::gpu::Dispatch;
 use crate::graph::{BnReluOp, TensorInfo, pad4};
+use crate::plan::{Dtype, Placement};
 
 /// Mirrors `Params` in elementwise.wgsl.
 #[repr(C)]
@@ -13,7 +15,8 @@ struct Params {
     in_off: u32,
     out_off: u32,
     cp: u32,
-    _pad: [u32; 3],
+    flags: u32,
+    _pad: [u32; 2],
 }
 
 /// Invocations per workgroup.
@@ -21,15 +24,17 @@ const WG: u32 = 256;
 
 impl Kernels {
     /// Elementwise `relu(x * scale + shift)`. `consts`: the op's slot of the weights buffer
-    /// (`scale [pad4(c)] | shift [pad4(c)]`).
+    /// (`scale [pad4(c)] | shift [pad4(c)]`, of type `weights`).
+    #[allow(clippy::too_many_arguments)]
     pub fn bn_relu(
         &self,
         op: &BnReluOp,
         tensors: &[TensorInfo],
         batch: u32,
         arena: &wgpu::Buffer,
-        offsets: &[u64],
+        placements: &[Placement],
         consts: wgpu::BufferBinding<'_>,
+        weights: Dtype,
     ) -> Dispatch {
         let ti = &tensors[op.input];
         let to = &tensors[op.output];
@@ -39,13 +44,14 @@ impl Kernels {
             "{}: shapes",
             op.name
         );
-        let total = u32_of(batch as usize * ti.len());
+        let total = u32_of(batch as usize * ti.h * ti.w * ti.c.div_ceil(4));
         let params = Params {
             total,
             c: u32_of(ti.c),
-            in_off: elem_offset(offsets, op.input),
-            out_off: elem_offset(offsets, op.output),
+            in_off: elem_offset(placements, op.input),
+            out_off: elem_offset(placements, op.output),
             cp: u32_of(pad4(ti.c)),
+            flags: dtype_flags(&placements[op.input], &placements[op.output], weights),
             ..Default::default()
         };
         let pipeline = self.pipeline(Shader::Elementwise, "bn_relu", &[], Bindings::Consts);
@@ -55,7 +61,7 @@ impl Kernels {
             bytemuck::bytes_of(&params),
             arena,
             &[wgpu::BindingResource::Buffer(consts)],
-            total.div_ceil(WG),
+            [total.div_ceil(WG), 1],
         )
     }
 }

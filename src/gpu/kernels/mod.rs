@@ -1,9 +1,9 @@
-//! Kernel wrappers: one small module per kernel family (shaders in `shaders/*.wgsl`).
+//! Kernel wrappers: one small module per kernel family (shaders in `shaders/`).
 //!
-//! [`Kernels`] owns the shader modules, the two bind group layouts and a pipeline cache keyed
-//! by (shader, entry point, override constants). Each wrapper method turns one lowered op into a
-//! [`Dispatch`]: it writes the op's shapes, arena offsets and flags into a small uniform buffer
-//! (created once, here) and binds `uniform | arena | constants`.
+//! [`Kernels`] owns the shader modules, the bind group layouts and a pipeline cache keyed by
+//! (shader, entry point, override constants). Each wrapper method turns one lowered op into
+//! [`Dispatch`]es: it writes the op's shapes, arena offsets and flags into a small uniform
+//! buffer (created once, here) and binds `uniform | arena | constants`.
 //!
 //! Binding conventions, shared by every shader:
 //! * `@binding(0)`: the op's uniform;
@@ -11,64 +11,120 @@
 //!   addressed by element offsets in the uniform (a second, read-only view of the same buffer in
 //!   the same dispatch would be a usage conflict);
 //! * `@binding(2)`: the op's slot of the read-only weights buffer, laid out by
-//!   [`Op::constants`](crate::graph::Op::constants) (absent for max pool);
+//!   [`Op::constants_for`](crate::graph::Op::constants_for) (absent for max pool);
 //! * `@binding(3)`, `@binding(4)`: the texture conv variant's input and weights textures
 //!   ([`texture`]).
 
-mod conv;
+pub mod conv;
 mod elementwise;
 mod pool;
 pub mod texture;
 
 pub use conv::ConvTextures;
 
-pub use crate::plan::kernel::{ConvConfig, ConvVariant, DeviceProfile};
+pub use crate::plan::kernel::{
+    ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, WinogradPolicy,
+};
 
 use super::Dispatch;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Environment variable that forces a conv variant (`shared`, `register` or `texture`).
+/// Environment variable that forces a conv variant (`shared`, `register`, `texture` or
+/// `subgroup`) for every GEMM it can run.
 pub const CONV_VARIANT_ENV: &str = "RESNET_CONV_VARIANT";
+/// Environment variable that sets which convs take Winograd (`auto`, `off`, `f2`, `f4`).
+pub const WINOGRAD_ENV: &str = "RESNET_WINOGRAD";
 
+/// A shader module: the WGSL files of one kernel, joined by plain concatenation (shared parts
+/// first), so that every kernel is a file of its own without any templating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Shader {
-    Conv,
+pub(crate) enum Shader {
+    ConvRegister,
+    ConvShared,
+    ConvTexture,
+    ConvSubgroup,
+    Winograd,
+    Pack,
     Pool,
     Elementwise,
-    Texture,
+}
+
+macro_rules! conv_source {
+    ($io:literal, $kernel:literal) => {
+        concat!(
+            include_str!("../../../shaders/conv/common.wgsl"),
+            include_str!(concat!("../../../shaders/conv/", $io)),
+            include_str!(concat!("../../../shaders/conv/", $kernel))
+        )
+    };
 }
 
 impl Shader {
-    fn source(self) -> &'static str {
+    pub(crate) const ALL: [Shader; 8] = [
+        Shader::ConvRegister,
+        Shader::ConvShared,
+        Shader::ConvTexture,
+        Shader::ConvSubgroup,
+        Shader::Winograd,
+        Shader::Pack,
+        Shader::Pool,
+        Shader::Elementwise,
+    ];
+
+    pub(crate) fn source(self) -> &'static str {
         match self {
-            Shader::Conv => include_str!("../../../shaders/conv.wgsl"),
+            Shader::ConvRegister => conv_source!("io32.wgsl", "register.wgsl"),
+            Shader::ConvShared => conv_source!("io32.wgsl", "shared.wgsl"),
+            Shader::ConvTexture => conv_source!("io32.wgsl", "texture.wgsl"),
+            Shader::ConvSubgroup => conv_source!("io64.wgsl", "subgroup.wgsl"),
+            Shader::Winograd => conv_source!("io32.wgsl", "winograd.wgsl"),
+            Shader::Pack => include_str!("../../../shaders/conv/pack.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
+        }
+    }
+
+    /// Device features the module needs beyond core WebGPU.
+    pub(crate) fn features(self) -> wgpu::Features {
+        match self {
+            Shader::ConvSubgroup => wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64,
+            _ => wgpu::Features::empty(),
         }
     }
 }
 
+/// Every shader module as the kernels create it: `(name, WGSL source, device features it
+/// needs)`, for validation and tools.
+pub fn modules() -> Vec<(String, &'static str, wgpu::Features)> {
+    Shader::ALL
+        .iter()
+        .map(|s| (format!("{s:?}"), s.source(), s.features()))
+        .collect()
+}
+
 /// Which bind group layout a pipeline uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Bindings {
+pub(crate) enum Bindings {
     /// uniform | arena
     Arena,
     /// uniform | arena | consts
     Consts,
     /// uniform | arena | consts | input texture | weights texture
     Textures,
-    /// uniform | arena | storage texture (texture packing)
+    /// uniform | arena | rgba32float storage texture (texture packing)
     Pack,
+    /// uniform | arena | rgba16float storage texture (texture packing, f16 plans)
+    Pack16,
 }
 
 impl Bindings {
-    const ALL: [Bindings; 4] = [
+    const ALL: [Bindings; 5] = [
         Bindings::Arena,
         Bindings::Consts,
         Bindings::Textures,
         Bindings::Pack,
+        Bindings::Pack16,
     ];
 
     fn label(self) -> &'static str {
@@ -77,6 +133,7 @@ impl Bindings {
             Bindings::Consts => "kernels: uniform|arena|consts",
             Bindings::Textures => "kernels: uniform|arena|consts|textures",
             Bindings::Pack => "kernels: uniform|arena|storage texture",
+            Bindings::Pack16 => "kernels: uniform|arena|storage texture (f16)",
         }
     }
 
@@ -86,6 +143,16 @@ impl Bindings {
             buffer_entry(0, wgpu::BufferBindingType::Uniform),
             buffer_entry(1, storage(false)),
         ];
+        let pack = |format| wgpu::BindGroupLayoutEntry {
+            binding: 2,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::WriteOnly,
+                format,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            },
+            count: None,
+        };
         match self {
             Bindings::Arena => {}
             Bindings::Consts => entries.push(buffer_entry(2, storage(true))),
@@ -94,16 +161,8 @@ impl Bindings {
                 texture_entry(3),
                 texture_entry(4),
             ]),
-            Bindings::Pack => entries.push(wgpu::BindGroupLayoutEntry {
-                binding: 2,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                },
-                count: None,
-            }),
+            Bindings::Pack => entries.push(pack(wgpu::TextureFormat::Rgba32Float)),
+            Bindings::Pack16 => entries.push(pack(wgpu::TextureFormat::Rgba16Float)),
         }
         entries
     }
@@ -116,11 +175,7 @@ type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
 pub struct Kernels {
     device: wgpu::Device,
     max_groups_per_dim: u32,
-    /// Software adapter (lavapipe, WARP, SwiftShader): prefer the register-only conv.
-    software: bool,
-    /// The texture conv variant may be chosen (see [`Kernels::set_textures`]).
-    textures: bool,
-    conv_variant: Option<ConvVariant>,
+    profile: DeviceProfile,
     /// One pipeline layout per [`Bindings`], in [`Bindings::ALL`] order.
     pipeline_layouts: Vec<wgpu::PipelineLayout>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
@@ -158,7 +213,8 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
 
 impl Kernels {
     /// `limits`: the limits the device was opened with (nothing beyond them is requested).
-    /// The conv variant may be forced with the `RESNET_CONV_VARIANT` environment variable.
+    /// The conv variant and the Winograd policy may be set with the `RESNET_CONV_VARIANT` and
+    /// `RESNET_WINOGRAD` environment variables.
     pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Kernels {
         let pipeline_layouts = Bindings::ALL
             .iter()
@@ -180,18 +236,29 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let conv_variant = std::env::var(CONV_VARIANT_ENV).ok().and_then(|v| {
-            v.parse()
-                .map_err(|e| log::warn!("ignoring {CONV_VARIANT_ENV}: {e}"))
-                .ok()
-        });
-        let software = device.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        fn env<T: std::str::FromStr<Err = crate::Error>>(name: &str) -> Option<T> {
+            std::env::var(name).ok().and_then(|v| {
+                v.parse()
+                    .map_err(|e| log::warn!("ignoring {name}: {e}"))
+                    .ok()
+            })
+        }
+        let info = device.adapter_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        // The subgroup variant's workgroup of 8 must be one subgroup.
+        let subgroups = software
+            && device.features().contains(Shader::ConvSubgroup.features())
+            && info.subgroup_min_size >= 8;
         Kernels {
             device: device.clone(),
             max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
-            software,
-            textures: software,
-            conv_variant,
+            profile: DeviceProfile {
+                software,
+                textures: software,
+                subgroups,
+                forced: env(CONV_VARIANT_ENV),
+                winograd: env(WINOGRAD_ENV).unwrap_or(WinogradPolicy::Auto),
+            },
             pipeline_layouts,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -199,17 +266,38 @@ impl Kernels {
         }
     }
 
-    /// Forces a conv variant for every later [`Kernels::conv`] call (`None`: the per-shape
-    /// heuristic). Overrides `RESNET_CONV_VARIANT`.
+    /// What plan-time kernel choices should assume about this device (including a variant
+    /// forced with [`Kernels::set_conv_variant`] or `RESNET_CONV_VARIANT`).
+    pub fn device_profile(&self) -> DeviceProfile {
+        self.profile
+    }
+
+    /// Forces a conv variant for every GEMM it can run (`None`: the per-shape heuristic).
+    /// Overrides `RESNET_CONV_VARIANT`.
     pub fn set_conv_variant(&mut self, variant: Option<ConvVariant>) {
-        self.conv_variant = variant;
+        self.profile.forced = variant;
+    }
+
+    /// Sets which convs take Winograd. Overrides `RESNET_WINOGRAD`.
+    pub fn set_winograd(&mut self, policy: WinogradPolicy) {
+        self.profile.winograd = policy;
     }
 
     /// Allows or forbids the default choice of the texture conv variant (on by default on
     /// software adapters; a session turns it off when its textures would exceed the device's
     /// largest texture).
     pub fn set_textures(&mut self, on: bool) {
-        self.textures = on;
+        self.profile.textures = on;
+    }
+
+    /// Plans for another device than this one (e.g. a GPU's kernel mix on lavapipe); what
+    /// this device cannot run (the subgroup variant without its features) stays off.
+    pub fn set_profile(&mut self, profile: DeviceProfile) {
+        let can_subgroup = self.profile.software && self.profile.subgroups;
+        self.profile = DeviceProfile {
+            subgroups: profile.subgroups && can_subgroup,
+            ..profile
+        };
     }
 
     /// Number of distinct pipelines created so far (each costs a driver compile).
@@ -217,7 +305,7 @@ impl Kernels {
         self.pipelines.lock().unwrap().len()
     }
 
-    fn pipeline(
+    pub(crate) fn pipeline(
         &self,
         shader: Shader,
         entry: &'static str,
@@ -266,28 +354,29 @@ impl Kernels {
 
     /// `groups` workgroups as a grid within `max_compute_workgroups_per_dimension`: folded into
     /// y when needed (shaders linearise `wid.y * num_workgroups.x + wid.x` and drop the
-    /// overshoot).
-    fn grid(&self, groups: u32) -> [u32; 3] {
+    /// overshoot); `z` independent copies (batched GEMMs) along z. The planner's addressing
+    /// limit keeps `groups` far below the WebGPU minimum of 65535^2.
+    fn grid(&self, groups: u32, z: u32) -> [u32; 3] {
         let max = self.max_groups_per_dim.max(1);
         let x = groups.clamp(1, max);
         let y = groups.div_ceil(x);
-        assert!(
-            y <= max,
-            "{groups} workgroups exceed the device's {max} x {max} grid"
+        debug_assert!(
+            y <= max && z <= max,
+            "{groups} x {z} workgroups exceed the grid"
         );
-        [x, y, 1]
+        [x, y.min(max), z.clamp(1, max)]
     }
 
     /// Creates the op's uniform buffer and bind group and wraps them with the pipeline:
     /// `uniform | arena | extra...` in the layout the pipeline was created with.
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         label: &str,
         pipeline: wgpu::ComputePipeline,
         params: &[u8],
         arena: &wgpu::Buffer,
         extra: &[wgpu::BindingResource<'_>],
-        groups: u32,
+        groups: [u32; 2],
     ) -> Dispatch {
         // Not `create_buffer_init`: it panics when the device is lost (the mapping fails);
         // here the buffer is then just invalid, and the session reports the lost device.
@@ -320,21 +409,20 @@ impl Kernels {
             label: label.to_string(),
             pipeline,
             bind_group,
-            workgroups: self.grid(groups),
+            workgroups: self.grid(groups[0], groups[1]),
             stage: None,
         }
     }
 
-    fn dummy_consts(&self) -> wgpu::BufferBinding<'_> {
+    pub(crate) fn dummy_consts(&self) -> wgpu::BufferBinding<'_> {
         self.dummy_consts.as_entire_buffer_binding()
     }
 }
 
-/// Element offset of a tensor in the arena from its byte offset.
-fn elem_offset(offsets: &[u64], t: usize) -> u32 {
-    let b = offsets[t];
-    assert!(b.is_multiple_of(4), "arena offsets must be f32-aligned");
-    u32::try_from(b / 4).expect("arena offset beyond 2^32 elements")
+/// Element offset (in its own dtype) of tensor `t` in the arena.
+fn elem_offset(placements: &[crate::plan::Placement], t: usize) -> u32 {
+    u32::try_from(placements[t].offset_elems())
+        .expect("the planner keeps the arena within u32 elements")
 }
 
 /// Checked `usize -> u32` for shapes written to uniforms.

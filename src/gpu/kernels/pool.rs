@@ -3,6 +3,20 @@
 use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
 use crate::gpu::Dispatch;
 use crate::graph::{GlobalAvgPoolOp, MaxPoolOp, PadValue, TensorInfo, pad4};
+use crate::plan::{Dtype, Placement};
+
+const FLAG_ACT: u32 = 1;
+const FLAG_IN_F16: u32 = 2;
+const FLAG_OUT_F16: u32 = 4;
+const FLAG_W_F16: u32 = 8;
+
+/// The dtype flags of an op reading `input`, writing `output`, with constants of `weights`.
+pub(super) fn dtype_flags(input: &Placement, output: &Placement, weights: Dtype) -> u32 {
+    let f = |on: bool, bit: u32| if on { bit } else { 0 };
+    f(input.dtype == Dtype::F16, FLAG_IN_F16)
+        | f(output.dtype == Dtype::F16, FLAG_OUT_F16)
+        | f(weights == Dtype::F16, FLAG_W_F16)
+}
 
 /// Mirrors `Params` in pool.wgsl.
 #[repr(C)]
@@ -30,20 +44,21 @@ struct Params {
 const WG: u32 = 64;
 
 impl Kernels {
-    /// A max pool; the output size is the output tensor's.
+    /// A max pool; the output size is the output tensor's. `placements`: every tensor's
+    /// arena placement (offset, dtype), indexed by TensorId.
     pub fn max_pool(
         &self,
         op: &MaxPoolOp,
         tensors: &[TensorInfo],
         batch: u32,
         arena: &wgpu::Buffer,
-        offsets: &[u64],
+        placements: &[Placement],
     ) -> Dispatch {
         let ti = &tensors[op.input];
         let to = &tensors[op.output];
         assert_eq!(ti.c, to.c, "{}: channels", op.name);
         assert!(op.size > 0 && op.stride > 0);
-        let total = u32_of(batch as usize * to.len());
+        let total = u32_of(batch as usize * to.h * to.w * to.c.div_ceil(4));
         let params = Params {
             total,
             c: u32_of(to.c),
@@ -55,12 +70,13 @@ impl Kernels {
             stride: u32_of(op.stride),
             pad_top: u32_of(op.pad_top),
             pad_left: u32_of(op.pad_left),
-            in_off: elem_offset(offsets, op.input),
-            out_off: elem_offset(offsets, op.output),
+            in_off: elem_offset(placements, op.input),
+            out_off: elem_offset(placements, op.output),
             pad_value: match op.pad_value {
                 PadValue::NegInf => f32::NEG_INFINITY,
                 PadValue::Zero => 0.0,
             },
+            flags: dtype_flags(&placements[op.input], &placements[op.output], Dtype::F32),
             ..Default::default()
         };
         let pipeline = self.pipeline(Shader::Pool, "max_pool", &[], Bindings::Arena);
@@ -70,20 +86,23 @@ impl Kernels {
             bytemuck::bytes_of(&params),
             arena,
             &[],
-            total.div_ceil(WG),
+            [total.div_ceil(WG), 1],
         )
     }
 
     /// Mean over H and W (of the fused `bn_relu(x)` with `in_act`). `consts`: the op's slot
-    /// of the weights buffer (`scale [pad4(c)] | shift [pad4(c)]`), `None` without `in_act`.
+    /// of the weights buffer (`scale [pad4(c)] | shift [pad4(c)]`, of type `weights`), `None`
+    /// without `in_act`.
+    #[allow(clippy::too_many_arguments)]
     pub fn global_avg_pool(
         &self,
         op: &GlobalAvgPoolOp,
         tensors: &[TensorInfo],
         batch: u32,
         arena: &wgpu::Buffer,
-        offsets: &[u64],
+        placements: &[Placement],
         consts: Option<wgpu::BufferBinding<'_>>,
+        weights: Dtype,
     ) -> Dispatch {
         let ti = &tensors[op.input];
         let to = &tensors[op.output];
@@ -99,7 +118,8 @@ impl Kernels {
             "{}: constants are needed exactly when there is an in_act",
             op.name
         );
-        let groups = u32_of(batch as usize * ti.c.div_ceil(WG as usize));
+        // A workgroup of 64 invocations per 256 channels of an image.
+        let groups = u32_of(batch as usize * ti.c.div_ceil(4 * WG as usize));
         let params = Params {
             total: groups,
             c: u32_of(ti.c),
@@ -107,9 +127,10 @@ impl Kernels {
             w: u32_of(ti.w),
             oh: 1,
             ow: 1,
-            in_off: elem_offset(offsets, op.input),
-            out_off: elem_offset(offsets, op.output),
-            flags: u32::from(op.in_act.is_some()),
+            in_off: elem_offset(placements, op.input),
+            out_off: elem_offset(placements, op.output),
+            flags: (u32::from(op.in_act.is_some()) * FLAG_ACT)
+                | dtype_flags(&placements[op.input], &placements[op.output], weights),
             cp: u32_of(pad4(ti.c)),
             ..Default::default()
         };
@@ -121,7 +142,7 @@ impl Kernels {
             bytemuck::bytes_of(&params),
             arena,
             &[wgpu::BindingResource::Buffer(consts)],
-            groups,
+            [groups, 1],
         )
     }
 }

@@ -1,15 +1,15 @@
-//! vec4 textures for the texture conv variant (`conv_texture` in conv.wgsl): an rgba32float
-//! texture [`TEXTURE_WIDTH`] texels wide holding a linear array of vec4, texel `i` at
-//! `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`, filled by copies from a buffer.
+//! vec4 textures for the texture conv variant (`shaders/conv/texture.wgsl`): an rgba32float (or
+//! rgba16float, for f16 data) texture [`TEXTURE_WIDTH`] texels wide holding a linear array of
+//! vec4, texel `i` at `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`, filled by copies from a buffer.
 
-/// Texels per texture row; must match `TEX_WIDTH` in conv.wgsl. 4096 x 16 B = 64 KiB rows keep
-/// buffer-to-texture copies aligned (`bytes_per_row` must be a multiple of 256).
+/// Texels per texture row; must match `TEX_WIDTH` in texture.wgsl and pack.wgsl. 4096 texels
+/// of 8 or 16 bytes keep buffer-to-texture copies aligned (`bytes_per_row` must be a multiple
+/// of 256).
 pub const TEXTURE_WIDTH: u32 = 4096;
-
-const TEXEL_BYTES: u64 = 16;
 
 use super::{Bindings, Kernels, Shader, u32_of};
 use crate::gpu::Dispatch;
+use crate::plan::Dtype;
 
 /// Mirrors `Params` in texture.wgsl.
 #[repr(C)]
@@ -45,14 +45,14 @@ impl Kernels {
             in_off,
         };
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let pipeline = self.pipeline(Shader::Texture, "pack_texture", &[], Bindings::Pack);
+        let pipeline = self.pipeline(Shader::Pack, "pack_texture", &[], Bindings::Pack);
         self.dispatch(
             label,
             pipeline,
             bytemuck::bytes_of(&params),
             arena,
             &[wgpu::BindingResource::TextureView(&view)],
-            params.texels.div_ceil(PACK_WG),
+            [params.texels.div_ceil(PACK_WG), 1],
         )
     }
 }
@@ -68,8 +68,24 @@ pub fn fits(texels: u64, limits: &wgpu::Limits) -> bool {
         && TEXTURE_WIDTH <= limits.max_texture_dimension_2d
 }
 
-/// A texture for `texels` vec4 (check [`fits`] first).
-pub fn create(device: &wgpu::Device, texels: u64, label: &str) -> wgpu::Texture {
+/// The texture format holding vec4s of `dtype`.
+pub fn format_of(dtype: Dtype) -> wgpu::TextureFormat {
+    match dtype {
+        Dtype::F32 => wgpu::TextureFormat::Rgba32Float,
+        Dtype::F16 => wgpu::TextureFormat::Rgba16Float,
+    }
+}
+
+fn texel_bytes(format: wgpu::TextureFormat) -> u64 {
+    match format {
+        wgpu::TextureFormat::Rgba16Float => 8,
+        _ => 16,
+    }
+}
+
+/// A texture for `texels` vec4 of `dtype` (check [`fits`] first).
+pub fn create(device: &wgpu::Device, texels: u64, dtype: Dtype, label: &str) -> wgpu::Texture {
+    let format = format_of(dtype);
     device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
         size: wgpu::Extent3d {
@@ -80,25 +96,30 @@ pub fn create(device: &wgpu::Device, texels: u64, label: &str) -> wgpu::Texture 
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Float,
-        // Filled by buffer copies or, for inputs whose channels need padding, by a kernel.
+        format,
+        // Filled by buffer copies or, for f32 inputs whose channels need padding, by a kernel.
         usage: wgpu::TextureUsages::TEXTURE_BINDING
             | wgpu::TextureUsages::COPY_DST
-            | wgpu::TextureUsages::STORAGE_BINDING,
+            | if dtype == Dtype::F32 {
+                wgpu::TextureUsages::STORAGE_BINDING
+            } else {
+                wgpu::TextureUsages::empty()
+            },
         view_formats: &[],
     })
 }
 
-/// A texture holding a copy of all of `buffer` (whose size is a multiple of 16), filled by a
-/// copy recorded into `encoder`: the texture conv variant's weights.
+/// A texture holding a copy of all of `buffer` (of `dtype` values; its size a multiple of a
+/// texel), filled by a copy recorded into `encoder`: the texture conv variant's weights.
 pub fn copy_of_buffer(
     device: &wgpu::Device,
     encoder: &mut wgpu::CommandEncoder,
     buffer: &wgpu::Buffer,
+    dtype: Dtype,
     label: &str,
 ) -> wgpu::Texture {
-    let texels = buffer.size() / TEXEL_BYTES;
-    let texture = create(device, texels, label);
+    let texels = buffer.size() / texel_bytes(format_of(dtype));
+    let texture = create(device, texels, dtype, label);
     TextureCopy {
         buffer: buffer.clone(),
         offset: 0,
@@ -109,8 +130,8 @@ pub fn copy_of_buffer(
     texture
 }
 
-/// A copy of `texels` vec4 from `buffer` at byte `offset` (a multiple of 16) to the first
-/// texels of a texture.
+/// A copy of `texels` vec4 from `buffer` at byte `offset` (a multiple of the texel size) to the
+/// first texels of a texture.
 #[derive(Clone, Debug)]
 pub struct TextureCopy {
     pub buffer: wgpu::Buffer,
@@ -123,6 +144,7 @@ impl TextureCopy {
     /// Records the copy: whole rows in one region, the remainder as a partial last row.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let width = u64::from(TEXTURE_WIDTH);
+        let texel = texel_bytes(self.texture.format());
         let full_rows = self.texels / width;
         let rest = self.texels % width;
         let mut region = |offset: u64, y: u64, w: u64, h: u64| {
@@ -131,7 +153,7 @@ impl TextureCopy {
                     buffer: &self.buffer,
                     layout: wgpu::TexelCopyBufferLayout {
                         offset,
-                        bytes_per_row: Some((width * TEXEL_BYTES) as u32),
+                        bytes_per_row: Some((width * texel) as u32),
                         rows_per_image: None,
                     },
                 },
@@ -156,12 +178,7 @@ impl TextureCopy {
             region(self.offset, 0, width, full_rows);
         }
         if rest > 0 {
-            region(
-                self.offset + full_rows * width * TEXEL_BYTES,
-                full_rows,
-                rest,
-                1,
-            );
+            region(self.offset + full_rows * width * texel, full_rows, rest, 1);
         }
     }
 }

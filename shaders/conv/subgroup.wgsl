@@ -1,0 +1,122 @@
+// Subgroup conv variant (`conv_subgroup`), for software rasterisers with subgroups of 8 and
+// 64-bit integers (lavapipe): light to compile (a fraction of a second against ~10 s for the
+// texture variant on a cold shader cache) and no staging copies.
+//
+// One workgroup is one SIMD vector of 8 lanes. Lanes run along M: lane l owns the BR pixels
+// (tile row + 8 r + l); all lanes share 4 BN4 output channels. Per step of 4 k, the B block
+// (4 rows x 4 BN4 columns) is loaded once, spread over the lanes (lane l: row l / 2, half l % 2
+// of the columns), and every value reaches every lane by `subgroupShuffle`, which lavapipe
+// compiles to a `vpermd` or a broadcast: about one instruction, against about ten per lane for
+// any non-constant storage load (see io64.wgsl). A rows are per-lane loads of 4 channels.
+// Everything else (taps, pre-activation, epilogue) is as in the other variants.
+
+// Pixels per lane, and vec4 columns per workgroup (even).
+override BR: u32 = 4u;
+override BN4: u32 = 4u;
+// Largest BR and BN4 (they size private arrays; the plan's `SUBGROUP_MAX_*`).
+const BRMAX: u32 = 4u;
+const BN4MAX: u32 = 8u;
+
+@compute @workgroup_size(8)
+fn conv_subgroup(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let tile = wid.y * nwg.x + wid.x;
+    if (tile >= p.tiles) {
+        return;
+    }
+    let z = wid.z;
+    let in_off = p.in_off + z * p.a_batch;
+    let w_off = z * p.w_batch;
+    let tmn = tile_coords(tile);
+    let n0 = tmn.y * 4u * BN4;
+    let in_act = has_flag(FLAG_IN_ACT);
+    let hw = p.oh * p.ow;
+    // This lane's share of the B block: row lane / 2, vec4 columns (lane % 2) * BN4 / 2 + j.
+    let brow = lane >> 1u;
+    let half = BN4 / 2u;
+    var bcol: array<u32, 4>;
+    for (var j = 0u; j < half; j++) {
+        bcol[j] = min(n0 + 4u * ((lane & 1u) * half + j), p.coutp - 4u);
+    }
+    var acc: array<vec4<f32>, BRMAX * BN4MAX>; // [row][column]
+    var img_row: array<u32, BRMAX>;
+    var iy0: array<i32, BRMAX>;
+    var ix0: array<i32, BRMAX>;
+    for (var r = 0u; r < BR; r++) {
+        // Pixels past M (last tile) compute on a clamped, valid row; they are not stored.
+        let m = min((tmn.x * BR + r) * 8u + lane, p.m - 1u);
+        let rem = m % hw;
+        img_row[r] = (m / hw) * p.h;
+        iy0[r] = i32((rem / p.ow) * p.stride) - i32(p.pad);
+        ix0[r] = i32((rem % p.ow) * p.stride) - i32(p.pad);
+    }
+    for (var ky = 0u; ky < p.kh; ky++) {
+        for (var kx = 0u; kx < p.kw; kx++) {
+            var base: array<u32, BRMAX>;
+            var ok: array<bool, BRMAX>;
+            for (var r = 0u; r < BR; r++) {
+                let iy = iy0[r] + i32(ky);
+                let ix = ix0[r] + i32(kx);
+                ok[r] = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+                // Out-of-bounds taps read a harmless in-bounds address, zeroed below.
+                base[r] = select(
+                    in_off,
+                    in_off + ((img_row[r] + u32(iy)) * p.w + u32(ix)) * p.cin,
+                    ok[r],
+                );
+            }
+            let krow = (ky * p.kw + kx) * p.cin;
+            for (var c = 0u; c < p.cin; c += 4u) {
+                var bt: array<vec4<f32>, 4>;
+                for (var j = 0u; j < half; j++) {
+                    bt[j] = w_load4(w_off + (krow + c + brow) * p.coutp + bcol[j]);
+                }
+                var sc = vec4<f32>(1.0);
+                var sh = vec4<f32>(0.0);
+                if (in_act) {
+                    // One load per lane (scale for lanes 0-3, shift for 4-7), then shuffles.
+                    let x = w_load(p.act + select(c, p.cinp + c, lane >= 4u) + (lane & 3u));
+                    sc = vec4<f32>(
+                        subgroupShuffle(x, 0u),
+                        subgroupShuffle(x, 1u),
+                        subgroupShuffle(x, 2u),
+                        subgroupShuffle(x, 3u),
+                    );
+                    sh = vec4<f32>(
+                        subgroupShuffle(x, 4u),
+                        subgroupShuffle(x, 5u),
+                        subgroupShuffle(x, 6u),
+                        subgroupShuffle(x, 7u),
+                    );
+                }
+                var a: array<vec4<f32>, BRMAX>;
+                for (var r = 0u; r < BR; r++) {
+                    let x = a_load4(base[r] + c);
+                    let y = select(x, relu4(fma(x, sc, sh)), in_act);
+                    // Zero padding pads the *pre-activated* map: zero after the act.
+                    a[r] = select(vec4<f32>(0.0), y, ok[r]);
+                }
+                for (var kk = 0u; kk < 4u; kk++) {
+                    for (var g = 0u; g < BN4; g++) {
+                        let b = subgroupShuffle(bt[g % half], 2u * kk + g / half);
+                        for (var r = 0u; r < BR; r++) {
+                            acc[r * BN4MAX + g] = fma(vec4<f32>(a[r][kk]), b, acc[r * BN4MAX + g]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let zc = z * p.c_batch;
+    for (var r = 0u; r < BR; r++) {
+        let m = (tmn.x * BR + r) * 8u + lane;
+        if (m < p.m) {
+            for (var g = 0u; g < BN4; g++) {
+                store4(m, n0 + 4u * g, acc[r * BN4MAX + g], zc);
+            }
+        }
+    }
+}
