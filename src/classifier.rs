@@ -17,6 +17,12 @@
 //! reach the session's input and logits buffers and encode the forward pass into your own
 //! command encoder through [`Classifier::session`].
 //!
+//! Async: every call that waits for the GPU has an `_async` form ([`Classifier::new_async`],
+//! [`Classifier::logits_async`], [`Classifier::classify_async`], …) running the same code;
+//! the blocking forms await it under `pollster`. In the browser (wasm32 with WebGPU) only
+//! the async forms exist; load models and images from bytes there ([`Model::from_bytes`],
+//! [`crate::preprocess::decode_image`]).
+//!
 //! Threads: a [`Classifier`] (like its [`Session`]) is `Send + Sync`. Calls from several
 //! threads are safe and take turns on the GPU (one activation arena per session); for
 //! parallel GPU work create one classifier per thread.
@@ -26,7 +32,7 @@ use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
-use crate::model::load::{LoadOptions, load_network};
+use crate::model::load::{LoadOptions, load_network, load_network_from_bytes};
 use crate::model::{Flavour, Network};
 use crate::plan::Precision;
 use crate::preprocess::Preprocess;
@@ -48,6 +54,14 @@ impl Model {
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
         Ok(Model {
             network: load_network(path.as_ref(), opts)?,
+        })
+    }
+
+    /// A checkpoint's bytes already in memory (e.g. a file the user picked in the browser);
+    /// `name` is what errors call it.
+    pub fn from_bytes(bytes: &[u8], name: &str, opts: &LoadOptions) -> Result<Model> {
+        Ok(Model {
+            network: load_network_from_bytes(bytes, Path::new(name), opts)?,
         })
     }
 
@@ -105,12 +119,30 @@ pub struct Classifier {
 
 impl Classifier {
     /// Opens a device (see [`ClassifierOptions::adapter`]) and builds the session.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(model: &Model, opts: &ClassifierOptions) -> Result<Classifier> {
-        Self::with_context(model, &GpuContext::new(&opts.adapter)?, opts)
+        pollster::block_on(Self::new_async(model, opts))
+    }
+
+    /// As [`Classifier::new`], for async callers; in the browser it opens the page's WebGPU
+    /// adapter.
+    pub async fn new_async(model: &Model, opts: &ClassifierOptions) -> Result<Classifier> {
+        let ctx = GpuContext::new_async(&opts.adapter).await?;
+        Self::with_context_async(model, &ctx, opts).await
     }
 
     /// Builds the session on a device the app already has.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_context(
+        model: &Model,
+        ctx: &GpuContext,
+        opts: &ClassifierOptions,
+    ) -> Result<Classifier> {
+        pollster::block_on(Self::with_context_async(model, ctx, opts))
+    }
+
+    /// As [`Classifier::with_context`], for async callers.
+    pub async fn with_context_async(
         model: &Model,
         ctx: &GpuContext,
         opts: &ClassifierOptions,
@@ -132,7 +164,7 @@ impl Classifier {
         let (h, w) = preprocess.output_size();
         let net = &model.network;
         let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())?;
-        let session = Session::with_options(
+        let session = Session::with_options_async(
             ctx,
             graph,
             opts.max_batch.max(1),
@@ -140,7 +172,8 @@ impl Classifier {
                 precision: opts.precision,
                 ..Default::default()
             },
-        )?;
+        )
+        .await?;
         Ok(Classifier {
             session,
             preprocess,
@@ -162,16 +195,28 @@ impl Classifier {
     }
 
     /// Logits `[n, classes]` of already preprocessed NCHW input.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn logits(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
-        Ok(self.session.run_nchw(input_nchw, n)?.logits)
+        pollster::block_on(self.logits_async(input_nchw, n))
+    }
+
+    /// As [`Classifier::logits`], for async callers.
+    pub async fn logits_async(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.session.run_nchw_async(input_nchw, n).await?.logits)
     }
 
     /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input. An image whose
     /// logits are not all finite (the network overflowed) is an error: its softmax would be
     /// meaningless.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn probabilities(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.probabilities_async(input_nchw, n))
+    }
+
+    /// As [`Classifier::probabilities`], for async callers.
+    pub async fn probabilities_async(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
         let classes = self.labels.len();
-        let mut logits = self.logits(input_nchw, n)?;
+        let mut logits = self.logits_async(input_nchw, n).await?;
         for (i, row) in logits.chunks_mut(classes).enumerate() {
             check_finite_logits(row, &format!("image {i} of the batch"))?;
             softmax(row);
@@ -180,7 +225,17 @@ impl Classifier {
     }
 
     /// Preprocesses decoded images and returns the top `k` classes of each.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn classify(&self, images: &[image::RgbImage], k: usize) -> Result<Vec<Vec<Prediction>>> {
+        pollster::block_on(self.classify_async(images, k))
+    }
+
+    /// As [`Classifier::classify`], for async callers.
+    pub async fn classify_async(
+        &self,
+        images: &[image::RgbImage],
+        k: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,7 +243,7 @@ impl Classifier {
         for img in images {
             input.extend(self.preprocess.apply(img)?);
         }
-        let probs = self.probabilities(&input, images.len())?;
+        let probs = self.probabilities_async(&input, images.len()).await?;
         Ok(probs
             .chunks(self.labels.len())
             .map(|row| self.top_k(row, k))

@@ -65,9 +65,20 @@ pub enum Error {
     )]
     Image { path: PathBuf, reason: String },
 
-    #[error(
-        "no GPU adapter found{0}. Install a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` \
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        error(
+            "no GPU adapter found{0}. Install a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` \
              (software rasteriser lavapipe), or your GPU vendor's driver; `resnet info` lists what wgpu sees"
+        )
+    )]
+    #[cfg_attr(
+        target_arch = "wasm32",
+        error(
+            "this browser gives no WebGPU adapter{0}. Open the page in a browser with WebGPU \
+             (e.g. Chrome or Edge 113 or later) over https or localhost, with hardware acceleration \
+             on; Chromium on Linux needs --enable-unsafe-webgpu --enable-features=Vulkan"
+        )
     )]
     NoAdapter(String),
 

@@ -31,6 +31,11 @@ impl Labels {
             path: path.to_owned(),
             source,
         })?;
+        Self::from_text(&text, classes, &path.display().to_string())
+    }
+
+    /// [`Labels::from_file`] on the text of such a file; `name` is what errors call it.
+    pub fn from_text(text: &str, classes: usize, name: &str) -> Result<Labels> {
         let labels: Vec<String> = text
             .trim_end()
             .lines()
@@ -38,8 +43,7 @@ impl Labels {
             .collect();
         if labels.len() != classes {
             return Err(Error::Input(format!(
-                "{} has {} labels but the model has {classes} classes",
-                path.display(),
+                "{name} has {} labels but the model has {classes} classes",
                 labels.len()
             )));
         }

@@ -151,8 +151,11 @@ fn conv_texture(
     // This GEMM's weights, in texels (a batch's B starts w_batch elements further).
     let w0 = p.w_texel + z * (p.w_batch / 4u);
 
-    // -inf, or 0 for the pre-activation's ReLU (see tex_a).
-    let lo = select(vec4<f32>(bitcast<f32>(0xff800000u)), vec4<f32>(0.0), in_act);
+    // -inf, or 0 for the pre-activation's ReLU (see tex_a). Bitcast from a `let`, not a
+    // literal: a constant expression may not be infinite, and Chrome's WGSL compiler (Tint)
+    // rejects `bitcast<f32>(0xff800000u)` where naga accepts it.
+    let neg_inf_bits = 0xff800000u;
+    let lo = select(vec4<f32>(bitcast<f32>(neg_inf_bits)), vec4<f32>(0.0), in_act);
 
     var r: array<TexRow, TMAX>;
     var a: array<vec4<f32>, TMAX>;

@@ -2,7 +2,14 @@
 //! wgpu reports a lost device and errors outside any error scope through callbacks (its default
 //! handler panics); [`GpuContext`] records them so that the next call of a session returns
 //! [`Error::DeviceLost`] / [`Error::Gpu`] instead, and every wait on the GPU has a deadline.
+//!
+//! Opening a device and waiting for the GPU are async at heart ([`GpuContext::new_async`],
+//! [`GpuContext::wait_async`]); natively the blocking forms run the same code under
+//! `pollster`. In the browser (wasm32, WebGPU) only the async forms exist.
 
+#[cfg(target_arch = "wasm32")]
+use super::callback;
+use super::callback::Callback;
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -188,9 +195,15 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter wgpu finds on the given backends (all of them when `None`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backend: Option<Backend>) -> Vec<wgpu::Adapter> {
+    pollster::block_on(list_adapters_async(backend))
+}
+
+/// As [`list_adapters`], for async callers (in the browser: the one WebGPU adapter, if any).
+pub async fn list_adapters_async(backend: Option<Backend>) -> Vec<wgpu::Adapter> {
     let backends = backend.map_or(wgpu::Backends::all(), Backend::backends);
-    pollster::block_on(instance(backends).enumerate_adapters(backends))
+    instance(backends).enumerate_adapters(backends).await
 }
 
 fn preference(t: wgpu::DeviceType) -> u8 {
@@ -203,16 +216,17 @@ fn preference(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+async fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let mut adapters = match choice.backend {
-        Some(b) => list_adapters(Some(b)),
+        Some(b) => list_adapters_async(Some(b)).await,
         None => {
-            let primary = pollster::block_on(
-                instance(wgpu::Backends::PRIMARY).enumerate_adapters(wgpu::Backends::PRIMARY),
-            );
-            if primary.is_empty() {
+            // PRIMARY is the browser's WebGPU on wasm32.
+            let primary = instance(wgpu::Backends::PRIMARY)
+                .enumerate_adapters(wgpu::Backends::PRIMARY)
+                .await;
+            if primary.is_empty() && cfg!(not(target_arch = "wasm32")) {
                 log::warn!("no Vulkan/Metal/DX12 adapter; falling back to GL (much slower)");
-                list_adapters(Some(Backend::Gl))
+                list_adapters_async(Some(Backend::Gl)).await
             } else {
                 primary
             }
@@ -255,8 +269,17 @@ impl GpuContext {
     /// Picks an adapter and opens a device with the adapter's full limits (wgpu's defaults
     /// allow only 16 KiB of workgroup memory and 128 MiB bindings) and timestamp queries where
     /// available.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice) -> Result<GpuContext> {
-        let adapter = choose_adapter(choice)?;
+        pollster::block_on(Self::new_async(choice))
+    }
+
+    /// As [`GpuContext::new`], for async callers; the only form in the browser, where it
+    /// opens the page's WebGPU adapter. Only what the adapter grants is requested: its own
+    /// limits (the planner sizes everything from them), and timestamp queries and subgroups
+    /// only where it has them.
+    pub async fn new_async(choice: &AdapterChoice) -> Result<GpuContext> {
+        let adapter = choose_adapter(choice).await?;
         let info = adapter.get_info();
         log::info!("using adapter {}", AdapterSummary::from(&info));
         let limits = adapter.limits();
@@ -265,13 +288,15 @@ impl GpuContext {
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
                 | wgpu::Features::SUBGROUP
                 | wgpu::Features::SHADER_INT64);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("resnet-wgpu"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Device(format!("{e} (adapter {})", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("resnet-wgpu"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Device(format!("{e} (adapter {})", info.name)))?;
         Ok(GpuContext::from_device(device, queue, info))
     }
 
@@ -356,6 +381,7 @@ impl GpuContext {
     /// have run, for at most [`GpuContext::timeout`]; `what` names the work in errors. A lost
     /// device is [`Error::DeviceLost`]; an error wgpu reported meanwhile outside our scopes is
     /// [`Error::Gpu`], after the wait (so that its callbacks have run).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<()> {
         self.check_lost()?;
         let timeout = self.timeout();
@@ -383,6 +409,53 @@ impl GpuContext {
                 seconds: timeout.as_secs_f64(),
             }),
             Err(e) => Err(Error::Gpu(format!("waiting for {what}: {e}"))),
+        }
+    }
+
+    /// As [`GpuContext::wait`], for async callers. Natively this is the blocking wait (wgpu
+    /// delivers callbacks only inside `Device::poll`, so there is nothing to yield to); in the
+    /// browser it yields to the event loop until the queue has finished everything submitted
+    /// so far (`index` cannot be narrower there), for at most [`GpuContext::timeout`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn wait_async(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<()> {
+        self.wait(index, what)
+    }
+
+    /// See the native form: yields to the browser until the queue is idle.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn wait_async(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<()> {
+        let _ = index;
+        self.check_lost()?;
+        let done = Callback::new();
+        let send = done.sender();
+        self.queue.on_submitted_work_done(move || send(()));
+        let finished = callback::within(done.recv(), self.timeout()).await;
+        self.check()?;
+        finished.ok_or_else(|| self.timeout_error(what))
+    }
+
+    /// What a wgpu callback delivered, after a wait for the work it belongs to: natively it
+    /// ran inside that wait's poll or it never will (`None`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) async fn delivered<T: Send + 'static>(&self, callback: &Callback<T>) -> Option<T> {
+        callback.take()
+    }
+
+    /// In the browser the callback may come a little after the queue went idle: it is
+    /// awaited, for at most [`GpuContext::timeout`] (then `None`).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) async fn delivered<T: Send + 'static>(&self, callback: &Callback<T>) -> Option<T> {
+        match callback.take() {
+            Some(v) => Some(v),
+            None => callback::within(callback.recv(), self.timeout()).await,
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn timeout_error(&self, what: &str) -> Error {
+        Error::Timeout {
+            what: what.to_string(),
+            seconds: self.timeout().as_secs_f64(),
         }
     }
 

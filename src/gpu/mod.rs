@@ -2,6 +2,7 @@
 //! ([`kernels`], shaders in `shaders/*.wgsl`), and the session that owns every buffer, bind
 //! group and pipeline of a plan ([`session`]).
 
+mod callback;
 pub mod context;
 pub mod kernels;
 pub mod session;

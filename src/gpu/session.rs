@@ -1,7 +1,11 @@
 //! A session owns everything a plan needs on the GPU, created once: the activation arena, the
 //! weight buffers (filled once), every pipeline, uniform buffer and bind group. A forward pass
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
+//!
+//! Building a session and running it are async at heart (`*_async`): natively the blocking
+//! forms run the same code under `pollster`; in the browser only the async forms exist.
 
+use super::callback::Callback;
 use super::kernels::conv::{ConvIo, ConvTensors};
 use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
@@ -13,7 +17,6 @@ use crate::plan::kernel::plan_conv;
 use crate::plan::{self, DeviceProfile, Dtype, Plan, PlanOptions, Precision};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, channel};
 
 /// A feature map read back from the GPU, NCHW.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,7 +69,7 @@ struct RunState {
 /// A submission still in flight after its wait failed.
 struct Pending {
     index: wgpu::SubmissionIndex,
-    mapped: Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    mapped: Callback<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
 
 /// A network on a device, ready to run batches of up to `plan.batch` images per submission.
@@ -167,11 +170,13 @@ fn constants_bytes(op: &Op, step: &plan::Step, precision: Precision) -> Vec<u8> 
 impl Session {
     /// Plans `graph` for `batch` images (split into sub-batches if the device's limits demand
     /// it), allocates and fills every buffer and records every dispatch.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(ctx: &GpuContext, graph: Graph, batch: usize) -> Result<Session> {
         Self::with_options(ctx, graph, batch, &SessionOptions::default())
     }
 
     /// As [`Session::new`], planning for `limits` instead of the device's own.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_limits(
         ctx: &GpuContext,
         graph: Graph,
@@ -186,7 +191,18 @@ impl Session {
     }
 
     /// As [`Session::new`], with a precision, limits or a device profile to plan for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(
+        ctx: &GpuContext,
+        graph: Graph,
+        batch: usize,
+        opts: &SessionOptions,
+    ) -> Result<Session> {
+        pollster::block_on(Self::with_options_async(ctx, graph, batch, opts))
+    }
+
+    /// As [`Session::with_options`], for async callers (the only form in the browser).
+    pub async fn with_options_async(
         ctx: &GpuContext,
         graph: Graph,
         batch: usize,
@@ -326,12 +342,12 @@ impl Session {
             .insert(session.plan.batch, full);
         // After the weight uploads queued above: fills the weight textures.
         ctx.queue.submit([encoder.finish()]);
-        if let Some(e) = pollster::block_on(oom.pop()) {
+        if let Some(e) = oom.pop().await {
             return Err(ctx.explain(Error::DeviceLimits(format!(
                 "out of GPU memory creating the session: {e}"
             ))));
         }
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
         ctx.check()?;
@@ -485,9 +501,31 @@ impl Session {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunState>> {
-        self.state.lock().map_err(|_| {
-            Error::Gpu("a previous forward pass panicked; create a new session".into())
-        })
+        self.state.lock().map_err(|_| Self::poisoned())
+    }
+
+    fn poisoned() -> Error {
+        Error::Gpu("a previous forward pass panicked; create a new session".into())
+    }
+
+    /// The run state for a forward pass. Natively: [`Session::lock`] (the holder never
+    /// suspends: every wait of a forward pass blocks). In the browser one thread runs every
+    /// task and a forward pass suspends while holding the state, so a second one (another
+    /// promise on the same session) must not block on it, which would never end: it yields to
+    /// the event loop until its turn comes.
+    async fn lock_async(&self) -> Result<std::sync::MutexGuard<'_, RunState>> {
+        #[cfg(target_arch = "wasm32")]
+        loop {
+            match self.state.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(Self::poisoned()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    super::callback::sleep(std::time::Duration::from_millis(1)).await
+                }
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.lock()
     }
 
     /// `(channels, height, width)` of one input image.
@@ -497,8 +535,14 @@ impl Session {
     }
 
     /// Runs `n` images given NCHW (`[n, c, h, w]`, already preprocessed).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_nchw(&self, input: &[f32], n: usize) -> Result<Output> {
         Ok(self.run_nchw_timed(input, n, Timing::Off)?.0)
+    }
+
+    /// As [`Session::run_nchw`], for async callers (the only form in the browser).
+    pub async fn run_nchw_async(&self, input: &[f32], n: usize) -> Result<Output> {
+        Ok(self.run_nchw_timed_async(input, n, Timing::Off).await?.0)
     }
 
     fn check_input(&self, input: &[f32], n: usize) -> Result<()> {
@@ -524,8 +568,14 @@ impl Session {
     }
 
     /// Runs `n` images given NHWC (`[n, h, w, c]`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_nhwc(&self, input: &[f32], n: usize) -> Result<Output> {
         Ok(self.run_nhwc_timed(input, n, Timing::Off)?.0)
+    }
+
+    /// As [`Session::run_nhwc`], for async callers (the only form in the browser).
+    pub async fn run_nhwc_async(&self, input: &[f32], n: usize) -> Result<Output> {
+        Ok(self.run_nhwc_timed_async(input, n, Timing::Off).await?.0)
     }
 
     /// Whether the device can time passes ([`Timing::Whole`], [`Timing::PerDispatch`]).
@@ -535,7 +585,18 @@ impl Session {
 
     /// As [`Session::run_nchw`], also measuring GPU time; `None` where the device lacks
     /// timestamp queries or `timing` is [`Timing::Off`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_nchw_timed(
+        &self,
+        input: &[f32],
+        n: usize,
+        timing: Timing,
+    ) -> Result<(Output, Option<Timings>)> {
+        pollster::block_on(self.run_nchw_timed_async(input, n, timing))
+    }
+
+    /// As [`Session::run_nchw_timed`], for async callers.
+    pub async fn run_nchw_timed_async(
         &self,
         input: &[f32],
         n: usize,
@@ -544,21 +605,36 @@ impl Session {
         let [c, h, w] = self.input_shape();
         self.check_input(input, n)?;
         self.forward(&nchw_to_nhwc(input, n, c, h, w), n, timing)
+            .await
     }
 
     /// As [`Session::run_nhwc`], also measuring GPU time (see [`Session::run_nchw_timed`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_nhwc_timed(
         &self,
         input: &[f32],
         n: usize,
         timing: Timing,
     ) -> Result<(Output, Option<Timings>)> {
+        pollster::block_on(self.run_nhwc_timed_async(input, n, timing))
+    }
+
+    /// As [`Session::run_nhwc_timed`], for async callers.
+    pub async fn run_nhwc_timed_async(
+        &self,
+        input: &[f32],
+        n: usize,
+        timing: Timing,
+    ) -> Result<(Output, Option<Timings>)> {
         self.check_input(input, n)?;
-        self.forward(input, n, timing)
+        self.forward(input, n, timing).await
     }
 
     /// The forward pass over checked NHWC input, sub-batch by sub-batch.
-    fn forward(
+    // The run state stays locked across the waits: see `lock_async` for why neither a native
+    // thread nor a browser task can deadlock on it.
+    #[allow(clippy::await_holding_lock)]
+    async fn forward(
         &self,
         input: &[f32],
         n: usize,
@@ -577,7 +653,7 @@ impl Session {
             features: Vec::new(),
         };
         let mut feats: Vec<Vec<Vec<f32>>> = vec![Vec::new(); self.graph.features.len()];
-        let mut state = self.lock()?;
+        let mut state = self.lock_async().await?;
         let mut timings = (timing != Timing::Off).then(|| Timings {
             gpu_seconds: 0.0,
             per_dispatch: vec![
@@ -591,7 +667,7 @@ impl Session {
         });
         for chunk in input.chunks(self.plan.batch * per_image) {
             let m = chunk.len() / per_image;
-            let (read, times) = self.run_chunk(&mut state, chunk, m, timing)?;
+            let (read, times) = self.run_chunk(&mut state, chunk, m, timing).await?;
             if let Some(t) = timings.as_mut() {
                 match timing {
                     Timing::PerDispatch => {
@@ -630,7 +706,7 @@ impl Session {
 
     /// One submission: upload `m` images, replay the dispatches, read the outputs back (NHWC).
     /// Also returns the GPU seconds of each timed pass (empty when untimed).
-    fn run_chunk(
+    async fn run_chunk(
         &self,
         state: &mut RunState,
         chunk: &[f32],
@@ -640,7 +716,7 @@ impl Session {
         let ctx = &self.ctx;
         let device = &ctx.device;
         ctx.check()?;
-        self.finish_pending(state)?;
+        self.finish_pending(state).await?;
         // From here every call on the device is ours: their validation errors are this call's.
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pairs = match timing {
@@ -696,7 +772,7 @@ impl Session {
         let index = ctx.queue.submit([encoder.finish()]);
         // Validation errors of the encoding surface at submission; a failed submission
         // would otherwise only show as a failed wait below.
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             // Whatever this call recorded may be invalid: record it again next time.
             if m != self.plan.batch {
                 state.dispatches.remove(&m);
@@ -705,12 +781,13 @@ impl Session {
             return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
         let slice = self.readback.slice(..at);
-        let (tx, rx) = channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        let pending = Pending { index, mapped: rx };
-        match ctx.wait(Some(pending.index.clone()), "the forward pass") {
+        let mapped = Callback::new();
+        slice.map_async(wgpu::MapMode::Read, mapped.sender());
+        let pending = Pending { index, mapped };
+        match ctx
+            .wait_async(Some(pending.index.clone()), "the forward pass")
+            .await
+        {
             Ok(()) => {}
             Err(e @ Error::DeviceLost(_)) => return Err(e),
             Err(e) => {
@@ -720,12 +797,12 @@ impl Session {
                 return Err(e);
             }
         }
-        match pending.mapped.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        match ctx.delivered(&pending.mapped).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 return Err(ctx.explain(Error::Gpu(format!("mapping the read-back buffer: {e}"))));
             }
-            Err(_) => {
+            None => {
                 state.pending = Some(pending);
                 return Err(ctx.explain(Error::Gpu(
                     "the read-back buffer was not mapped after the forward pass finished".into(),
@@ -756,27 +833,33 @@ impl Session {
             pieces
         };
         self.readback.unmap();
-        let times = match timer.map(|t| t.read(ctx, pairs)) {
-            Some(Ok(times)) => times,
-            Some(Err(e)) => {
-                // Its read-back may still be mapping: a later timed run makes a new one.
-                state.timer = None;
-                return Err(e);
-            }
+        let times = match timer {
+            Some(t) => match t.read(ctx, pairs).await {
+                Ok(times) => times,
+                Err(e) => {
+                    // Its read-back may still be mapping: a later timed run makes a new one.
+                    state.timer = None;
+                    return Err(e);
+                }
+            },
             None => Vec::new(),
         };
         Ok((result, times))
     }
 
     /// Waits for a forward pass whose wait failed earlier and frees its read-back buffer.
-    fn finish_pending(&self, state: &mut RunState) -> Result<()> {
+    async fn finish_pending(&self, state: &mut RunState) -> Result<()> {
         let Some(p) = state.pending.take() else {
             return Ok(());
         };
-        match self.ctx.wait(
-            Some(p.index.clone()),
-            "an earlier forward pass that did not finish",
-        ) {
+        match self
+            .ctx
+            .wait_async(
+                Some(p.index.clone()),
+                "an earlier forward pass that did not finish",
+            )
+            .await
+        {
             Ok(()) => {}
             Err(e @ Error::DeviceLost(_)) => return Err(e),
             Err(e) => {
@@ -784,11 +867,11 @@ impl Session {
                 return Err(e);
             }
         }
-        match p.mapped.try_recv() {
+        match self.ctx.delivered(&p.mapped).await {
             // Its results were abandoned; only the mapping needs undoing.
-            Ok(Ok(())) => self.readback.unmap(),
-            Ok(Err(_)) => {}
-            Err(_) => {
+            Some(Ok(())) => self.readback.unmap(),
+            Some(Err(_)) => {}
+            None => {
                 state.pending = Some(p);
                 return Err(self.ctx.explain(Error::Gpu(
                     "the read-back buffer of an earlier forward pass is still not mapped".into(),

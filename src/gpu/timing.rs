@@ -1,6 +1,7 @@
 //! GPU timestamps around the forward pass, or around every dispatch (`bench --profile`).
 
 use super::GpuContext;
+use super::callback::Callback;
 use crate::error::{Error, Result};
 
 /// What to time in a forward pass.
@@ -72,16 +73,14 @@ impl Timer {
     }
 
     /// Durations in seconds of the first `pairs` pairs; call after the submission completed.
-    pub(crate) fn read(&self, ctx: &GpuContext, pairs: u32) -> Result<Vec<f64>> {
+    pub(crate) async fn read(&self, ctx: &GpuContext, pairs: u32) -> Result<Vec<f64>> {
         let slice = self.readback.slice(..u64::from(pairs) * 16);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.wait(None, "the timestamp read-back")?;
+        let mapped = Callback::new();
+        slice.map_async(wgpu::MapMode::Read, mapped.sender());
+        ctx.wait_async(None, "the timestamp read-back").await?;
         let period_ns = f64::from(ctx.queue.get_timestamp_period());
-        let out = match rx.try_recv() {
-            Ok(Ok(())) => {
+        let out = match ctx.delivered(&mapped).await {
+            Some(Ok(())) => {
                 let out = match slice.get_mapped_range() {
                     Ok(view) => {
                         let ticks: &[u64] = bytemuck::cast_slice(&view);
@@ -95,8 +94,8 @@ impl Timer {
                 self.readback.unmap();
                 out
             }
-            Ok(Err(e)) => Err(format!("mapping the timestamps: {e}")),
-            Err(_) => Err("the timestamps were not mapped after the pass finished".into()),
+            Some(Err(e)) => Err(format!("mapping the timestamps: {e}")),
+            None => Err("the timestamps were not mapped after the pass finished".into()),
         };
         let out = out.map_err(|e| ctx.explain(Error::Gpu(e)))?;
         Ok(out)

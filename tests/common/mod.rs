@@ -71,7 +71,8 @@ pub fn assert_close_abs(got: &[f32], want: &[f32], tol: f64, what: &str) -> f64 
 }
 
 /// The wgpu adapter the GPU tests run on; without one they fail (never skip), saying how to
-/// install one.
+/// install one. (Native: the browser tests, `web/tests`, open theirs asynchronously.)
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> resnet_wgpu::gpu::GpuContext {
     resnet_wgpu::gpu::GpuContext::new(&resnet_wgpu::gpu::AdapterChoice::default()).unwrap_or_else(
         |e| {

@@ -254,7 +254,10 @@ impl Kernels {
             max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
             profile: DeviceProfile {
                 software,
-                textures: software,
+                // Not in the browser: Chrome's SwiftShader WebGPU loses the device (its GPU
+                // process dies) minutes into a session with texture convs, while the buffer
+                // variants run the same networks there in milliseconds.
+                textures: software && cfg!(not(target_arch = "wasm32")),
                 subgroups,
                 forced: env(CONV_VARIANT_ENV),
                 winograd: env(WINOGRAD_ENV).unwrap_or(WinogradPolicy::Auto),

@@ -1,0 +1,148 @@
+//! The wasm-bindgen face of the library for `web/app.js`.
+//!
+//! Everything here is glue: the checkpoint, labels and images arrive as bytes and text, the
+//! work is the library's ([`Model::from_bytes`], [`Preprocess::with_overrides`],
+//! [`Classifier::classify_async`]), errors become JavaScript `Error`s carrying the library's
+//! messages, and a file that fails is an answer (`error`), not an exception, so that the
+//! page carries on with the other files.
+
+use crate::FileResult;
+use resnet_wgpu::labels::Labels;
+use resnet_wgpu::model::load::LoadOptions;
+use resnet_wgpu::preprocess::{Preprocess, decode_image};
+use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+/// How many classes the page shows per image, as `resnet classify` prints by default.
+const TOP: usize = 5;
+
+/// Milliseconds from the page's own clock (`performance.now()`; `std::time::Instant` does
+/// not exist on wasm32-unknown-unknown).
+fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|p| {
+            let now = js_sys::Reflect::get(&p, &JsValue::from_str("now")).ok()?;
+            now.dyn_into::<js_sys::Function>().ok()?.call0(&p).ok()
+        })
+        .and_then(|v| v.as_f64())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A panic aborts the module; say why on the console first (the default is a bare
+/// "unreachable").
+fn log_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            web_sys::console::error_1(&JsValue::from_str(&format!("resnet-web: {info}")));
+        }));
+    });
+}
+
+/// A checkpoint on the browser's WebGPU device with its preprocessing and labels.
+#[wasm_bindgen]
+pub struct WebClassifier {
+    classifier: Rc<Classifier>,
+    adapter: String,
+    description: String,
+}
+
+#[wasm_bindgen]
+impl WebClassifier {
+    /// Loads a checkpoint from its bytes (`name`: the file name, for messages), opens WebGPU
+    /// and builds the session. `labels`: the text of a labels file (one per line; `None`:
+    /// ImageNet for 1000/1001 classes, indices otherwise). `size` and `resize` are the CLI's
+    /// `--size` and `--resize` (`None`: the flavour's own preprocessing).
+    pub async fn load(
+        weights: Vec<u8>,
+        name: String,
+        labels: Option<String>,
+        size: Option<u32>,
+        resize: Option<u32>,
+    ) -> Result<WebClassifier, JsError> {
+        log_panics();
+        let model =
+            Model::from_bytes(&weights, &name, &LoadOptions::default()).map_err(js_error)?;
+        drop(weights);
+        let labels = match labels {
+            Some(text) => Labels::from_text(&text, model.classes(), "the labels file"),
+            None => Ok(Labels::for_classes(model.classes())),
+        }
+        .map_err(js_error)?;
+        let preprocess = Preprocess::for_flavour(model.flavour()).with_overrides(
+            size.map(|s| s as usize),
+            resize.map(|r| r as usize),
+            false,
+        );
+        let (h, w) = preprocess.output_size();
+        let description = format!(
+            "{name}: {} ResNet, {} classes, input {h}x{w}",
+            model.flavour(),
+            model.classes()
+        );
+        // One image per submission: the page classifies each file as it comes.
+        let opts = ClassifierOptions {
+            max_batch: 1,
+            preprocess: Some(preprocess),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let classifier = Classifier::new_async(&model, &opts)
+            .await
+            .map_err(js_error)?;
+        let adapter = classifier.session().context().summary().to_string();
+        Ok(WebClassifier {
+            classifier: Rc::new(classifier),
+            adapter,
+            description,
+        })
+    }
+
+    /// The WebGPU adapter, as the CLI logs it.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Flavour, classes and input size.
+    #[wasm_bindgen(getter)]
+    pub fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    /// Classifies one image file's bytes; resolves with the JSON of one entry of
+    /// `resnet classify --json` (`{"file", "top": [{"index", "label", "probability"}]}` or
+    /// `{"file", "error"}`) plus `"ms"`, the time it took. It rejects only when the GPU can no
+    /// longer run anything (a lost device): then the page needs a new classifier.
+    pub fn classify(&self, bytes: Vec<u8>, name: String) -> js_sys::Promise {
+        let classifier = Rc::clone(&self.classifier);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let start = now_ms();
+            let outcome = match decode_image(&bytes, &name) {
+                Ok(img) => classifier.classify_async(&[img], TOP).await,
+                Err(e) => Err(e),
+            };
+            let ms = now_ms() - start;
+            let (top, error) = match outcome {
+                Ok(mut tops) => (tops.pop(), None),
+                Err(e @ Error::DeviceLost(_)) => return Err(js_error(e).into()),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let result = FileResult {
+                file: name,
+                top,
+                error,
+                ms,
+            };
+            let json = serde_json::to_string(&result)
+                .map_err(|e| JsError::new(&format!("serialising the result: {e}")))?;
+            Ok(JsValue::from_str(&json))
+        })
+    }
+}
