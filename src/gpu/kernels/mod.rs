@@ -334,6 +334,7 @@ impl Kernels {
             })
             .clone();
         let label = format!("{entry} {constants:?}");
+        let started = std::time::Instant::now();
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -348,6 +349,7 @@ impl Kernels {
                 },
                 cache: None,
             });
+        log::debug!("pipeline {label}: {:.2} s", started.elapsed().as_secs_f64());
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
     }
