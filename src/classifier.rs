@@ -34,7 +34,7 @@ use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
 use crate::model::load::{LoadOptions, load_network, load_network_from_bytes};
 use crate::model::{Flavour, Network};
-use crate::plan::Precision;
+use crate::plan::{DeviceProfile, Precision};
 use crate::preprocess::Preprocess;
 use std::path::Path;
 
@@ -88,6 +88,8 @@ pub struct ClassifierOptions {
     /// Storage precision of activations and weights (f16 halves the bytes; f32 arithmetic
     /// either way).
     pub precision: Precision,
+    /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
+    pub profile: Option<DeviceProfile>,
 }
 
 impl Default for ClassifierOptions {
@@ -98,6 +100,7 @@ impl Default for ClassifierOptions {
             labels: None,
             adapter: AdapterChoice::default(),
             precision: Precision::F32,
+            profile: None,
         }
     }
 }
@@ -170,6 +173,7 @@ impl Classifier {
             opts.max_batch.max(1),
             &SessionOptions {
                 precision: opts.precision,
+                profile: opts.profile,
                 ..Default::default()
             },
         )

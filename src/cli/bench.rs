@@ -182,6 +182,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             batch,
             &SessionOptions {
                 precision: args.precision,
+                profile: args.gpu.profile()?,
                 ..Default::default()
             },
         )?;
