@@ -127,3 +127,45 @@ fn one_classifier_serves_several_threads() {
         }
     });
 }
+
+/// The async entry points (the browser's only API) natively, under any executor: the same
+/// engine as the blocking calls, so the same device gives bit-identical answers; bad input is
+/// the same error.
+#[test]
+fn async_entry_points_give_the_blocking_answers() {
+    let ctx = app_device();
+    let model = Model::from_bytes(
+        &std::fs::read(digits().join("digits.safetensors")).unwrap(),
+        "digits.safetensors",
+        &Default::default(),
+    )
+    .unwrap();
+    let imgs = images(6);
+    let blocking = Classifier::with_context(&model, &ctx, &options()).unwrap();
+    let want = blocking.classify(&imgs, 5).unwrap();
+    let (got, logits, bad) = pollster::block_on(async {
+        let c = Classifier::with_context_async(&model, &ctx, &options())
+            .await
+            .unwrap();
+        let got = c.classify_async(&imgs, 5).await.unwrap();
+        let input: Vec<f32> = imgs
+            .iter()
+            .flat_map(|i| c.preprocess().apply(i).unwrap())
+            .collect();
+        let logits = c.logits_async(&input, imgs.len()).await.unwrap();
+        let bad = c.logits_async(&input[1..], imgs.len()).await;
+        (got, logits, bad)
+    });
+    assert_eq!(got.len(), 6);
+    assert_eq!(got, want, "classify_async vs classify");
+    let input: Vec<f32> = imgs
+        .iter()
+        .flat_map(|i| blocking.preprocess().apply(i).unwrap())
+        .collect();
+    assert_eq!(logits.len(), 6 * 10);
+    assert_eq!(logits, blocking.logits(&input, 6).unwrap(), "logits_async");
+    match bad {
+        Err(resnet_wgpu::Error::Input(m)) => assert!(m.contains("input values"), "{m}"),
+        other => panic!("a short input must be an Input error, got {other:?}"),
+    }
+}

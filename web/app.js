@@ -16,6 +16,10 @@ function status(state, text) {
   $("status").textContent = text;
 }
 
+// The module calls this when it panics (a bug): its pending promises never settle, so
+// the page says so rather than waiting for ever.
+window.resnetPanicked = (message) => status("failed", `${message} Reload the page.`);
+
 async function fetchBytes(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);

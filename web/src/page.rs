@@ -34,13 +34,21 @@ fn js_error(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// A panic aborts the module; say why on the console first (the default is a bare
-/// "unreachable").
+/// A panic aborts the module and leaves its promise pending forever; say why on the console
+/// (the default is a bare "unreachable") and to the page's `resnetPanicked(message)` if it
+/// defines one, so that the page shows the failure instead of "Loading…" for ever.
 fn log_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            web_sys::console::error_1(&JsValue::from_str(&format!("resnet-web: {info}")));
+            let message = JsValue::from_str(&format!("resnet-web: {info}"));
+            web_sys::console::error_1(&message);
+            let global = js_sys::global();
+            if let Ok(f) = js_sys::Reflect::get(&global, &JsValue::from_str("resnetPanicked"))
+                .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from))
+            {
+                let _ = f.call1(&global, &message);
+            }
         }));
     });
 }

@@ -84,15 +84,43 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
         body.len()
     )
     .map_err(|e| e.to_string())?;
+    // Read by Content-Length, not to the end: chromedriver answers `Connection:close` but
+    // keeps the connection open.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP header in the driver's answer")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut buf = [0u8; 64 * 1024];
+    let (split, head) = loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (split, String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase());
+        }
+        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if got == 0 {
+            return Err("the driver closed the connection before its answer's header".into());
+        }
+        raw.extend_from_slice(&buf[..got]);
+    };
+    let length = head.lines().find_map(|l| {
+        let value = l.strip_prefix("content-length:")?;
+        value.trim().parse::<usize>().ok()
+    });
+    let chunked = head.contains("transfer-encoding: chunked")
+        || head.contains("transfer-encoding:chunked");
+    let complete = |body: &[u8]| match length {
+        Some(n) => body.len() >= n,
+        // Chunked: the last chunk is empty.
+        None if chunked => body.ends_with(b"0\r\n\r\n"),
+        None => false,
+    };
+    while !complete(&raw[split + 4..]) {
+        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if got == 0 {
+            break; // closed: whatever came is the answer
+        }
+        raw.extend_from_slice(&buf[..got]);
+    }
     let mut payload = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
+    if let Some(n) = length {
+        payload.truncate(n);
+    } else if chunked {
         payload = dechunk(&payload)?;
     }
     let v: Value = serde_json::from_slice(&payload)
@@ -195,7 +223,10 @@ impl Driver {
         });
         Driver {
             port,
-            session: session["sessionId"].as_str().expect("sessionId").to_string(),
+            session: session["sessionId"]
+                .as_str()
+                .expect("sessionId")
+                .to_string(),
             _chromedriver: chromedriver,
         }
     }
@@ -372,14 +403,15 @@ fn the_page_classifies_like_the_cli() {
     for (row, (want, path)) in rows.iter().zip(reference.iter().zip(&files)) {
         let got: Value = serde_json::from_str(row["json"].as_str().expect("json")).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(got["file"], json!(name), "rows in the order the files were given");
+        assert_eq!(
+            got["file"],
+            json!(name),
+            "rows in the order the files were given"
+        );
         assert_eq!(base_name(want), name, "the CLI's order");
         if name == BAD_FILE {
             let error = got["error"].as_str().expect("the bad file has an error");
-            assert!(
-                want["error"].is_string(),
-                "the CLI accepted {name}: {want}"
-            );
+            assert!(want["error"].is_string(), "the CLI accepted {name}: {want}");
             assert!(error.contains("cannot decode"), "{error}");
             assert_eq!(row["state"], json!("error"));
             assert!(

@@ -368,6 +368,9 @@ impl Kernels {
             })
             .clone();
         let label = format!("{entry} {constants:?}");
+        // `Instant` panics on wasm32-unknown-unknown (no clock in std there); the log line is
+        // a native diagnostic.
+        #[cfg(not(target_arch = "wasm32"))]
         let started = std::time::Instant::now();
         let pipeline = self
             .device
@@ -383,6 +386,7 @@ impl Kernels {
                 },
                 cache: None,
             });
+        #[cfg(not(target_arch = "wasm32"))]
         log::debug!("pipeline {label}: {:.2} s", started.elapsed().as_secs_f64());
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
