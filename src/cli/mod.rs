@@ -9,7 +9,10 @@ mod plan;
 use clap::{Args, Parser, Subcommand};
 use resnet_wgpu::Result;
 use resnet_wgpu::gpu::{AdapterChoice, Backend};
+use resnet_wgpu::model::Flavour;
+use resnet_wgpu::model::load::{LoadOptions, Loaded, load};
 use resnet_wgpu::plan::Precision;
+use std::path::Path;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,6 +66,26 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
         }
     }
+}
+
+/// Loads `--weights` (with `--flavour` if given) and says on stderr what was loaded and what
+/// had to be assumed.
+fn load_model(weights: &Path, flavour: Option<&str>) -> Result<Loaded> {
+    let flavour = flavour.map(str::parse::<Flavour>).transpose()?;
+    let loaded = load(weights, &LoadOptions { flavour })?;
+    let arch = &loaded.network.arch;
+    eprintln!(
+        "weights: {} ({}, {} names, ResNet-{}, {} classes)",
+        loaded.file.display(),
+        loaded.format,
+        arch.flavour,
+        arch.depth(),
+        arch.classes
+    );
+    for note in &loaded.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(loaded)
 }
 
 pub fn run(cli: Cli) -> Result<()> {
