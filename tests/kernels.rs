@@ -995,6 +995,7 @@ fn nan_propagates_through_every_kernel() {
             scale: rng.vec(5, -1.0, 1.0),
             shift: rng.vec(5, -0.5, 0.5),
         },
+        relu: true,
     };
     let want = resnet_wgpu::cpu::bn_relu(&op, &tensors, 2, &input);
     assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
@@ -1174,16 +1175,23 @@ fn global_avg_pool_matches_cpu_reference() {
 fn bn_relu_matches_cpu_reference() {
     let g = gpu();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
-    for (h, w, c, batch) in [(5, 7, 6, 3), (3, 3, 13, 1), (4, 3, 8, 2)] {
+    // relu off: the affine only (MXNet Gluon v2's input normalisation).
+    for (h, w, c, batch, relu) in [
+        (5, 7, 6, 3, true),
+        (3, 3, 13, 1, false),
+        (4, 3, 8, 2, false),
+        (2, 3, 4, 2, true),
+    ] {
         let tensors = vec![tensor("in", h, w, c), tensor("out", h, w, c)];
         let op = BnReluOp {
-            name: format!("bn_relu {h}x{w}x{c}"),
+            name: format!("bn_relu {h}x{w}x{c} relu {relu}"),
             input: 0,
             output: 1,
             act: BnRelu {
                 scale: rng.vec(c, -1.0, 1.0),
                 shift: rng.vec(c, -0.5, 0.5),
             },
+            relu,
         };
         for dtype in [Dtype::F32, Dtype::F16] {
             if dtype == Dtype::F16 && c % 4 != 0 {
@@ -1313,6 +1321,7 @@ fn constants_layout_is_padded_to_vec4() {
             scale: vec![1.0; 5],
             shift: vec![2.0; 5],
         },
+        relu: true,
     });
     assert_eq!(
         op.constants(),
