@@ -69,6 +69,12 @@ struct BenchResult {
     size: usize,
     warmup: usize,
     steps: usize,
+    /// Process start to this batch size's session ready (context, weights, plan, pipelines):
+    /// what a user waits before the first batch can run.
+    setup_s: f64,
+    /// Wall time of the first batch on the session: on a cold driver cache it includes the
+    /// shader compiles that drivers (lavapipe among them) defer to the first dispatch.
+    first_batch_s: f64,
     mean_s: f64,
     sd_s: f64,
     min_s: f64,
@@ -139,7 +145,8 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+/// `started`: when the process started, for `setup_s`.
+pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let ctx = GpuContext::new(&args.gpu.choice())?;
     let adapter = ctx.summary();
     eprintln!("adapter: {adapter}");
@@ -186,8 +193,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ..Default::default()
             },
         )?;
+        let setup_s = started.elapsed().as_secs_f64();
         let r = bench_one(
-            &args, &name, &net.arch, &session, batch, warmup, steps, &adapter,
+            &args, &name, &net.arch, &session, batch, warmup, steps, &adapter, setup_s,
         )?;
         if args.profile {
             profile(&args, &session, batch)?;
@@ -220,6 +228,7 @@ fn bench_one(
     warmup: usize,
     steps: usize,
     adapter: &AdapterSummary,
+    setup_s: f64,
 ) -> Result<BenchResult> {
     let input = bench_input(session, batch, args.seed)?;
     let [_, h, w] = session.input_shape();
@@ -257,8 +266,11 @@ fn bench_one(
         Timing::Off
     };
     bar.set_message("burn-in");
+    let mut first_batch_s = None;
     for _ in 0..warmup {
+        let t0 = Instant::now();
         session.run_nchw(&input, batch)?;
+        first_batch_s.get_or_insert(t0.elapsed().as_secs_f64());
         bar.inc(1);
     }
     bar.set_message("timed");
@@ -268,6 +280,7 @@ fn bench_one(
         let t0 = Instant::now();
         let (_, t) = session.run_nchw_timed(&input, batch, timing)?;
         let d = t0.elapsed().as_secs_f64();
+        first_batch_s.get_or_insert(d);
         durations.push(d);
         if let Some(t) = t {
             gpu.push(t.gpu_seconds);
@@ -286,6 +299,9 @@ fn bench_one(
         size: h,
         warmup,
         steps,
+        setup_s,
+        // Steps >= 1 is checked above, so some batch ran.
+        first_batch_s: first_batch_s.unwrap_or(f64::NAN),
         mean_s: mean,
         sd_s: sd,
         min_s: durations.iter().copied().fold(f64::INFINITY, f64::min),

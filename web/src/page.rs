@@ -1,7 +1,7 @@
 //! The wasm-bindgen face of the library for `web/app.js`.
 //!
 //! Everything here is glue: the checkpoint, labels and images arrive as bytes and text, the
-//! work is the library's ([`Model::from_bytes`], [`Preprocess::with_overrides`],
+//! work is the library's ([`Model::from_bytes`], [`Preprocess::decode`],
 //! [`Classifier::classify_async`]), errors become JavaScript `Error`s carrying the library's
 //! messages, and a file that fails is an answer (`error`), not an exception, so that the
 //! page carries on with the other files.
@@ -9,7 +9,8 @@
 use crate::FileResult;
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::load::LoadOptions;
-use resnet_wgpu::preprocess::{Preprocess, decode_image};
+#[cfg(doc)]
+use resnet_wgpu::preprocess::Preprocess;
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -53,6 +54,21 @@ fn log_panics() {
     });
 }
 
+/// The adapter as far as the browser tells: WebGPU hides names and drivers unless the page
+/// asks for them, and "(BrowserWebGpu, Cpu, driver  )" says nothing.
+fn describe_adapter(s: &resnet_wgpu::gpu::context::AdapterSummary) -> String {
+    let known: Vec<&str> = [s.name.as_str(), s.driver.as_str(), s.driver_info.as_str()]
+        .into_iter()
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    let kind = format!("WebGPU, {} device", s.device_type);
+    if known.is_empty() {
+        kind
+    } else {
+        format!("{} ({kind})", known.join(" "))
+    }
+}
+
 /// A checkpoint on the browser's WebGPU device with its preprocessing and labels.
 #[wasm_bindgen]
 pub struct WebClassifier {
@@ -78,12 +94,15 @@ impl WebClassifier {
         let model =
             Model::from_bytes(&weights, &name, &LoadOptions::default()).map_err(js_error)?;
         drop(weights);
+        // As `resnet classify`: the labels file, else the checkpoint's own, else ImageNet's
+        // for 1000/1001 classes, else indices; the checkpoint's preprocessing with --size
+        // and --resize.
         let labels = match labels {
             Some(text) => Labels::from_text(&text, model.classes(), "the labels file"),
-            None => Ok(Labels::for_classes(model.classes())),
+            None => Ok(model.default_labels()),
         }
         .map_err(js_error)?;
-        let preprocess = Preprocess::for_flavour(model.flavour()).with_overrides(
+        let preprocess = model.preprocess().with_overrides(
             size.map(|s| s as usize),
             resize.map(|r| r as usize),
             false,
@@ -104,7 +123,7 @@ impl WebClassifier {
         let classifier = Classifier::new_async(&model, &opts)
             .await
             .map_err(js_error)?;
-        let adapter = classifier.session().context().summary().to_string();
+        let adapter = describe_adapter(&classifier.session().context().summary());
         Ok(WebClassifier {
             classifier: Rc::new(classifier),
             adapter,
@@ -132,7 +151,7 @@ impl WebClassifier {
         let classifier = Rc::clone(&self.classifier);
         wasm_bindgen_futures::future_to_promise(async move {
             let start = now_ms();
-            let outcome = match decode_image(&bytes, &name) {
+            let outcome = match classifier.preprocess().decode(&bytes, &name) {
                 Ok(img) => classifier.classify_async(&[img], TOP).await,
                 Err(e) => Err(e),
             };
