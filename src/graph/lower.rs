@@ -139,6 +139,9 @@ struct Builder {
 
 impl Builder {
     /// Adds a tensor; its elements per image must be addressable by the kernels' u32 indices.
+    // On wasm32 `usize` is 32 bits, so the bound is `usize::MAX` and the overflow check
+    // (`checked_mul`) alone enforces it; the comparison is for 64-bit targets.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::absurd_extreme_comparisons))]
     fn tensor(&mut self, name: String, h: usize, w: usize, c: usize) -> Result<TensorId> {
         let len = h.checked_mul(w).and_then(|hw| hw.checked_mul(c));
         if len.is_none_or(|len| len > MAX_TENSOR_ELEMENTS) {

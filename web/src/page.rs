@@ -46,7 +46,7 @@ fn log_panics() {
             web_sys::console::error_1(&message);
             let global = js_sys::global();
             if let Ok(f) = js_sys::Reflect::get(&global, &JsValue::from_str("resnetPanicked"))
-                .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from))
+                .and_then(|f| f.dyn_into::<js_sys::Function>())
             {
                 let _ = f.call1(&global, &message);
             }
