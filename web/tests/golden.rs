@@ -2,8 +2,10 @@
 //! without a GPU) runs every case of `tests/fixtures/manifest.json` through the library's async
 //! API and must match the logits and feature maps the frameworks computed, at the tolerance
 //! of the native golden test (`tests/golden.rs`): |Δ| ≤ 1e-3 · max(1, max|reference|).
+//! The other checkpoint formats (ONNX, F16/BF16 safetensors, a transformers file) load from
+//! their bytes alone, as the page loads a picked file, and match `tests/formats.rs`' references.
 //!
-//! Run by `.ci/run` (see `web/README.md` for the command); without a WebGPU adapter every test
+//! Run by `.ci/run` (the README's "Tests" gives the command); without a WebGPU adapter every test
 //! fails, saying how to get one.
 
 #![cfg(target_arch = "wasm32")]
@@ -11,6 +13,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+use resnet_wgpu::Model;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{LowerOptions, lower};
@@ -170,6 +173,129 @@ async fn webgpu_matches_every_framework() {
         CASES.len()
     ));
     assert!(maps_compared > 0, "no feature map was compared");
+    assert!(
+        failures.is_empty(),
+        "beyond {REL_TOL:e} (or not comparable):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// `(file name, checkpoint, io file)` of the other formats the CLI reads (issue 12), as a
+/// visitor picks them: one file's bytes, nothing next to it. The transformers checkpoint is
+/// the one without a config (a page cannot read the files next to a picked one).
+macro_rules! format_case {
+    ($dir:literal, $file:literal, $io:literal) => {
+        (
+            $file,
+            include_bytes!(concat!("../../tests/fixtures/", $dir, "/", $file)).as_slice(),
+            include_bytes!(concat!("../../tests/fixtures/", $dir, "/", $io)).as_slice(),
+        )
+    };
+}
+
+const FORMATS: &[(&str, &[u8], &[u8])] = &[
+    format_case!(
+        "onnx",
+        "tv_resnet18ish_opset13.onnx",
+        "tv_resnet18ish_opset13.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "tv_resnet50ish_dynamo.onnx",
+        "tv_resnet50ish_dynamo.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "timm_resnetv2_opset17.onnx",
+        "timm_resnetv2_opset17.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "zoo_v1_basic_opset7.onnx",
+        "zoo_v1_basic_opset7.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "zoo_v1_bottleneck_opset7.onnx",
+        "zoo_v1_bottleneck_opset7.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "zoo_v2_basic_opset12.onnx",
+        "zoo_v2_basic_opset12.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "zoo_v2_bottleneck_opset7.onnx",
+        "zoo_v2_bottleneck_opset7.io.safetensors"
+    ),
+    format_case!(
+        "onnx",
+        "zoo_v1_bottleneck_opset7_f16.onnx",
+        "zoo_v1_bottleneck_opset7_f16.io.safetensors"
+    ),
+    format_case!(
+        "half",
+        "torchvision_basic_small_32x32_f16.weights.safetensors",
+        "torchvision_basic_small_32x32_f16.io.safetensors"
+    ),
+    format_case!(
+        "half",
+        "torchvision_basic_small_32x32_bf16.weights.safetensors",
+        "torchvision_basic_small_32x32_bf16.io.safetensors"
+    ),
+    format_case!(
+        "half",
+        "timm_v2_small_32x32_f16.weights.safetensors",
+        "timm_v2_small_32x32_f16.io.safetensors"
+    ),
+    format_case!(
+        "half",
+        "timm_v2_small_32x32_bf16.weights.safetensors",
+        "timm_v2_small_32x32_bf16.io.safetensors"
+    ),
+    format_case!(
+        "hf",
+        "hf_resnet50_noconfig.safetensors",
+        "hf_resnet50_64x64.io.safetensors"
+    ),
+];
+
+/// Every checkpoint format the page accepts, through the page's own path
+/// ([`Model::from_bytes`] on the file's bytes alone), against the references of
+/// `tests/formats.rs` (transformers, torch, onnxruntime) at the same tolerance.
+#[wasm_bindgen_test]
+async fn every_checkpoint_format_loads_from_bytes_and_matches() {
+    let ctx = context().await;
+    let mut failures = Vec::new();
+    for &(file, weights, io) in FORMATS {
+        let model = Model::from_bytes(weights, file, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let io = parse(Path::new(file), io).unwrap();
+        let tensor = |t: &str| {
+            let view = io.tensor(t).unwrap_or_else(|e| panic!("{file}: {t}: {e}"));
+            (view.shape().to_vec(), f32_data(t, &view).unwrap())
+        };
+        let (shape, input) = tensor("input");
+        let [n, _, h, w] = shape[..] else {
+            panic!("{file}: input is not 4-D")
+        };
+        let net = &model.network;
+        let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let session = Session::with_options_async(&ctx, graph, n, &SessionOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let out = session
+            .run_nchw_async(&input, n)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        match common::rel_err(&out.logits, &tensor("logits").1) {
+            Ok(e) if e <= REL_TOL => web_sys_log(&format!("{file:<56} webgpu {e:.2e}")),
+            Ok(e) => failures.push(format!("{file}: logits {e:.2e}")),
+            Err(why) => failures.push(format!("{file}: logits: {why}")),
+        }
+    }
     assert!(
         failures.is_empty(),
         "beyond {REL_TOL:e} (or not comparable):\n{}",
