@@ -10,9 +10,8 @@ use resnet_wgpu::gpu::context::AdapterSummary;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::gpu::timing::Timing;
 use resnet_wgpu::graph::{LowerOptions, lower};
-use resnet_wgpu::model::load::{LoadOptions, load_network};
-use resnet_wgpu::model::random::{random_input, random_params};
-use resnet_wgpu::model::{Arch, Network};
+use resnet_wgpu::model::Arch;
+use resnet_wgpu::model::random::random_input;
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
@@ -107,20 +106,6 @@ struct LayerTime {
     gflops: f64,
 }
 
-fn network(args: &BenchArgs) -> Result<(String, Network)> {
-    Ok(match &args.weights {
-        Some(path) => {
-            let net = load_network(path, &LoadOptions::default())?;
-            (path.display().to_string(), net)
-        }
-        None => {
-            let arch = Arch::preset(&args.model)?;
-            let params = random_params(&arch, args.seed);
-            (args.model.clone(), Network { arch, params })
-        }
-    })
-}
-
 /// The benchmark's input batch, or a clear error where the host cannot hold it (the GPU
 /// session runs any batch as sub-batches, but the whole batch's input lives in memory).
 fn bench_input(session: &Session, batch: usize, seed: u64) -> Result<Vec<f32>> {
@@ -165,7 +150,7 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
              (pass them explicitly to override)"
         );
     }
-    let (name, net) = network(&args)?;
+    let (name, net) = super::network_or_preset(&args.model, args.weights.as_deref(), args.seed)?;
     let batches = if args.sweep.is_empty() {
         vec![args.batch]
     } else {
@@ -181,6 +166,7 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
         args.size,
         &LowerOptions::default(),
     )?;
+    let tuning = args.gpu.tuning(&ctx, args.precision)?;
     let mut results = Vec::new();
     for &batch in &batches {
         let session = Session::with_options(
@@ -190,6 +176,7 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
             &SessionOptions {
                 precision: args.precision,
                 profile: args.gpu.profile()?,
+                tuning: tuning.clone(),
                 ..Default::default()
             },
         )?;
