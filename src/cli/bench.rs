@@ -16,21 +16,12 @@ use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
-    #[arg(long, default_value = "resnet_v2_152")]
-    model: String,
-    /// Benchmark a checkpoint instead of seeded random weights.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 224)]
-    size: usize,
+    #[command(flatten)]
+    net: super::ModelArgs,
     /// Burn-in batches (default 10; 1 on a software adapter).
     #[arg(long)]
     warmup: Option<usize>,
@@ -150,9 +141,9 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
              (pass them explicitly to override)"
         );
     }
-    let (name, net) = super::network_or_preset(&args.model, args.weights.as_deref(), args.seed)?;
+    let (name, net) = args.net.network(args.seed)?;
     let batches = if args.sweep.is_empty() {
-        vec![args.batch]
+        vec![args.net.batch]
     } else {
         args.sweep.clone()
     };
@@ -162,8 +153,8 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let graph = lower(
         &net.arch,
         &net.params,
-        args.size,
-        args.size,
+        args.net.size,
+        args.net.size,
         &LowerOptions::default(),
     )?;
     let tuning = args.gpu.tuning(&ctx, args.precision)?;

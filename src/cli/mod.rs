@@ -118,26 +118,41 @@ impl GpuArgs {
     }
 }
 
-/// The network of `--weights`, else the preset `model` with random weights of `seed` (kernel
-/// choices and speed depend on shapes only); with its display name.
-fn network_or_preset(
-    model: &str,
-    weights: Option<&Path>,
-    seed: u64,
-) -> Result<(String, resnet_wgpu::model::Network)> {
-    use resnet_wgpu::model::load::load_network;
-    use resnet_wgpu::model::{Arch, Network, random::random_params};
-    Ok(match weights {
-        Some(path) => {
-            let net = load_network(path, &LoadOptions::default())?;
-            (path.display().to_string(), net)
-        }
-        None => {
-            let arch = Arch::preset(model)?;
-            let params = random_params(&arch, seed);
-            (model.to_string(), Network { arch, params })
-        }
-    })
+/// The network and batch of `bench`, `plan` and `tune`: a preset with random weights (plans
+/// and speed depend on shapes only) or a checkpoint.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
+    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
+    model: String,
+    /// A checkpoint instead of a preset's seeded random weights.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Input side (square).
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+}
+
+impl ModelArgs {
+    /// The network of `--weights`, else the preset with random weights of `seed`; with its
+    /// display name.
+    fn network(&self, seed: u64) -> Result<(String, resnet_wgpu::model::Network)> {
+        use resnet_wgpu::model::load::load_network;
+        use resnet_wgpu::model::{Arch, Network, random::random_params};
+        Ok(match &self.weights {
+            Some(path) => {
+                let net = load_network(path, &LoadOptions::default())?;
+                (path.display().to_string(), net)
+            }
+            None => {
+                let arch = Arch::preset(&self.model)?;
+                let params = random_params(&arch, seed);
+                (self.model.clone(), Network { arch, params })
+            }
+        })
+    }
 }
 
 /// Loads `--weights` (with `--flavour` if given) and says on stderr what was loaded and what
