@@ -131,6 +131,9 @@ pub struct ClassifierOptions {
     pub precision: Precision,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
+    /// Tuned kernel choices ([`crate::tune::load`] reads what `resnet tune` stored for an
+    /// adapter); `None`: the plan's heuristic.
+    pub tuning: Option<std::sync::Arc<crate::plan::tuning::TuningTable>>,
 }
 
 impl Default for ClassifierOptions {
@@ -142,6 +145,7 @@ impl Default for ClassifierOptions {
             adapter: AdapterChoice::default(),
             precision: Precision::F32,
             profile: None,
+            tuning: None,
         }
     }
 }
@@ -213,6 +217,7 @@ impl Classifier {
             &SessionOptions {
                 precision: opts.precision,
                 profile: opts.profile,
+                tuning: opts.tuning.clone(),
                 ..Default::default()
             },
         )

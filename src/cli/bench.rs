@@ -10,28 +10,18 @@ use resnet_wgpu::gpu::context::AdapterSummary;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::gpu::timing::Timing;
 use resnet_wgpu::graph::{LowerOptions, lower};
-use resnet_wgpu::model::load::{LoadOptions, load_network};
-use resnet_wgpu::model::random::{random_input, random_params};
-use resnet_wgpu::model::{Arch, Network};
+use resnet_wgpu::model::Arch;
+use resnet_wgpu::model::random::random_input;
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
-    #[arg(long, default_value = "resnet_v2_152")]
-    model: String,
-    /// Benchmark a checkpoint instead of seeded random weights.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 224)]
-    size: usize,
+    #[command(flatten)]
+    net: super::ModelArgs,
     /// Burn-in batches (default 10; 1 on a software adapter).
     #[arg(long)]
     warmup: Option<usize>,
@@ -107,20 +97,6 @@ struct LayerTime {
     gflops: f64,
 }
 
-fn network(args: &BenchArgs) -> Result<(String, Network)> {
-    Ok(match &args.weights {
-        Some(path) => {
-            let net = load_network(path, &LoadOptions::default())?;
-            (path.display().to_string(), net)
-        }
-        None => {
-            let arch = Arch::preset(&args.model)?;
-            let params = random_params(&arch, args.seed);
-            (args.model.clone(), Network { arch, params })
-        }
-    })
-}
-
 /// The benchmark's input batch, or a clear error where the host cannot hold it (the GPU
 /// session runs any batch as sub-batches, but the whole batch's input lives in memory).
 fn bench_input(session: &Session, batch: usize, seed: u64) -> Result<Vec<f32>> {
@@ -165,9 +141,9 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
              (pass them explicitly to override)"
         );
     }
-    let (name, net) = network(&args)?;
+    let (name, net) = args.net.network(args.seed)?;
     let batches = if args.sweep.is_empty() {
-        vec![args.batch]
+        vec![args.net.batch]
     } else {
         args.sweep.clone()
     };
@@ -177,10 +153,11 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let graph = lower(
         &net.arch,
         &net.params,
-        args.size,
-        args.size,
+        args.net.size,
+        args.net.size,
         &LowerOptions::default(),
     )?;
+    let tuning = args.gpu.tuning(&ctx, args.precision)?;
     let mut results = Vec::new();
     for &batch in &batches {
         let session = Session::with_options(
@@ -190,6 +167,7 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
             &SessionOptions {
                 precision: args.precision,
                 profile: args.gpu.profile()?,
+                tuning: tuning.clone(),
                 ..Default::default()
             },
         )?;
