@@ -17,6 +17,10 @@ pub mod model;
 pub mod plan;
 pub mod preprocess;
 pub mod tensor_file;
+// `resnet tune` times kernels with the blocking API and keeps its table in the user's cache
+// folder: neither exists in the browser, where plans use the heuristic (or a table the page
+// hands over through `ClassifierOptions`).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tune;
 pub mod winograd;
 
