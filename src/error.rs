@@ -151,7 +151,10 @@ mod tests {
             source: std::io::Error::from(kind),
         };
         assert_eq!(io(std::io::ErrorKind::NotFound).kind(), ErrorKind::NotFound);
-        assert_eq!(io(std::io::ErrorKind::PermissionDenied).kind(), ErrorKind::Io);
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied).kind(),
+            ErrorKind::Io
+        );
         assert_eq!(Error::Input("x".into()).kind(), ErrorKind::Input);
         assert_eq!(Error::NoAdapter(String::new()).kind(), ErrorKind::Gpu);
         let timeout = Error::Timeout {
