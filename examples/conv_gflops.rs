@@ -14,7 +14,9 @@
 //! config does not apply. Texture-variant timings include the copy of the input into its
 //! texture; Winograd timings both transforms. GFLOP/s count the direct convolution's FLOPs
 //! ("effective", as cuDNN reports). With `CONV_GFLOPS_SPLIT=1` a Winograd config's three
-//! dispatches are also timed alone (their GFLOP/s still count the whole conv's FLOPs).
+//! dispatches are also timed alone (their GFLOP/s still count the whole conv's FLOPs). With
+//! `CONV_GFLOPS_FIRST_RUNS=1` the first run of each config is printed: with an empty driver
+//! cache (`MESA_SHADER_CACHE_DIR`), the compile cost of its pipelines.
 
 use resnet_wgpu::gpu::kernels::conv::{ConvIo, ConvTensors};
 use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
@@ -61,6 +63,7 @@ fn main() {
     let seconds: f64 = args.next().map_or(1.5, |a| a.parse().expect("SECONDS"));
     let filter = args.next().unwrap_or_default();
     let split = std::env::var_os("CONV_GFLOPS_SPLIT").is_some();
+    let first_runs = std::env::var_os("CONV_GFLOPS_FIRST_RUNS").is_some();
     let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
     println!("adapter: {}, batch {batch}", ctx.summary());
     let kernels = Kernels::new(&ctx.device, &ctx.limits);
@@ -239,8 +242,18 @@ fn main() {
                 .poll(wgpu::PollType::wait_indefinitely())
                 .unwrap();
         };
-        for (_, d, reps, _) in &mut runs {
-            run(d, 1); // compile + warm up
+        for (name, d, reps, _) in &mut runs {
+            // The first run includes the driver's compile of any pipeline not seen before
+            // (lavapipe compiles at the first dispatch, not at pipeline creation).
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            run(d, 1);
+            if first_runs {
+                println!(
+                    "  first run {:>8.3} s wall {:>7.2} s cpu  {name}",
+                    t.elapsed().as_secs_f64(),
+                    cpu_seconds() - cpu
+                );
+            }
             // Size a step so one submission takes ~0.15 s.
             let t = Instant::now();
             run(d, 1);
@@ -264,4 +277,22 @@ fn main() {
             println!("  {best:>8.2} ({median:>6.2}) {ms:>8.3} ms  {name}");
         }
     }
+}
+
+/// CPU time of this process, all threads (lavapipe compiles and runs on its own threads), from
+/// /proc/self/stat (utime + stime, in clock ticks of 10 ms); 0 where it cannot be read. CPU
+/// time, unlike wall time, is barely disturbed by other processes on a busy machine.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
 }

@@ -14,7 +14,7 @@ use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{Graph, LowerOptions, lower};
 use crate::model::random::{random_input, random_params};
 use crate::model::{Arch, Network};
-use crate::plan::Precision;
+use crate::plan::{DeviceProfile, Precision};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +37,8 @@ pub struct BenchOptions {
     pub seed: u64,
     pub precision: Precision,
     pub adapter: AdapterChoice,
+    /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
+    pub profile: Option<DeviceProfile>,
 }
 
 impl Default for BenchOptions {
@@ -51,6 +53,7 @@ impl Default for BenchOptions {
             seed: 0,
             precision: Precision::F32,
             adapter: AdapterChoice::default(),
+            profile: None,
         }
     }
 }
@@ -102,6 +105,7 @@ pub struct Bench {
     defaults_reduced: bool,
     seed: u64,
     precision: Precision,
+    profile: Option<DeviceProfile>,
 }
 
 impl Bench {
@@ -141,6 +145,7 @@ impl Bench {
             defaults_reduced: software && (opts.warmup.is_none() || opts.steps.is_none()),
             seed: opts.seed,
             precision: opts.precision,
+            profile: opts.profile,
         })
     }
 
@@ -181,6 +186,7 @@ impl Bench {
             batch,
             &SessionOptions {
                 precision: self.precision,
+                profile: self.profile,
                 ..Default::default()
             },
         )

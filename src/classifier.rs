@@ -28,7 +28,7 @@ use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
 use crate::model::load::{LoadOptions, load_network};
 use crate::model::{Flavour, Network};
-use crate::plan::Precision;
+use crate::plan::{DeviceProfile, Precision};
 use crate::preprocess::Preprocess;
 use std::path::Path;
 
@@ -78,6 +78,8 @@ pub struct ClassifierOptions {
     /// --features` writes them) with each forward pass, for [`Classifier::run`]. They stay
     /// alive in the arena, so this costs GPU memory and read-back time.
     pub features: bool,
+    /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
+    pub profile: Option<DeviceProfile>,
 }
 
 impl Default for ClassifierOptions {
@@ -89,6 +91,7 @@ impl Default for ClassifierOptions {
             adapter: AdapterChoice::default(),
             precision: Precision::F32,
             features: false,
+            profile: None,
         }
     }
 }
@@ -146,6 +149,7 @@ impl Classifier {
             opts.max_batch.max(1),
             &SessionOptions {
                 precision: opts.precision,
+                profile: opts.profile,
                 ..Default::default()
             },
         )?;

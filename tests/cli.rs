@@ -479,3 +479,75 @@ fn non_finite_weights_are_refused_with_the_tensor_and_index() {
         "{e}"
     );
 }
+
+/// `--plan-for` and RESNET_DEVICE_PROFILE pick the kernel mix of another kind of device; a
+/// value that does not parse is an error naming the variable, never silently ignored.
+#[test]
+fn plan_for_and_the_device_profile_variable() {
+    let describe = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_resnet"));
+        cmd.args(["plan", "--model", "resnet50", "--batch", "1"])
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr(&o),
+        )
+    };
+    let (ok, software, _) = describe(&["--plan-for", "software"], &[]);
+    assert!(ok && software.contains("texture"), "{software}");
+    assert_eq!(describe(&["--software"], &[]).1, software);
+    assert_eq!(
+        describe(&[], &[("RESNET_DEVICE_PROFILE", "software")]).1,
+        software
+    );
+    let (ok, gpu, _) = describe(&[], &[]);
+    assert!(
+        ok && gpu.contains("shared") && !gpu.contains("texture"),
+        "{gpu}"
+    );
+    assert_eq!(
+        describe(
+            &["--plan-for", "gpu"],
+            &[("RESNET_DEVICE_PROFILE", "software")]
+        )
+        .1,
+        gpu
+    );
+    for (var, value) in [
+        ("RESNET_DEVICE_PROFILE", "fast"),
+        ("RESNET_CONV_VARIANT", "texturee"),
+        ("RESNET_WINOGRAD", "f8"),
+    ] {
+        let (ok, _, err) = describe(&[], &[(var, value)]);
+        assert!(
+            !ok && err.contains(var) && err.contains(value),
+            "{var}: {err}"
+        );
+    }
+    let (ok, _, err) = describe(&["--plan-for", "tpu"], &[]);
+    assert!(!ok && err.contains("gpu or software"), "{err}");
+
+    // And on the adapter: lavapipe runs a GPU's plan.
+    let o = resnet(&[
+        "bench",
+        "--model",
+        "resnet18",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--plan-for",
+        "gpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -327,6 +327,19 @@ fn the_gpu_matches_every_framework() {
     });
 }
 
+/// The kernel mix and tiles a hardware GPU gets (`--plan-for gpu`: the workgroup-memory
+/// variant, register tiles for small layers, its Winograd choices), executed here on whatever
+/// adapter there is: the GPU path tested end to end without a GPU.
+#[test]
+fn the_gpu_plan_matches_every_framework() {
+    let ctx = common::gpu();
+    let opts = SessionOptions {
+        profile: Some(DeviceProfile::gpu()),
+        ..Default::default()
+    };
+    check_all("gpu plan", REL_TOL, |l| gpu_run(&ctx, l, &opts));
+}
+
 /// Every eligible 3x3 conv as Winograd F(4,3) (the auto rule leaves the small maps of these
 /// fixtures direct or F(2,3)): the transforms on whole networks, at the same tolerance.
 #[test]

@@ -332,7 +332,7 @@ impl PyClassifier {
                 labels: Some(labels.clone()),
                 adapter: choice,
                 precision,
-                features: false,
+                ..Default::default()
             };
             Ok(PyClassifier {
                 model,
@@ -754,6 +754,7 @@ fn bench_json(
         seed,
         precision: parse_precision(precision)?,
         adapter: adapter_choice(adapter, backend)?,
+        profile: None,
     };
     let batch = positive("batch", batch)?;
     let result = py

@@ -8,14 +8,15 @@
 // tile t = (image * tiles_y + ty) * tiles_x + tx covering output rows m ty .. m ty + m - 1.
 // Each invocation handles one tile and 4 channels (vec4 arithmetic).
 
-// The tile: ALPHA = 4 (F(2,3)) or 6 (F(4,3)); MO = ALPHA - 2 outputs per side.
-override ALPHA: u32 = 6u;
+// The tile's side `p.alpha`: 4 (F(2,3)) or 6 (F(4,3)); alpha - 2 outputs per side. A uniform,
+// not an override: one pair of pipelines serves both tiles (each pipeline costs lavapipe ~0.5 s
+// of compile on a cold cache), and loop bounds that Mesa cannot fold keep the loops over tile
+// rows rolled; unrolled (36 loads and stores of 4 channels, 16 epilogues), lavapipe's compile
+// of these two entry points took ~55 s of CPU for one network.
 
 // The transforms are written out with the matrices' zeros and ones folded (as NNPACK and ncnn
-// do) and with every tile value a named value, not an array element: a loop over an array
-// with a constant-matrix lookup per term kept the tile in scratch memory on lavapipe and
-// made these two dispatches cost more than the GEMMs they serve (4.1 and 2.6 ms against 5.0
-// ms on a 56x56x64 F(4,3) layer). With ALPHA an override, the unused size folds away.
+// do): a loop over the matrices with a lookup per term made these two dispatches cost more
+// than the GEMMs they serve (4.1 and 2.6 ms against 5.0 ms on a 56x56x64 F(4,3) layer).
 //
 // Matrices (src/winograd.rs): F(2,3) B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
 // A^T = [1 1 1 0; 0 1 -1 -1]; F(4,3) B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
@@ -35,7 +36,7 @@ struct Six {
 // B^T d for one side of the tile.
 fn bt(d: Six) -> Six {
     let z = vec4<f32>(0.0);
-    if (ALPHA == 4u) {
+    if (p.alpha == 4u) {
         return Six(d.x0 - d.x2, d.x1 + d.x2, d.x2 - d.x1, d.x1 - d.x3, z, z);
     }
     return Six(
@@ -51,7 +52,7 @@ fn bt(d: Six) -> Six {
 // A^T m for one side of the tile (x0 .. x(MO-1) meaningful).
 fn at(m: Six) -> Six {
     let z = vec4<f32>(0.0);
-    if (ALPHA == 4u) {
+    if (p.alpha == 4u) {
         return Six(m.x0 + m.x1 + m.x2, m.x1 - m.x2 - m.x3, z, z, z, z);
     }
     let s12 = m.x1 + m.x2;
@@ -93,7 +94,7 @@ struct InTile {
 fn tile_value(t: InTile, y: u32, x: u32) -> vec4<f32> {
     let iy = t.y0 + i32(y);
     let ix = t.x0 + i32(x);
-    if (x >= ALPHA || iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w) || t.c >= p.cin) {
+    if (x >= p.alpha || iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w) || t.c >= p.cin) {
         return vec4<f32>(0.0);
     }
     let v = a_load4(p.in_off + ((t.img * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + t.c);
@@ -105,35 +106,21 @@ fn tile_value(t: InTile, y: u32, x: u32) -> vec4<f32> {
 
 // Row y of the tile, transformed along x: (d B)[y] = B^T d[y].
 fn input_row(t: InTile, y: u32) -> Six {
-    if (y >= ALPHA) {
-        return Six();
+    var d: array<vec4<f32>, 6>;
+    for (var x = 0u; x < p.alpha; x++) {
+        d[x] = tile_value(t, y, x);
     }
-    return bt(Six(
-        tile_value(t, y, 0u),
-        tile_value(t, y, 1u),
-        tile_value(t, y, 2u),
-        tile_value(t, y, 3u),
-        tile_value(t, y, 4u),
-        tile_value(t, y, 5u),
-    ));
+    return bt(Six(d[0], d[1], d[2], d[3], d[4], d[5]));
 }
 
-// Stores column j of V (points (i, j), i < ALPHA) of tile `t`, channels c .. c + 3.
+// Stores column j of V (points (i, j), i < alpha) of tile `t`, channels c .. c + 3.
 fn store_v(t: u32, c: u32, j: u32, v: Six) {
-    if (j >= ALPHA) {
-        return;
-    }
+    let col = array<vec4<f32>, 6>(v.x0, v.x1, v.x2, v.x3, v.x4, v.x5);
     let out16 = has_flag(FLAG_OUT_F16);
-    let base = p.out_off + t * p.cinp + c;
-    let step = ALPHA * p.a_batch; // from point (i, j) to (i + 1, j)
-    let e = base + j * p.a_batch;
-    arena_store4(e, v.x0, out16);
-    arena_store4(e + step, v.x1, out16);
-    arena_store4(e + 2u * step, v.x2, out16);
-    arena_store4(e + 3u * step, v.x3, out16);
-    if (ALPHA == 6u) {
-        arena_store4(e + 4u * step, v.x4, out16);
-        arena_store4(e + 5u * step, v.x5, out16);
+    let e = p.out_off + t * p.cinp + c + j * p.a_batch;
+    let step = p.alpha * p.a_batch; // from point (i, j) to (i + 1, j)
+    for (var i = 0u; i < p.alpha; i++) {
+        arena_store4(e + i * step, col[i], out16);
     }
 }
 
@@ -148,7 +135,7 @@ fn winograd_input(
         return;
     }
     let t = item.x;
-    let mo = ALPHA - 2u;
+    let mo = p.alpha - 2u;
     let tiles = p.tiles_y * p.tiles_x;
     var tile: InTile;
     tile.c = 4u * item.y;
@@ -162,34 +149,27 @@ fn winograd_input(
         tile.sc = act_scale4(tile.c);
         tile.sh = act_shift4(tile.c);
     }
-    // e = d B, row by row; then V = B^T e, column by column.
-    let e0 = input_row(tile, 0u);
-    let e1 = input_row(tile, 1u);
-    let e2 = input_row(tile, 2u);
-    let e3 = input_row(tile, 3u);
-    let e4 = input_row(tile, 4u);
-    let e5 = input_row(tile, 5u);
-    store_v(t, tile.c, 0u, bt(Six(e0.x0, e1.x0, e2.x0, e3.x0, e4.x0, e5.x0)));
-    store_v(t, tile.c, 1u, bt(Six(e0.x1, e1.x1, e2.x1, e3.x1, e4.x1, e5.x1)));
-    store_v(t, tile.c, 2u, bt(Six(e0.x2, e1.x2, e2.x2, e3.x2, e4.x2, e5.x2)));
-    store_v(t, tile.c, 3u, bt(Six(e0.x3, e1.x3, e2.x3, e3.x3, e4.x3, e5.x3)));
-    store_v(t, tile.c, 4u, bt(Six(e0.x4, e1.x4, e2.x4, e3.x4, e4.x4, e5.x4)));
-    store_v(t, tile.c, 5u, bt(Six(e0.x5, e1.x5, e2.x5, e3.x5, e4.x5, e5.x5)));
+    // e = d B, row by row; then V = B^T e, column by column. Both loops run to a bound read
+    // from the uniform (see `alpha_rt`), so that Mesa keeps them rolled.
+    let n = p.alpha;
+    var e: array<array<vec4<f32>, 6>, 6>;
+    for (var y = 0u; y < n; y++) {
+        let r = input_row(tile, y);
+        e[y] = array<vec4<f32>, 6>(r.x0, r.x1, r.x2, r.x3, r.x4, r.x5);
+    }
+    for (var j = 0u; j < n; j++) {
+        store_v(t, tile.c, j, bt(Six(e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j])));
+    }
 }
 
 // Row i of M (points (i, j)) of tile `t`, channels c .. c + 3, transformed: A^T M[i].
 fn output_row(t: u32, c: u32, i: u32) -> Six {
-    if (i >= ALPHA) {
-        return Six();
+    let e = p.in_off + t * p.coutp + c + i * p.alpha * p.c_batch;
+    var m: array<vec4<f32>, 6>;
+    for (var j = 0u; j < p.alpha; j++) {
+        m[j] = a_load4(e + j * p.c_batch);
     }
-    let e = p.in_off + t * p.coutp + c + i * ALPHA * p.c_batch;
-    let s = p.c_batch;
-    var m = Six(a_load4(e), a_load4(e + s), a_load4(e + 2u * s), a_load4(e + 3u * s), vec4<f32>(0.0), vec4<f32>(0.0));
-    if (ALPHA == 6u) {
-        m.x4 = a_load4(e + 4u * s);
-        m.x5 = a_load4(e + 5u * s);
-    }
-    return at(m);
+    return at(Six(m[0], m[1], m[2], m[3], m[4], m[5]));
 }
 
 // The output transform's tile: its first output pixel and channel group, and the bias.
@@ -201,23 +181,11 @@ struct OutTile {
     bias: vec4<f32>,
 }
 
-// Stores row i of the tile's outputs (i < MO): y[j] for j < MO, inside the map.
-fn store_y(t: OutTile, i: u32, y: Six) {
+// Stores output (i, j) of the tile (i, j < MO), if inside the map, with the epilogue.
+fn store_y(t: OutTile, i: u32, j: u32, y: vec4<f32>) {
     let oy = t.oy0 + i;
-    if (i >= ALPHA - 2u || oy >= p.oh) {
-        return;
-    }
-    store_y1(t, oy, 0u, y.x0);
-    store_y1(t, oy, 1u, y.x1);
-    if (ALPHA == 6u) {
-        store_y1(t, oy, 2u, y.x2);
-        store_y1(t, oy, 3u, y.x3);
-    }
-}
-
-fn store_y1(t: OutTile, oy: u32, j: u32, y: vec4<f32>) {
     let ox = t.ox0 + j;
-    if (ox >= p.ow) {
+    if (oy >= p.oh || ox >= p.ow) {
         return;
     }
     let m = (t.img * p.oh + oy) * p.ow + ox;
@@ -239,7 +207,7 @@ fn winograd_output(
         return;
     }
     let t = item.x;
-    let mo = ALPHA - 2u;
+    let mo = p.alpha - 2u;
     let tiles = p.tiles_y * p.tiles_x;
     var tile: OutTile;
     tile.c = 4u * item.y;
@@ -247,20 +215,18 @@ fn winograd_output(
     tile.oy0 = ((t % tiles) / p.tiles_x) * mo;
     tile.ox0 = (t % p.tiles_x) * mo;
     tile.bias = bias4(tile.c);
-    // f = M A, row by row; then Y = A^T f, column by column.
-    let f0 = output_row(t, tile.c, 0u);
-    let f1 = output_row(t, tile.c, 1u);
-    let f2 = output_row(t, tile.c, 2u);
-    let f3 = output_row(t, tile.c, 3u);
-    let f4 = output_row(t, tile.c, 4u);
-    let f5 = output_row(t, tile.c, 5u);
-    // Column j of f transformed gives output column j; regroup into output rows.
-    let g0 = at(Six(f0.x0, f1.x0, f2.x0, f3.x0, f4.x0, f5.x0));
-    let g1 = at(Six(f0.x1, f1.x1, f2.x1, f3.x1, f4.x1, f5.x1));
-    let g2 = at(Six(f0.x2, f1.x2, f2.x2, f3.x2, f4.x2, f5.x2));
-    let g3 = at(Six(f0.x3, f1.x3, f2.x3, f3.x3, f4.x3, f5.x3));
-    store_y(tile, 0u, Six(g0.x0, g1.x0, g2.x0, g3.x0, vec4<f32>(0.0), vec4<f32>(0.0)));
-    store_y(tile, 1u, Six(g0.x1, g1.x1, g2.x1, g3.x1, vec4<f32>(0.0), vec4<f32>(0.0)));
-    store_y(tile, 2u, Six(g0.x2, g1.x2, g2.x2, g3.x2, vec4<f32>(0.0), vec4<f32>(0.0)));
-    store_y(tile, 3u, Six(g0.x3, g1.x3, g2.x3, g3.x3, vec4<f32>(0.0), vec4<f32>(0.0)));
+    // f = M A, row by row; then Y = A^T f, column by column; rolled loops (see `alpha_rt`).
+    let n = p.alpha;
+    var f: array<array<vec4<f32>, 4>, 6>;
+    for (var i = 0u; i < n; i++) {
+        let r = output_row(t, tile.c, i);
+        f[i] = array<vec4<f32>, 4>(r.x0, r.x1, r.x2, r.x3);
+    }
+    for (var j = 0u; j < n - 2u; j++) {
+        let g = at(Six(f[0][j], f[1][j], f[2][j], f[3][j], f[4][j], f[5][j]));
+        let y = array<vec4<f32>, 4>(g.x0, g.x1, g.x2, g.x3);
+        for (var i = 0u; i < n - 2u; i++) {
+            store_y(tile, i, j, y[i]);
+        }
+    }
 }

@@ -88,6 +88,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         seed: args.seed,
         precision: args.precision,
         adapter: args.gpu.choice(),
+        profile: args.gpu.profile()?,
     })?;
     eprintln!("adapter: {}", bench.adapter());
     if bench.defaults_reduced() {

@@ -200,6 +200,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             preprocess: Some(preprocess),
             labels: Some(labels),
             precision: args.precision,
+            profile: args.gpu.profile()?,
             ..Default::default()
         },
         kept: Vec::new(),

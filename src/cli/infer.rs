@@ -100,6 +100,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         batch,
         &SessionOptions {
             precision: args.precision,
+            profile: args.gpu.profile()?,
             ..Default::default()
         },
     )?;

@@ -9,7 +9,7 @@ mod plan;
 use clap::{Args, Parser, Subcommand};
 use resnet_wgpu::Result;
 use resnet_wgpu::gpu::{AdapterChoice, Backend};
-use resnet_wgpu::plan::Precision;
+use resnet_wgpu::plan::{DeviceProfile, PlanFor, Precision};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +45,14 @@ pub struct GpuArgs {
     /// Adapter index (as listed by `resnet info`) or a substring of its name.
     #[arg(long)]
     adapter: Option<String>,
+    /// Plan the kernels a `gpu` or a `software` adapter gets, whatever this adapter is (default:
+    /// this adapter's own kind, or RESNET_DEVICE_PROFILE).
+    #[arg(long, value_parser = parse_plan_for)]
+    plan_for: Option<PlanFor>,
+}
+
+pub(crate) fn parse_plan_for(s: &str) -> std::result::Result<PlanFor, String> {
+    s.parse().map_err(|e: resnet_wgpu::Error| e.to_string())
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
@@ -62,6 +70,14 @@ impl GpuArgs {
             backend: self.backend,
             adapter: self.adapter.clone(),
         }
+    }
+
+    /// The device profile `--plan-for` asks for (with RESNET_CONV_VARIANT / RESNET_WINOGRAD
+    /// applied), or `None`: the session's default.
+    fn profile(&self) -> resnet_wgpu::Result<Option<DeviceProfile>> {
+        self.plan_for
+            .map(|k| resnet_wgpu::gpu::kernels::with_env_overrides(k.profile()))
+            .transpose()
     }
 }
 

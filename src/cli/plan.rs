@@ -1,12 +1,13 @@
 //! `resnet plan`: the static dispatch list and memory plan, computed without a GPU.
 
 use clap::Args;
+use resnet_wgpu::gpu::kernels::{profile_from_env, with_env_overrides};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::model::random::random_params;
 use resnet_wgpu::model::{Arch, Network};
 use resnet_wgpu::plan::Precision;
-use resnet_wgpu::plan::{DeviceProfile, Limits, PlanOptions, plan_with};
+use resnet_wgpu::plan::{DeviceProfile, Limits, PlanFor, PlanOptions, plan_with};
 use resnet_wgpu::{Error, Result};
 use std::path::PathBuf;
 
@@ -33,8 +34,12 @@ pub struct PlanArgs {
     /// Simulate a device whose largest storage binding is this many bytes (default: unlimited).
     #[arg(long)]
     max_binding_bytes: Option<u64>,
-    /// Choose the conv kernels a software adapter (lavapipe) gets instead of a GPU's.
-    #[arg(long)]
+    /// Plan the kernels a `gpu` or a `software` adapter (lavapipe) gets (default: gpu, or
+    /// RESNET_DEVICE_PROFILE).
+    #[arg(long, value_parser = super::parse_plan_for)]
+    plan_for: Option<PlanFor>,
+    /// Same as `--plan-for software`.
+    #[arg(long, conflicts_with = "plan_for")]
     software: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -75,10 +80,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if let Some(b) = args.max_binding_bytes {
         limits.max_binding_bytes = b;
     }
-    let device = if args.software {
-        DeviceProfile::software()
-    } else {
-        DeviceProfile::gpu()
+    // No adapter here: the flag, else RESNET_DEVICE_PROFILE over a GPU's profile; the
+    // RESNET_CONV_VARIANT / RESNET_WINOGRAD overrides apply as in a session.
+    let device = match (args.plan_for, args.software) {
+        (Some(kind), _) => with_env_overrides(kind.profile())?,
+        (None, true) => with_env_overrides(PlanFor::Software.profile())?,
+        (None, false) => profile_from_env(DeviceProfile::gpu())?,
     };
     let plan = plan_with(
         &graph,

@@ -3,7 +3,7 @@
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
 
 use super::kernels::conv::{ConvIo, ConvTensors};
-use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
+use super::kernels::{self, ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
 use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
@@ -43,7 +43,8 @@ pub struct SessionOptions {
     /// how the sub-batch split is exercised on a device with big limits.
     pub limits: Option<plan::Limits>,
     /// Plan the kernels of another device (e.g. a GPU's mix on lavapipe) instead of this
-    /// one's; what this device cannot run stays off.
+    /// one's; what this device cannot run stays off. `None`: this adapter's own profile with
+    /// the environment's overrides ([`kernels::profile_from_env`]).
     pub profile: Option<DeviceProfile>,
 }
 
@@ -203,9 +204,13 @@ impl Session {
             .limits
             .unwrap_or_else(|| plan::Limits::from_wgpu(&ctx.limits));
         let mut kernels = Kernels::new(&ctx.device, &ctx.limits);
-        if let Some(profile) = opts.profile {
-            kernels.set_profile(profile);
-        }
+        // An explicit profile wins; otherwise the adapter's own, with the environment's
+        // overrides (RESNET_DEVICE_PROFILE, RESNET_CONV_VARIANT, RESNET_WINOGRAD).
+        let profile = match opts.profile {
+            Some(p) => p,
+            None => kernels::profile_from_env(kernels.device_profile())?,
+        };
+        kernels.set_profile(profile);
         let plan_opts = |k: &Kernels| PlanOptions {
             precision: opts.precision,
             device: k.device_profile(),

@@ -151,6 +151,37 @@ impl Default for DeviceProfile {
     }
 }
 
+/// Which kind of device a plan is made for (`--plan-for`, `RESNET_DEVICE_PROFILE`): lavapipe
+/// can execute exactly the kernel mix and tiles a discrete GPU would get, so that mix is
+/// tested end to end without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlanFor {
+    Gpu,
+    Software,
+}
+
+impl PlanFor {
+    pub fn profile(self) -> DeviceProfile {
+        match self {
+            PlanFor::Gpu => DeviceProfile::gpu(),
+            PlanFor::Software => DeviceProfile::software(),
+        }
+    }
+}
+
+impl FromStr for PlanFor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "gpu" => Ok(PlanFor::Gpu),
+            "software" | "cpu" => Ok(PlanFor::Software),
+            _ => Err(Error::Input(format!(
+                "unknown device profile `{s}`: use gpu or software"
+            ))),
+        }
+    }
+}
+
 /// Register variant: invocations per workgroup; pixels and vec4 columns per invocation (the
 /// last two are WGSL `const`s: they size private arrays).
 pub const REGISTER_WG: u32 = 32;

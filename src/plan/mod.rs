@@ -32,7 +32,9 @@ use crate::graph::{Graph, Op};
 use crate::winograd::Tile;
 
 pub use arena::{Interval, PHASES};
-pub use kernel::{ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, WinogradPolicy};
+pub use kernel::{
+    ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, PlanFor, WinogradPolicy,
+};
 
 /// The device limits the plan must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub mod texture;
 pub use conv::ConvTextures;
 
 pub use crate::plan::kernel::{
-    ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, WinogradPolicy,
+    ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, PlanFor, WinogradPolicy,
 };
 
 use super::Dispatch;
@@ -33,6 +33,8 @@ use std::sync::Mutex;
 /// Environment variable that forces a conv variant (`shared`, `register`, `texture` or
 /// `subgroup`) for every GEMM it can run.
 pub const CONV_VARIANT_ENV: &str = "RESNET_CONV_VARIANT";
+/// Environment variable that plans for another kind of device (`gpu`, `software`).
+pub const DEVICE_PROFILE_ENV: &str = "RESNET_DEVICE_PROFILE";
 /// Environment variable that sets which convs take Winograd (`auto`, `off`, `f2`, `f4`).
 pub const WINOGRAD_ENV: &str = "RESNET_WINOGRAD";
 
@@ -211,10 +213,47 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
     }
 }
 
+/// `base` (an adapter's own profile) with the environment's overrides: `RESNET_DEVICE_PROFILE`
+/// replaces it with the heuristic of a GPU or a software adapter, then `RESNET_CONV_VARIANT`
+/// forces a variant and `RESNET_WINOGRAD` sets the Winograd policy. A value that does not
+/// parse is an error (a typo must not silently benchmark the wrong kernels).
+pub fn profile_from_env(base: DeviceProfile) -> Result<DeviceProfile, crate::Error> {
+    let profile = match env::<PlanFor>(DEVICE_PROFILE_ENV)? {
+        Some(kind) => kind.profile(),
+        None => base,
+    };
+    with_env_overrides(profile)
+}
+
+/// `profile` with `RESNET_CONV_VARIANT` and `RESNET_WINOGRAD` applied (what `--plan-for`
+/// combines with: the flag picks the device kind, these still force kernels).
+pub fn with_env_overrides(mut profile: DeviceProfile) -> Result<DeviceProfile, crate::Error> {
+    if let Some(v) = env(CONV_VARIANT_ENV)? {
+        profile.forced = Some(v);
+    }
+    if let Some(w) = env(WINOGRAD_ENV)? {
+        profile.winograd = w;
+    }
+    Ok(profile)
+}
+
+fn env<T: std::str::FromStr<Err = crate::Error>>(name: &str) -> Result<Option<T>, crate::Error> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|e| {
+            let why = match e {
+                crate::Error::Input(m) => m,
+                other => other.to_string(),
+            };
+            crate::Error::Input(format!("{name}={v}: {why}"))
+        }),
+        _ => Ok(None),
+    }
+}
+
 impl Kernels {
     /// `limits`: the limits the device was opened with (nothing beyond them is requested).
-    /// The conv variant and the Winograd policy may be set with the `RESNET_CONV_VARIANT` and
-    /// `RESNET_WINOGRAD` environment variables.
+    /// The profile is the adapter's own; see [`profile_from_env`] for the environment's
+    /// overrides, which a session applies.
     pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Kernels {
         let pipeline_layouts = Bindings::ALL
             .iter()
@@ -236,13 +275,6 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        fn env<T: std::str::FromStr<Err = crate::Error>>(name: &str) -> Option<T> {
-            std::env::var(name).ok().and_then(|v| {
-                v.parse()
-                    .map_err(|e| log::warn!("ignoring {name}: {e}"))
-                    .ok()
-            })
-        }
         let info = device.adapter_info();
         let software = info.device_type == wgpu::DeviceType::Cpu;
         // The subgroup variant's workgroup of 8 must be one subgroup.
@@ -256,8 +288,8 @@ impl Kernels {
                 software,
                 textures: software,
                 subgroups,
-                forced: env(CONV_VARIANT_ENV),
-                winograd: env(WINOGRAD_ENV).unwrap_or(WinogradPolicy::Auto),
+                forced: None,
+                winograd: WinogradPolicy::Auto,
             },
             pipeline_layouts,
             modules: Mutex::new(HashMap::new()),
@@ -267,18 +299,17 @@ impl Kernels {
     }
 
     /// What plan-time kernel choices should assume about this device (including a variant
-    /// forced with [`Kernels::set_conv_variant`] or `RESNET_CONV_VARIANT`).
+    /// forced with [`Kernels::set_conv_variant`]).
     pub fn device_profile(&self) -> DeviceProfile {
         self.profile
     }
 
     /// Forces a conv variant for every GEMM it can run (`None`: the per-shape heuristic).
-    /// Overrides `RESNET_CONV_VARIANT`.
     pub fn set_conv_variant(&mut self, variant: Option<ConvVariant>) {
         self.profile.forced = variant;
     }
 
-    /// Sets which convs take Winograd. Overrides `RESNET_WINOGRAD`.
+    /// Sets which convs take Winograd.
     pub fn set_winograd(&mut self, policy: WinogradPolicy) {
         self.profile.winograd = policy;
     }
@@ -334,6 +365,7 @@ impl Kernels {
             })
             .clone();
         let label = format!("{entry} {constants:?}");
+        let started = std::time::Instant::now();
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -348,6 +380,7 @@ impl Kernels {
                 },
                 cache: None,
             });
+        log::debug!("pipeline {label}: {:.2} s", started.elapsed().as_secs_f64());
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
     }

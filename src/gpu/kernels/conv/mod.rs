@@ -63,6 +63,8 @@ pub(crate) struct Params {
     pub w_batch: u32,
     pub tiles_y: u32,
     pub tiles_x: u32,
+    pub alpha: u32,
+    pub _pad: [u32; 3],
 }
 
 /// A conv GEMM kernel: its shader and how the plan's configuration becomes its overrides.

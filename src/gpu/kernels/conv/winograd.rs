@@ -52,9 +52,9 @@ impl Kernels {
             act,
             tiles_y: u32_of(tile.tiles(conv.oh as usize)),
             tiles_x: u32_of(tile.tiles(conv.ow as usize)),
+            alpha: u32_of(tile.alpha()),
             ..conv
         };
-        let alpha = f64::from(u32_of(tile.alpha()));
 
         let input = Params {
             out_off: offset(&v),
@@ -66,11 +66,7 @@ impl Kernels {
             &format!("{label} (winograd input)"),
             "winograd_input",
             &input,
-            &[
-                ("ALPHA", alpha),
-                ("A_F16", f64::from(u8::from(a16))),
-                ("W_F16", w16),
-            ],
+            &[("A_F16", f64::from(u8::from(a16))), ("W_F16", w16)],
             io,
             tiles * (cin / 4),
         );
@@ -111,11 +107,7 @@ impl Kernels {
             &format!("{label} (winograd output)"),
             "winograd_output",
             &output,
-            &[
-                ("ALPHA", alpha),
-                ("A_F16", f64::from(u8::from(m16))),
-                ("W_F16", w16),
-            ],
+            &[("A_F16", f64::from(u8::from(m16))), ("W_F16", w16)],
             io,
             tiles * (cout / 4),
         );
