@@ -129,6 +129,8 @@ def classify_folder(
         fn_constructor_kwargs={"batch": batch_size, **predictor},
         batch_size=batch_size,
         batch_format="numpy",
+        # A fixed pool of `actors` stateful actors, each building its Classifier once (Ray 2.60
+        # deprecates map_batches' `concurrency=N` for this spelling of the same thing).
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor,
