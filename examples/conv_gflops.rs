@@ -25,7 +25,7 @@ use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
 use resnet_wgpu::plan::kernel::{
     ConvAlgo, DeviceProfile, WinogradPolicy, choose_conv, plan_conv, winograd_tile,
 };
-use resnet_wgpu::plan::{Dtype, Interval, Placement};
+use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_for};
 use resnet_wgpu::winograd::Tile;
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
@@ -152,15 +152,12 @@ fn main() {
             {
                 continue; // the forced variant falls back, or the shape takes no Winograd
             }
-            let tile = match plan.algo {
-                ConvAlgo::Winograd(t) => Some(t),
-                ConvAlgo::Direct => None,
-            };
-            // in | out | V | M, 256-byte aligned.
+            let tile = plan.algo.tile();
+            // in | out | the algorithm's scratch (Winograd: V, M; split K: partial sums),
+            // 256-byte aligned.
             let mut sizes = vec![batch * tensors[0].len(), batch * tensors[1].len()];
-            if let Some(t) = tile {
-                let tiles = batch * t.tiles(oh) * t.tiles(oh);
-                sizes.extend([t.points() * tiles * s.cin, t.points() * tiles * s.cout]);
+            for sc in scratch_for(&op, plan.algo, &tensors, Precision::F32, 0) {
+                sizes.push(batch * sc.elems_per_image as usize);
             }
             let mut at = 0u64;
             let placements: Vec<Placement> = sizes
@@ -210,7 +207,7 @@ fn main() {
             };
             let conv_tensors = ConvTensors {
                 placements: &placements,
-                scratch: tile.map(|_| [placements[2], placements[3]]),
+                scratch: &placements[2..],
             };
             let d = kernels.conv_step(&plan, &op, &tensors, batch as u32, &conv_tensors, &io);
             // A Winograd conv's three dispatches are also timed one by one (where its time goes).

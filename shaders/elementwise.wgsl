@@ -1,9 +1,10 @@
 // Elementwise ops over NHWC activations in the arena.
 //
-// `bn_relu`: out = relu(x * scale[c] + shift[c]), one invocation per 4 channels of a pixel.
-// Only used to materialise the v2 post-norm map when features are requested (otherwise it is
-// fused into the global average pool), so it is simple rather than fast. Tensors are f32 or
-// f16 as in pool.wgsl.
+// `bn_relu`: out = relu(x * scale[c] + shift[c]) (without the ReLU under flag 16), one
+// invocation per 4 channels of a pixel. Used to materialise the v2 post-norm map when features
+// are requested (otherwise it is fused into the global average pool) and for MXNet Gluon v2's
+// input normalisation, so it is simple rather than fast. Tensors are f32 or f16 as in
+// pool.wgsl.
 
 struct Params {
     total: u32,  // invocations: pixels * ceil(c / 4)
@@ -11,7 +12,7 @@ struct Params {
     in_off: u32, // element offsets in the arena
     out_off: u32,
     cp: u32,     // pad4(c): offset of the shift in `consts`
-    flags: u32,  // 2: input f16, 4: output f16, 8: constants f16
+    flags: u32,  // 2: input f16, 4: output f16, 8: constants f16, 16: no ReLU
     _pad1: u32,
     _pad2: u32,
 }
@@ -63,7 +64,9 @@ fn bn_relu(
     let sc = cst4(c);
     let sh = cst4(p.cp + c);
     var y = fma(x, sc, sh);
-    y = select(y, vec4<f32>(0.0), y < vec4<f32>(0.0)); // NaN-keeping ReLU
+    if ((p.flags & 16u) == 0u) {
+        y = select(y, vec4<f32>(0.0), y < vec4<f32>(0.0)); // NaN-keeping ReLU
+    }
     if ((p.flags & 4u) != 0u) {
         arena[eo >> 1u] = pack2x16float(y.xy);
         arena[(eo >> 1u) + 1u] = pack2x16float(y.zw);

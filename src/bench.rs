@@ -39,6 +39,9 @@ pub struct BenchOptions {
     pub adapter: AdapterChoice,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
+    /// Where `setup_s` counts from (the CLI: process start); `None`: the call to
+    /// [`Bench::new`].
+    pub started: Option<Instant>,
 }
 
 impl Default for BenchOptions {
@@ -54,6 +57,7 @@ impl Default for BenchOptions {
             precision: Precision::F32,
             adapter: AdapterChoice::default(),
             profile: None,
+            started: None,
         }
     }
 }
@@ -66,6 +70,12 @@ pub struct BenchResult {
     pub size: usize,
     pub warmup: usize,
     pub steps: usize,
+    /// From [`BenchOptions::started`] to this batch size's session ready (context, weights,
+    /// plan, pipelines): what a user waits before the first batch can run.
+    pub setup_s: f64,
+    /// Wall time of the first batch on the session: on a cold driver cache it includes the
+    /// shader compiles that drivers (lavapipe among them) defer to the first dispatch.
+    pub first_batch_s: f64,
     pub mean_s: f64,
     pub sd_s: f64,
     pub min_s: f64,
@@ -95,6 +105,7 @@ pub enum Progress {
 
 /// A network lowered for one input size on an open device, ready to be timed at any batch.
 pub struct Bench {
+    started: Instant,
     ctx: GpuContext,
     adapter: AdapterSummary,
     name: String,
@@ -111,6 +122,7 @@ pub struct Bench {
 impl Bench {
     /// Opens the device, loads (or makes up) the weights and lowers the network.
     pub fn new(opts: &BenchOptions) -> Result<Bench> {
+        let started = opts.started.unwrap_or_else(Instant::now);
         if opts.steps == Some(0) {
             return Err(Error::Input(
                 "--steps 0 would time nothing: give at least 1 (use --warmup for untimed batches)"
@@ -135,6 +147,7 @@ impl Bench {
             &LowerOptions::default(),
         )?;
         Ok(Bench {
+            started,
             adapter: ctx.summary(),
             ctx,
             name,
@@ -210,21 +223,26 @@ impl Bench {
 
     /// Times `warmup` untimed and `steps` timed forward passes of `batch` images on `session`
     /// (wall time per batch, including upload and read-back; GPU time from timestamp queries
-    /// where the device has them).
+    /// where the device has them). Call it as soon as [`Bench::session`] returns: `setup_s`
+    /// ends here.
     pub fn measure(
         &self,
         session: &Session,
         batch: usize,
         mut progress: impl FnMut(Progress),
     ) -> Result<BenchResult> {
+        let setup_s = self.started.elapsed().as_secs_f64();
         let input = self.input(session, batch)?;
         let timing = if session.has_timestamps() {
             Timing::Whole
         } else {
             Timing::Off
         };
+        let mut first_batch_s = None;
         for _ in 0..self.warmup {
+            let t0 = Instant::now();
             session.run_nchw(&input, batch)?;
+            first_batch_s.get_or_insert(t0.elapsed().as_secs_f64());
             progress(Progress::Warmup);
         }
         let mut durations = Vec::with_capacity(self.steps);
@@ -233,6 +251,7 @@ impl Bench {
             let t0 = Instant::now();
             let (_, t) = session.run_nchw_timed(&input, batch, timing)?;
             let seconds = t0.elapsed().as_secs_f64();
+            first_batch_s.get_or_insert(seconds);
             durations.push(seconds);
             if let Some(t) = t {
                 gpu.push(t.gpu_seconds);
@@ -248,6 +267,9 @@ impl Bench {
             size: session.input_shape()[1],
             warmup: self.warmup,
             steps: self.steps,
+            setup_s,
+            // `steps >= 1` is checked in `new`, so some batch ran.
+            first_batch_s: first_batch_s.unwrap_or(f64::NAN),
             mean_s: mean,
             sd_s: sd,
             min_s: durations.iter().copied().fold(f64::INFINITY, f64::min),

@@ -26,33 +26,75 @@ use crate::gpu::session::{Output, Session, SessionOptions};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
-use crate::model::load::{LoadOptions, load_network};
+use crate::model::load::{LoadOptions, Loaded, load};
 use crate::model::{Flavour, Network};
 use crate::plan::{DeviceProfile, Precision};
 use crate::preprocess::Preprocess;
 use std::path::Path;
 
-/// A checkpoint, loaded and validated.
+/// A checkpoint, loaded and validated, with the preprocessing and labels its files give.
 #[derive(Clone, Debug)]
 pub struct Model {
     pub network: Network,
+    /// The evaluation preprocessing: the flavour's own, or what the checkpoint's files say
+    /// (transformers' `preprocessor_config.json`).
+    pub preprocess: Preprocess,
+    /// Class names the checkpoint's files give (transformers' `id2label`).
+    pub labels: Option<Vec<String>>,
+    /// What loading had to assume, for the user to see.
+    pub notes: Vec<String>,
+}
+
+impl From<Network> for Model {
+    /// A network with its flavour's preprocessing and no labels.
+    fn from(network: Network) -> Model {
+        Model {
+            preprocess: network.arch.flavour.preprocess(),
+            network,
+            labels: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl From<Loaded> for Model {
+    fn from(l: Loaded) -> Model {
+        Model {
+            network: l.network,
+            preprocess: l.preprocess,
+            labels: l.labels,
+            notes: l.notes,
+        }
+    }
 }
 
 impl Model {
-    /// Loads a safetensors checkpoint of any flavour (inferred from the tensor names).
+    /// Loads a checkpoint of any flavour (inferred from the tensor names) or format: a
+    /// safetensors file (F32, F16 or BF16), a transformers hub folder, an ONNX file.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         Self::load_with(path, &LoadOptions::default())
     }
 
     /// As [`Model::load`], e.g. with an explicit flavour.
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
-        Ok(Model {
-            network: load_network(path.as_ref(), opts)?,
-        })
+        Ok(load(path.as_ref(), opts)?.into())
     }
 
     pub fn flavour(&self) -> Flavour {
         self.network.arch.flavour
+    }
+
+    /// The evaluation preprocessing `classify` applies by default.
+    pub fn preprocess(&self) -> Preprocess {
+        self.preprocess
+    }
+
+    /// The labels the checkpoint names, else ImageNet's for 1000/1001 classes, else indices.
+    pub fn default_labels(&self) -> Labels {
+        match &self.labels {
+            Some(l) => Labels::from_names(l.clone()),
+            None => Labels::for_classes(self.classes()),
+        }
     }
 
     pub fn classes(&self) -> usize {
@@ -65,9 +107,10 @@ impl Model {
 pub struct ClassifierOptions {
     /// Most images per GPU submission; larger inputs are split.
     pub max_batch: usize,
-    /// Input preprocessing; `None`: the flavour's own evaluation preprocessing.
+    /// Input preprocessing; `None`: the model's ([`Model::preprocess`]).
     pub preprocess: Option<Preprocess>,
-    /// `None`: ImageNet labels for 1000/1001 classes, indices otherwise.
+    /// `None`: the model's ([`Model::default_labels`]): its own, else ImageNet labels for
+    /// 1000/1001 classes, else indices.
     pub labels: Option<Labels>,
     /// Which adapter [`Classifier::new`] opens.
     pub adapter: AdapterChoice,
@@ -123,13 +166,11 @@ impl Classifier {
         ctx: &GpuContext,
         opts: &ClassifierOptions,
     ) -> Result<Classifier> {
-        let preprocess = opts
-            .preprocess
-            .unwrap_or_else(|| Preprocess::for_flavour(model.flavour()));
+        let preprocess = opts.preprocess.unwrap_or_else(|| model.preprocess());
         let labels = opts
             .labels
             .clone()
-            .unwrap_or_else(|| Labels::for_classes(model.classes()));
+            .unwrap_or_else(|| model.default_labels());
         if labels.len() != model.classes() {
             return Err(Error::Input(format!(
                 "{} labels for a model with {} classes",

@@ -26,7 +26,7 @@ pub enum Error {
     Safetensors { path: PathBuf, reason: String },
 
     #[error(
-        "tensor `{name}` has dtype {dtype}; only float32 (F32) tensors are supported, convert with `.float()` / `.astype(np.float32)`"
+        "tensor `{name}` has dtype {dtype}, which is not supported here (weights: F32, F16 or BF16; inputs: F32); convert with `.float()` / `.astype(np.float32)`"
     )]
     Dtype { name: String, dtype: String },
 
@@ -40,6 +40,16 @@ pub enum Error {
         value: f32,
     },
 
+    #[error(
+        "{path} is not an ONNX ResNet this engine can read: {problem}. It reads the ResNets of \
+         the ONNX model zoo (resnet*-v1/-v2) and torch.onnx exports of torchvision and timm \
+         ResNets; other graphs need a general ONNX runtime such as onnxruntime"
+    )]
+    Onnx { path: PathBuf, problem: String },
+
+    #[error("{path} does not fit the weights: {problem}")]
+    Config { path: PathBuf, problem: String },
+
     #[error("the network's output is not finite: {0}")]
     NonFiniteOutput(String),
 
@@ -50,7 +60,7 @@ pub enum Error {
     },
 
     #[error(
-        "cannot tell which ResNet flavour these weights are ({0}); pass --flavour slim-v2|keras-v2|timm-v2|torchvision|keras-v1"
+        "cannot tell which ResNet flavour these weights are ({0}); pass --flavour slim-v2|keras-v2|timm-v2|torchvision|keras-v1|hf"
     )]
     UnknownFlavour(String),
 
@@ -122,6 +132,8 @@ impl Error {
                 _ => ErrorKind::Io,
             },
             Error::Safetensors { .. }
+            | Error::Onnx { .. }
+            | Error::Config { .. }
             | Error::Dtype { .. }
             | Error::NonFiniteWeight { .. }
             | Error::NonFiniteOutput(_)

@@ -25,6 +25,11 @@ impl Labels {
         }
     }
 
+    /// Labels as given (e.g. a checkpoint's own `id2label`).
+    pub fn from_names(names: Vec<String>) -> Labels {
+        Labels(names)
+    }
+
     /// One label per line (blank trailing lines ignored); must match the model's class count.
     pub fn from_file(path: &Path, classes: usize) -> Result<Labels> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

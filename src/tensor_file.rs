@@ -42,6 +42,22 @@ pub fn f32_data(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
         .collect())
 }
 
+/// Decodes a little-endian F32, F16 or BF16 view as f32 (the half formats widened exactly,
+/// NaN and infinities kept), [`Error::Dtype`] for anything else.
+pub fn float_data(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
+    let halves = |widen: fn(u16) -> f32| {
+        view.data()
+            .chunks_exact(2)
+            .map(|b| widen(u16::from_le_bytes([b[0], b[1]])))
+            .collect()
+    };
+    match view.dtype() {
+        Dtype::F16 => Ok(halves(|h| half::f16::from_bits(h).to_f32())),
+        Dtype::BF16 => Ok(halves(|h| half::bf16::from_bits(h).to_f32())),
+        _ => f32_data(name, view),
+    }
+}
+
 /// Reads tensor `name` from a safetensors file.
 pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor> {
     let bytes = read_file(path)?;

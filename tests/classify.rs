@@ -149,9 +149,7 @@ fn no_resize_runs_each_image_at_its_own_size() {
                 height: h,
                 width: w,
             },
-            ..resnet_wgpu::preprocess::Preprocess::for_flavour(
-                resnet_wgpu::model::Flavour::Torchvision,
-            )
+            ..resnet_wgpu::model::Flavour::Torchvision.preprocess()
         };
         let x = pre.apply(&img).unwrap();
         let net = resnet_wgpu::model::load::load_network(

@@ -12,9 +12,9 @@ fn digits() -> PathBuf {
 }
 
 fn options() -> ClassifierOptions {
-    let pre =
-        resnet_wgpu::preprocess::Preprocess::for_flavour(resnet_wgpu::model::Flavour::Torchvision)
-            .with_overrides(Some(32), Some(32), false);
+    let pre = resnet_wgpu::model::Flavour::Torchvision
+        .preprocess()
+        .with_overrides(Some(32), Some(32), false);
     ClassifierOptions {
         max_batch: 4,
         preprocess: Some(pre),

@@ -90,7 +90,7 @@ fn a_device_destroyed_mid_run_fails_every_later_call_and_a_new_device_works() {
         .err()
         .expect("a lost device");
     assert!(matches!(e, Error::DeviceLost(_)), "{e}");
-    let model = Model { network: net };
+    let model = Model::from(net);
     let e = Classifier::with_context(&model, &ctx, &options())
         .err()
         .expect("a lost device");
@@ -107,11 +107,9 @@ fn options() -> ClassifierOptions {
     ClassifierOptions {
         max_batch: 8,
         preprocess: Some(
-            resnet_wgpu::preprocess::Preprocess::for_flavour(Flavour::TimmV2).with_overrides(
-                Some(SIDE),
-                None,
-                true,
-            ),
+            Flavour::TimmV2
+                .preprocess()
+                .with_overrides(Some(SIDE), None, true),
         ),
         ..Default::default()
     }

@@ -306,7 +306,7 @@ fn check_checkpoint(bytes: &[u8]) -> Outcome {
         let view = st
             .tensor(&name)
             .unwrap_or_else(|_| panic!("the loaded network has `{name}`, the file does not"));
-        let file = resnet_wgpu::tensor_file::f32_data(&name, &view).unwrap();
+        let file = resnet_wgpu::tensor_file::float_data(&name, &view).unwrap();
         assert_eq!(shape, view.shape(), "`{name}`: shape");
         assert!(
             bits(&data) == bits(&file),
@@ -436,13 +436,15 @@ fn check_image(bytes: &[u8], recipe: &Preprocess) -> Outcome {
 fn corrupt_images_end_in_an_error_or_a_finite_input() {
     let bases = image_bases();
     for (name, b) in &bases {
-        let r = Preprocess::for_flavour(Flavour::Torchvision).with_overrides(Some(32), None, false);
+        let r = Flavour::Torchvision
+            .preprocess()
+            .with_overrides(Some(32), None, false);
         assert!(matches!(check_image(b, &r), Outcome::Ok), "{name} decodes");
     }
     // Small outputs keep each iteration fast; every flavour's resize path is used.
     let recipes: Vec<Preprocess> = Flavour::ALL
         .iter()
-        .map(|&f| Preprocess::for_flavour(f).with_overrides(Some(40), None, false))
+        .map(|&f| f.preprocess().with_overrides(Some(40), None, false))
         .collect();
     let names: Vec<String> = bases.iter().map(|b| b.0.clone()).collect();
     let (ok, errors) = campaign(

@@ -30,8 +30,10 @@ use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
 };
-use resnet_wgpu::plan::kernel::{ConvAlgo, DeviceProfile, WinogradPolicy, plan_conv};
-use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_dtype};
+use resnet_wgpu::plan::kernel::{
+    ConvAlgo, DeviceProfile, SHARED_TILES, SharedTile, WinogradPolicy, plan_conv, plan_conv_tiled,
+};
+use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_for};
 use resnet_wgpu::winograd::Tile;
 use std::sync::OnceLock;
 
@@ -482,6 +484,8 @@ struct Mode {
     variant: ConvVariant,
     algo: ConvAlgo,
     f16: bool,
+    /// The shared variant's tile (`None`: the heuristic's).
+    tile: Option<SharedTile>,
 }
 
 /// The storage types of a conv's tensors in f16 mode: f16 where the channel count is a
@@ -518,10 +522,7 @@ fn check_conv(
     if mode.variant == ConvVariant::Subgroup && !g.subgroups {
         return false;
     }
-    let winograd = match mode.algo {
-        ConvAlgo::Winograd(t) => Some(t),
-        ConvAlgo::Direct => None,
-    };
+    let winograd = mode.algo.tile();
     if winograd.is_some()
         && !(op.kh == 3
             && op.stride == 1
@@ -536,7 +537,7 @@ fn check_conv(
         winograd: WinogradPolicy::Auto,
         ..DeviceProfile::software()
     };
-    let plan = plan_conv(op, tensors, c.batch, &profile, mode.algo).unwrap();
+    let plan = plan_conv_tiled(op, tensors, c.batch, &profile, mode.algo, mode.tile).unwrap();
     if plan.gemm.variant != mode.variant {
         return false; // the variant cannot run this shape (falls back): covered elsewhere
     }
@@ -549,14 +550,10 @@ fn check_conv(
     } else {
         Precision::F32
     };
-    if let Some(tile) = winograd {
-        let out = &tensors[op.output];
-        let tiles = c.batch * tile.tiles(out.h) * tile.tiles(out.w);
-        for channels in [op.cin, op.cout] {
-            elems.push(tile.points() * tiles * channels);
-            dtypes.push(scratch_dtype(precision, tile));
-            scratch.push(elems.len() - 1);
-        }
+    for sc in scratch_for(op, mode.algo, tensors, precision, 0) {
+        elems.push(c.batch * sc.elems_per_image as usize);
+        dtypes.push(sc.dtype);
+        scratch.push(elems.len() - 1);
     }
     // The reference sees exactly the values the GPU stores: inputs and constants rounded.
     let input = rounded(&rng.vec(c.batch * tensors[0].len(), -1.0, 1.0), dtypes[0]);
@@ -616,6 +613,7 @@ fn check_conv(
                 Some(_) => elems[scratch[0]],
                 None => elems[0],
             };
+            let scratch: Vec<Placement> = scratch.iter().map(|&t| placements[t]).collect();
             let (t32, t16, wt) = conv_textures(a_elems, binding.buffer, weights);
             let texel = 4 * weights.bytes();
             let io = ConvIo {
@@ -631,7 +629,7 @@ fn check_conv(
             };
             let at = ConvTensors {
                 placements,
-                scratch: winograd.map(|_| [placements[scratch[0]], placements[scratch[1]]]),
+                scratch: &scratch,
             };
             g.kernels
                 .conv_step(&plan, op, tensors, c.batch as u32, &at, &io)
@@ -652,6 +650,7 @@ fn conv_matches_cpu_reference() {
                     variant,
                     algo: ConvAlgo::Direct,
                     f16,
+                    tile: None,
                 };
                 ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
             }
@@ -659,6 +658,97 @@ fn conv_matches_cpu_reference() {
     }
     // Every case in register, shared and texture, f32 and f16; subgroup where it applies.
     assert!(ran >= 3 * 2 * conv_cases().len(), "{ran} runs");
+}
+
+/// Every tile of the shared variant (8x8 to 4x4 outputs per invocation, 128x128 to 32x64 per
+/// workgroup), on shapes that divide them (no bounds checks) and shapes that do not: partial
+/// tiles in M, N and K, the 3-channel scalar path, pre-activation, residual, split outputs.
+#[test]
+fn shared_tiles_match_cpu_reference() {
+    let mut rng = Rng(0x7a11_5eed_0000_0001);
+    let cases = [
+        // Divides every tile: M = 2 * 16 * 16 = 512, N = 128, K = 1 * 1 * 64.
+        ConvCase {
+            batch: 2,
+            ..case(16, 16, 64, 128, 1, 1)
+        },
+        ConvCase {
+            batch: 1,
+            in_act: true,
+            residual: Some(1),
+            relu: true,
+            ..case(9, 7, 20, 36, 3, 1)
+        },
+        ConvCase {
+            batch: 3,
+            ..case(11, 11, 3, 24, 7, 2)
+        },
+        ConvCase {
+            batch: 1,
+            split: Some(12),
+            ..case(10, 10, 16, 44, 1, 2)
+        },
+    ];
+    let mut ran = 0;
+    for c in cases {
+        let (op, tensors) = build_conv(&c, &mut rng);
+        for tile in SHARED_TILES {
+            for f16 in [false, true] {
+                let mode = Mode {
+                    variant: ConvVariant::Shared,
+                    algo: ConvAlgo::Direct,
+                    f16,
+                    tile: Some(tile),
+                };
+                ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
+            }
+        }
+    }
+    assert_eq!(ran, cases.len() * SHARED_TILES.len() * 2);
+}
+
+/// Split K: 2 to 5 slices (the last one short), every epilogue (bias, pre-activation,
+/// residual, ReLU, split outputs), f32 and f16 outputs, batch 1 and 2, the smallest and the
+/// largest shared tile; the partial sums are planned scratch in a NaN-poisoned arena.
+#[test]
+fn split_k_matches_cpu_reference() {
+    let mut rng = Rng(0x5b11_7000_cafe_0002);
+    let cases = [
+        ConvCase {
+            batch: 1,
+            in_act: true,
+            residual: Some(1),
+            relu: true,
+            ..case(7, 7, 64, 32, 3, 1)
+        },
+        ConvCase {
+            batch: 2,
+            split: Some(20),
+            ..case(5, 5, 48, 52, 3, 2)
+        },
+        ConvCase {
+            batch: 1,
+            ..case(3, 3, 128, 8, 1, 1)
+        },
+    ];
+    let mut ran = 0;
+    for c in cases {
+        let (op, tensors) = build_conv(&c, &mut rng);
+        for splits in [2, 3, 5] {
+            for tile in [SHARED_TILES[0], SHARED_TILES[SHARED_TILES.len() - 1]] {
+                for f16 in [false, true] {
+                    let mode = Mode {
+                        variant: ConvVariant::Shared,
+                        algo: ConvAlgo::SplitK(splits),
+                        f16,
+                        tile: Some(tile),
+                    };
+                    ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
+                }
+            }
+        }
+    }
+    assert_eq!(ran, cases.len() * 3 * 2 * 2);
 }
 
 /// Winograd F(2,3) and F(4,3) with every GEMM variant, f32 and f16: odd sizes (partial tiles),
@@ -707,6 +797,7 @@ fn winograd_matches_cpu_reference() {
                         variant,
                         algo: ConvAlgo::Winograd(tile),
                         f16,
+                        tile: None,
                     };
                     ran += usize::from(check_conv(&c, &op, &tensors, mode, &mut rng));
                 }
@@ -822,7 +913,7 @@ fn nan_propagates_through_every_kernel() {
                     };
                     let at = ConvTensors {
                         placements,
-                        scratch: None,
+                        scratch: &[],
                     };
                     g.kernels
                         .conv_step(&plan, &op, &tensors, c.batch as u32, &at, &io)
@@ -904,6 +995,7 @@ fn nan_propagates_through_every_kernel() {
             scale: rng.vec(5, -1.0, 1.0),
             shift: rng.vec(5, -0.5, 0.5),
         },
+        relu: true,
     };
     let want = resnet_wgpu::cpu::bn_relu(&op, &tensors, 2, &input);
     assert_eq!(want.iter().filter(|v| v.is_nan()).count(), 2);
@@ -1083,16 +1175,23 @@ fn global_avg_pool_matches_cpu_reference() {
 fn bn_relu_matches_cpu_reference() {
     let g = gpu();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
-    for (h, w, c, batch) in [(5, 7, 6, 3), (3, 3, 13, 1), (4, 3, 8, 2)] {
+    // relu off: the affine only (MXNet Gluon v2's input normalisation).
+    for (h, w, c, batch, relu) in [
+        (5, 7, 6, 3, true),
+        (3, 3, 13, 1, false),
+        (4, 3, 8, 2, false),
+        (2, 3, 4, 2, true),
+    ] {
         let tensors = vec![tensor("in", h, w, c), tensor("out", h, w, c)];
         let op = BnReluOp {
-            name: format!("bn_relu {h}x{w}x{c}"),
+            name: format!("bn_relu {h}x{w}x{c} relu {relu}"),
             input: 0,
             output: 1,
             act: BnRelu {
                 scale: rng.vec(c, -1.0, 1.0),
                 shift: rng.vec(c, -0.5, 0.5),
             },
+            relu,
         };
         for dtype in [Dtype::F32, Dtype::F16] {
             if dtype == Dtype::F16 && c % 4 != 0 {
@@ -1222,6 +1321,7 @@ fn constants_layout_is_padded_to_vec4() {
             scale: vec![1.0; 5],
             shift: vec![2.0; 5],
         },
+        relu: true,
     });
     assert_eq!(
         op.constants(),

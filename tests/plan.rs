@@ -66,6 +66,7 @@ fn params(arch: &Arch) -> Params {
         .collect();
     let last = arch.stages.last().expect("stages").out;
     Params {
+        input_norm: None,
         stem: conv(7, arch.in_channels, arch.stem_width),
         stem_bn: v1.then(|| bn(arch.stem_width)),
         stages,

@@ -21,7 +21,7 @@ use image::RgbImage;
 use resnet_wgpu::Error;
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::preprocess::resize::{pillow_resize, tf_resize_bilinear};
-use resnet_wgpu::preprocess::{Filter, Preprocess, Resize, decode_image, load_image};
+use resnet_wgpu::preprocess::{Alpha, Filter, Preprocess, Resize, decode_image, load_image};
 use resnet_wgpu::tensor_file::{f32_data, parse, read_file};
 use safetensors::Dtype;
 use std::collections::BTreeMap;
@@ -81,21 +81,23 @@ fn decoded_rgb(all: &BTreeMap<String, Fixture>, img: &str) -> Option<RgbImage> {
 
 /// The recipe that reproduces fixture rule `rule` on an image of `w x h`.
 fn recipe(rule: &str, w: usize, h: usize) -> Preprocess {
-    let no_resize = |f| Preprocess {
+    let no_resize = |f: Flavour| Preprocess {
         resize: Resize::None {
             height: h,
             width: w,
         },
-        ..Preprocess::for_flavour(f)
+        ..f.preprocess()
     };
     match rule {
-        "torchvision" => Preprocess::for_flavour(Flavour::Torchvision),
+        "torchvision" => Flavour::Torchvision.preprocess(),
         "torchvision_32" => {
-            Preprocess::for_flavour(Flavour::Torchvision).with_overrides(Some(32), Some(32), false)
+            Flavour::Torchvision
+                .preprocess()
+                .with_overrides(Some(32), Some(32), false)
         }
-        "timm_v2" => Preprocess::for_flavour(Flavour::TimmV2),
-        "keras_v2" => Preprocess::for_flavour(Flavour::KerasV2),
-        "keras_v1" => Preprocess::for_flavour(Flavour::KerasV1),
+        "timm_v2" => Flavour::TimmV2.preprocess(),
+        "keras_v2" => Flavour::KerasV2.preprocess(),
+        "keras_v1" => Flavour::KerasV1.preprocess(),
         "keras_v2_noresize" => no_resize(Flavour::KerasV2),
         "keras_v1_noresize" => no_resize(Flavour::KerasV1),
         other => panic!("fixture rule `{other}` has no recipe here; add one"),
@@ -373,7 +375,9 @@ fn bmp_and_webp_round_trip() {
 
 #[test]
 fn no_resize_requires_the_exact_size() {
-    let p = Preprocess::for_flavour(Flavour::KerasV2).with_overrides(None, None, true);
+    let p = Flavour::KerasV2
+        .preprocess()
+        .with_overrides(None, None, true);
     assert_eq!(
         p.resize,
         Resize::None {
@@ -396,14 +400,14 @@ fn no_resize_requires_the_exact_size() {
 
 #[test]
 fn flavour_recipes_and_overrides() {
-    let out = |f| Preprocess::for_flavour(f).output_size();
+    let out = |f: Flavour| f.preprocess().output_size();
     assert_eq!(out(Flavour::Torchvision), (224, 224));
     assert_eq!(out(Flavour::TimmV2), (224, 224));
     assert_eq!(out(Flavour::KerasV1), (224, 224));
     assert_eq!(out(Flavour::KerasV2), (224, 224));
     assert_eq!(out(Flavour::SlimV2), (299, 299));
 
-    let tv = Preprocess::for_flavour(Flavour::Torchvision);
+    let tv = Flavour::Torchvision.preprocess();
     let shorter = |resize, crop, filter| Resize::ShorterThenCrop {
         resize,
         crop,
@@ -417,7 +421,7 @@ fn flavour_recipes_and_overrides() {
         tv.with_overrides(None, Some(232), false).resize,
         shorter(232, 224, Filter::Bilinear) // IMAGENET1K_V2 weights
     );
-    let keras = Preprocess::for_flavour(Flavour::KerasV2);
+    let keras = Flavour::KerasV2.preprocess();
     assert_eq!(
         keras.with_overrides(Some(160), None, false).resize,
         Resize::Squash {
@@ -430,7 +434,7 @@ fn flavour_recipes_and_overrides() {
         keras.with_overrides(None, Some(256), false).resize,
         shorter(256, 224, Filter::Nearest)
     );
-    let slim = Preprocess::for_flavour(Flavour::SlimV2);
+    let slim = Flavour::SlimV2.preprocess();
     assert_eq!(
         slim.with_overrides(Some(224), None, false).resize,
         Resize::CentralCropThenResize {
@@ -459,7 +463,7 @@ fn bgr_and_caffe_means() {
             height: 1,
             width: 2,
         },
-        ..Preprocess::for_flavour(Flavour::KerasV1)
+        ..Flavour::KerasV1.preprocess()
     };
     let x = p.apply(&img).unwrap();
     // CHW, channel 0 = blue.
@@ -489,6 +493,7 @@ fn crop_larger_than_image_pads_with_zero() {
         mean: [0.0; 3],
         std: [1.0; 3],
         bgr: false,
+        alpha: Alpha::Drop,
     };
     let x = p.apply(&img).unwrap();
     // pad 1 left/top, 2 right/bottom.
@@ -545,6 +550,7 @@ fn slim_central_crop_then_tf_bilinear_by_hand() {
         mean: [0.0; 3],
         std: [1.0; 3],
         bgr: false,
+        alpha: Alpha::Drop,
     };
     let x = p.apply(&img).unwrap();
     let plane = [22.0, 42.0, 24.0, 44.0];
@@ -603,9 +609,7 @@ fn slim_defaults() {
     let img = RgbImage::from_fn(400, 300, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 255])
     });
-    let x = Preprocess::for_flavour(Flavour::SlimV2)
-        .apply(&img)
-        .unwrap();
+    let x = Flavour::SlimV2.preprocess().apply(&img).unwrap();
     assert_eq!(x.len(), 3 * 299 * 299);
     assert!(x.iter().all(|v| (-1.0..=1.0).contains(v)));
     assert!(x[2 * 299 * 299..].iter().all(|&v| v == 1.0));
@@ -616,16 +620,16 @@ fn slim_defaults() {
 #[test]
 fn resizing_to_an_absurd_size_is_an_error_not_an_allocation() {
     let strip = RgbImage::new(1, 100_000);
-    let e = Preprocess::for_flavour(Flavour::Torchvision)
-        .apply(&strip)
-        .unwrap_err();
+    let e = Flavour::Torchvision.preprocess().apply(&strip).unwrap_err();
     assert!(
         e.to_string().contains("256x25600000") && e.to_string().contains("MiB"),
         "{e}"
     );
     let img = RgbImage::new(64, 48);
     for (size, resize) in [(Some(100_000), None), (None, Some(usize::MAX / 2))] {
-        let p = Preprocess::for_flavour(Flavour::Torchvision).with_overrides(size, resize, false);
+        let p = Flavour::Torchvision
+            .preprocess()
+            .with_overrides(size, resize, false);
         assert!(p.apply(&img).is_err(), "{size:?} {resize:?}");
     }
 }

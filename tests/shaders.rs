@@ -54,9 +54,34 @@ fn tile_sizes_agree_with_the_plan() {
     };
     assert_eq!(constant("ConvRegister", "RTM"), k::REGISTER_ROWS);
     assert_eq!(constant("ConvRegister", "RTN4"), k::REGISTER_COLS4);
-    assert_eq!(constant("ConvShared", "SBM"), k::SHARED_TILE_M);
-    assert_eq!(constant("ConvShared", "SBN4"), k::SHARED_COLS4);
-    assert_eq!(constant("ConvShared", "SBK"), k::SHARED_K);
+    // The shared variant's tiles are override constants; its arrays' bounds are `const`s
+    // that every planned tile must fit, with whole vec4 of each operand per invocation.
+    let (tm, tn4, bk, bm, bn4, stage) = k::SHARED_MAX;
+    for (name, v) in [
+        ("TM_MAX", tm),
+        ("TN4_MAX", tn4),
+        ("BK_MAX", bk),
+        ("BM_MAX", bm),
+        ("BN4_MAX", bn4),
+        ("STAGE_MAX", stage),
+    ] {
+        assert_eq!(constant("ConvShared", name), v, "{name}");
+    }
+    for t in k::SHARED_TILES {
+        let (a, b) = (t.bm() * (t.bk / 4), t.bk * t.bn4());
+        assert!(t.tm <= tm && t.tn4 <= tn4 && t.bk <= bk && t.bm() <= bm && t.bn4() <= bn4);
+        assert!(t.bk.is_multiple_of(4) && t.tm.is_multiple_of(4), "{t:?}");
+        assert!(
+            a.is_multiple_of(t.invocations()) && a / t.invocations() <= stage,
+            "{t:?}: A staging"
+        );
+        assert!(
+            b.is_multiple_of(t.invocations()) && b / t.invocations() <= stage,
+            "{t:?}: B staging"
+        );
+        // Workgroup memory: the A and B tiles of the largest shape, within WebGPU's 16 KiB.
+        assert!((bm * bk / 4 + bk * bn4) * 16 <= 16384);
+    }
     assert_eq!(constant("ConvTexture", "TMAX"), k::TEXTURE_MAX_ROWS);
     assert_eq!(
         constant("ConvTexture", "TEX_WIDTH"),

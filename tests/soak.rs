@@ -9,7 +9,7 @@
 
 mod common;
 
-use resnet_wgpu::preprocess::{Preprocess, load_image};
+use resnet_wgpu::preprocess::load_image;
 use resnet_wgpu::{Classifier, ClassifierOptions, Model, Prediction, labels::Labels};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -47,11 +47,7 @@ fn four_threads_share_one_classifier_without_drift_or_growth() {
         &model,
         &ClassifierOptions {
             max_batch: 8,
-            preprocess: Some(Preprocess::for_flavour(model.flavour()).with_overrides(
-                Some(32),
-                Some(32),
-                false,
-            )),
+            preprocess: Some(model.preprocess().with_overrides(Some(32), Some(32), false)),
             labels: Some(Labels::from_file(&digits().join("labels.txt"), 10).unwrap()),
             ..Default::default()
         },

@@ -53,10 +53,11 @@ def bench(
     Runs ``warmup`` untimed and ``steps`` timed batches of ``batch`` random ``size`` x ``size``
     images through ``model`` (a preset with seeded random weights: ``resnet_v2_152``,
     ``resnet50``, ``ResNet50V2``, ``resnetv2_50`` ...) or the checkpoint ``weights``, and returns
-    what ``resnet bench --json`` prints: ``mean_s``, ``sd_s``, ``min_s``, ``max_s``,
-    ``images_per_s``, ``flops_per_image``, ``flops_executed_per_image``, ``gflops``,
-    ``gpu_mean_s``, ``precision``, ``weights_bytes``, ``arena_bytes``, ``adapter`` and the
-    settings. ``warmup``/``steps`` default to 10/100, or 1/3 on a software adapter. The
+    what ``resnet bench --json`` prints: ``setup_s`` (from this call to the session ready; the
+    CLI counts from its process start), ``first_batch_s``, ``mean_s``, ``sd_s``, ``min_s``,
+    ``max_s``, ``images_per_s``, ``flops_per_image``, ``flops_executed_per_image``,
+    ``gflops``, ``gpu_mean_s``, ``precision``, ``weights_bytes``, ``arena_bytes``, ``adapter``
+    and the settings. ``warmup``/``steps`` default to 10/100, or 1/3 on a software adapter. The
     measuring is the engine's own (the same code as the CLI), so Python adds nothing to it.
     """
     return json.loads(

@@ -25,7 +25,9 @@ use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::LoadOptions;
 use resnet_wgpu::plan::Precision;
-use resnet_wgpu::preprocess::{Preprocess, Resize, decode_image, load_image};
+use resnet_wgpu::preprocess::{
+    Alpha, Preprocess, Resize, decode_image_with, load_image_with, to_rgb,
+};
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, ErrorKind, Model, Prediction};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -255,7 +257,8 @@ impl PyClassifier {
         let mut rows = Vec::new();
         for (i, source) in sources.into_iter().enumerate() {
             names.push(source.name(i));
-            match source.decode(i).and_then(|img| self.preprocess.apply(&img)) {
+            let decoded = source.decode(i, self.preprocess.alpha);
+            match decoded.and_then(|img| self.preprocess.apply(&img)) {
                 Ok(x) => {
                     input.extend(x);
                     rows.push(i);
@@ -318,10 +321,11 @@ impl PyClassifier {
         py.detach(|| {
             // The checkpoint first: a bad file fails before a device is opened.
             let model = Model::load_with(&weights, &LoadOptions { flavour })?;
-            let preprocess =
-                Preprocess::for_flavour(model.flavour()).with_overrides(size, resize, false);
+            // The checkpoint's own preprocessing and labels where its files give them
+            // (transformers' folders), as `resnet classify` takes them.
+            let preprocess = model.preprocess().with_overrides(size, resize, false);
             let labels = match labels {
-                None => Labels::for_classes(model.classes()),
+                None => model.default_labels(),
                 Some(LabelsArg::File(path)) => Labels::from_file(&path, model.classes())?,
                 Some(LabelsArg::Names(names)) => Labels::new(names, model.classes(), "labels")?,
             };
@@ -418,7 +422,7 @@ impl PyClassifier {
             .detach(|| {
                 let mut data = Vec::new();
                 for (i, s) in sources.into_iter().enumerate() {
-                    data.extend(pre.apply(&s.decode(i)?)?);
+                    data.extend(pre.apply(&s.decode(i, pre.alpha)?)?);
                 }
                 Ok(data)
             })
@@ -508,6 +512,13 @@ impl PyClassifier {
         self.model.flavour().to_string()
     }
 
+    /// What loading had to assume about the checkpoint (as ``resnet classify`` prints them
+    /// as ``note:`` lines), e.g. a flavour guessed from a transformers config.
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.model.notes.clone()
+    }
+
     /// ``(height, width)`` of ``classify``'s network input.
     #[getter]
     fn input_size(&self) -> (usize, usize) {
@@ -550,7 +561,7 @@ impl PyClassifier {
 enum Source {
     Path(PathBuf),
     Bytes(Vec<u8>),
-    Pixels(image::RgbImage),
+    Pixels(image::DynamicImage),
 }
 
 impl Source {
@@ -563,12 +574,13 @@ impl Source {
         }
     }
 
-    /// RGB8, as Pillow's `.convert("RGB")` makes it.
-    fn decode(self, i: usize) -> Result<image::RgbImage, Error> {
+    /// RGB8 as the preprocessing recipe wants it: Pillow's `.convert("RGB")`, or with
+    /// `alpha` composited onto white (transformers' `convert_to_rgb`).
+    fn decode(self, i: usize, alpha: Alpha) -> Result<image::RgbImage, Error> {
         match self {
-            Source::Path(p) => load_image(&p),
-            Source::Bytes(b) => decode_image(&b, &format!("image {i} (bytes)")),
-            Source::Pixels(img) => Ok(img),
+            Source::Path(p) => load_image_with(&p, alpha),
+            Source::Bytes(b) => decode_image_with(&b, &format!("image {i} (bytes)"), alpha),
+            Source::Pixels(img) => Ok(to_rgb(img, alpha)),
         }
     }
 }
@@ -623,9 +635,9 @@ fn source(item: &Bound<'_, PyAny>, i: usize) -> PyResult<Source> {
     )))
 }
 
-/// A uint8 `H x W`, `H x W x 1|2|3|4` array as RGB8, the way Pillow converts `L`, `LA`, `RGB`
-/// and `RGBA` images to `RGB`: grey replicated, alpha dropped.
-fn pixels(a: &Bound<'_, PyUntypedArray>, i: usize) -> PyResult<image::RgbImage> {
+/// A uint8 `H x W`, `H x W x 1|2|3|4` array as the image it holds (grey, grey + alpha, RGB,
+/// RGBA), converted to RGB later exactly as a decoded file is.
+fn pixels(a: &Bound<'_, PyUntypedArray>, i: usize) -> PyResult<image::DynamicImage> {
     let a = a.cast::<PyArrayDyn<u8>>().map_err(|_| {
         PyTypeError::new_err(format!(
             "image {i} is a {} array: pixel arrays must be uint8 (preprocessed float input goes \
@@ -656,16 +668,13 @@ fn pixels(a: &Bound<'_, PyUntypedArray>, i: usize) -> PyResult<image::RgbImage> 
         Ok(s) => s.to_vec(),
         Err(_) => view.iter().copied().collect(),
     };
-    let rgb: Vec<u8> = match c {
-        3 => values,
-        4 => values
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        // Grey (and grey + alpha): R = G = B = L.
-        _ => values.chunks_exact(c).flat_map(|p| [p[0]; 3]).collect(),
+    let img = match c {
+        1 => image::GrayImage::from_raw(width, height, values).map(image::DynamicImage::from),
+        2 => image::GrayAlphaImage::from_raw(width, height, values).map(image::DynamicImage::from),
+        3 => image::RgbImage::from_raw(width, height, values).map(image::DynamicImage::from),
+        _ => image::RgbaImage::from_raw(width, height, values).map(image::DynamicImage::from),
     };
-    image::RgbImage::from_raw(width, height, rgb).ok_or_else(too_big)
+    img.ok_or_else(too_big)
 }
 
 /// An adapter as a dict: `index` (within its backend, for `adapter=`), `name`, `backend`,
@@ -755,6 +764,8 @@ fn bench_json(
         precision: parse_precision(precision)?,
         adapter: adapter_choice(adapter, backend)?,
         profile: None,
+        // `setup_s` counts from this call: the Python process started long before.
+        started: None,
     };
     let batch = positive("batch", batch)?;
     let result = py

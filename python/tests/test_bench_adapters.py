@@ -8,7 +8,8 @@ import json
 import resnet_wgpu
 from conftest import DIGITS, resnet
 
-TIMINGS = ("mean_s", "sd_s", "min_s", "max_s", "images_per_s", "gflops", "gpu_mean_s")
+TIMINGS = ("setup_s", "first_batch_s", "mean_s", "sd_s", "min_s", "max_s", "images_per_s",
+           "gflops", "gpu_mean_s")  # fmt: skip
 STATIC = ("model", "batch", "size", "warmup", "steps", "precision", "flops_per_image",
           "flops_executed_per_image", "weights_bytes", "arena_bytes", "adapter")  # fmt: skip
 

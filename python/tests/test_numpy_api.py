@@ -94,3 +94,32 @@ def test_any_strides_and_sizes_and_a_second_size() -> None:
     # Another input size gets its own session.
     big = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
     assert model.logits(big).shape == want.shape
+
+
+# One checkpoint of each other format the CLI reads (tests/formats.rs has them all): a
+# transformers folder, a BF16 safetensors file, ONNX graphs in f32 and f16.
+FORMATS = [
+    ("hf/hf_resnet18_64x64", "hf/hf_resnet18_64x64.io.safetensors"),
+    ("half/timm_v2_small_32x32_bf16.weights.safetensors",
+     "half/timm_v2_small_32x32_bf16.io.safetensors"),
+    ("onnx/tv_resnet18ish_opset13.onnx", "onnx/tv_resnet18ish_opset13.io.safetensors"),
+    ("onnx/zoo_v1_bottleneck_opset7_f16.onnx", "onnx/zoo_v1_bottleneck_opset7_f16.io.safetensors"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weights", "io"), FORMATS, ids=[w for w, _ in FORMATS])
+def test_every_checkpoint_format_loads_and_equals_the_cli(
+    weights: str, io: str, tmp_path: Path
+) -> None:
+    x = read_safetensors(FIXTURES / io)["input"]
+    out = tmp_path / "out.safetensors"
+    resnet("infer", "--weights", FIXTURES / weights, "--input", FIXTURES / io,
+           "--output", out, "--batch", x.shape[0])  # fmt: skip
+    model = resnet_wgpu.Classifier(FIXTURES / weights, batch=x.shape[0])
+    same_bits(model.logits(x), read_safetensors(out)["logits"])
+    assert isinstance(model.notes, list)
+
+
+def test_a_transformers_folder_brings_its_labels() -> None:
+    model = resnet_wgpu.Classifier(FIXTURES / "hf" / "hf_resnet18_64x64")
+    assert model.labels[:3] == ["zero", "one", "two"] and len(model.labels) == 10

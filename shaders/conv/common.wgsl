@@ -51,9 +51,9 @@ struct Params {
     tiles_y: u32,    // Winograd transforms: output tiles per column and per row of a map
     tiles_x: u32,
     alpha: u32,      // Winograd transforms: the tile's side, 4 (F(2,3)) or 6 (F(4,3))
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    k_chunk: u32,    // split K: the K range of one slice (workgroup z)
+    splits: u32,     // split K: slices
+    _pad: u32,
 }
 
 const FLAG_IN_ACT: u32 = 1u;

@@ -14,6 +14,7 @@ use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -70,7 +71,8 @@ struct LayerTime {
     gflops: f64,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+/// `started`: when the process started, for `setup_s`.
+pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let batches = if args.sweep.is_empty() {
         vec![args.batch]
     } else {
@@ -89,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         precision: args.precision,
         adapter: args.gpu.choice(),
         profile: args.gpu.profile()?,
+        started: Some(started),
     })?;
     eprintln!("adapter: {}", bench.adapter());
     if bench.defaults_reduced() {

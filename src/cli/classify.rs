@@ -7,23 +7,23 @@ use resnet_wgpu::classifier::{
 };
 use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::labels::Labels;
-use resnet_wgpu::model::Flavour;
-use resnet_wgpu::model::load::LoadOptions;
 use resnet_wgpu::plan::Precision;
-use resnet_wgpu::preprocess::{Preprocess, Resize, load_image};
+use resnet_wgpu::preprocess::{Preprocess, Resize};
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
-    /// Checkpoint (safetensors) in any of the five flavours.
+    /// Checkpoint: safetensors (F32/F16/BF16) in any flavour, a transformers hub folder or an
+    /// ONNX file.
     #[arg(long)]
     weights: PathBuf,
     /// JPEG, PNG, WebP, BMP or GIF files (first frame).
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// One label per line (default: ImageNet for 1000/1001 classes, indices otherwise).
+    /// One label per line (default: the checkpoint's own (transformers' id2label), else
+    /// ImageNet for 1000/1001 classes, else indices).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Network input side (default: the flavour's, e.g. 224, or 299 for slim).
@@ -42,7 +42,7 @@ pub struct ClassifyArgs {
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5)]
     top: usize,
-    /// Override the flavour inferred from the tensor names.
+    /// Override the flavour inferred from the tensor names (not for ONNX files).
     #[arg(long)]
     flavour: Option<String>,
     /// `[{"file", "top": [{"index", "label", "probability"}]}]` (or `"error"`) on stdout.
@@ -172,22 +172,16 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     if args.top == 0 {
         return Err(Error::Input("--top must be at least 1".into()));
     }
-    let flavour = args
-        .flavour
-        .as_deref()
-        .map(str::parse::<Flavour>)
-        .transpose()?;
-    let model = Model::load_with(&args.weights, &LoadOptions { flavour })?;
-    let preprocess = Preprocess::for_flavour(model.flavour()).with_overrides(
-        args.size,
-        args.resize,
-        args.no_resize,
-    );
+    let model = Model::from(super::load_model(&args.weights, args.flavour.as_deref())?);
+    let preprocess = model
+        .preprocess()
+        .with_overrides(args.size, args.resize, args.no_resize);
+    log::info!("preprocessing: {preprocess:?}");
     // `--no-resize` alone: every image at its own size (the engine takes any size >= 32x32).
     let own_size = args.no_resize && args.size.is_none();
     let labels = match &args.labels {
         Some(path) => Labels::from_file(path, model.classes())?,
-        None => Labels::for_classes(model.classes()),
+        None => model.default_labels(),
     };
     let ctx = GpuContext::new(&args.gpu.choice())?;
     eprintln!("adapter: {}", ctx.summary());
@@ -233,7 +227,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     let mut queues: Vec<Group> = Vec::new();
     let mut fatal = None;
     for (i, path) in args.images.iter().enumerate() {
-        let input = load_image(path).and_then(|img| {
+        let input = preprocess.load(path).and_then(|img| {
             if own_size {
                 let size = (img.height() as usize, img.width() as usize);
                 Ok((size, at_size(preprocess, size).apply(&img)?))

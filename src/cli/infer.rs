@@ -5,8 +5,6 @@ use clap::{Args, ValueEnum};
 use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{LowerOptions, lower};
-use resnet_wgpu::model::Flavour;
-use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::tensor_file::{Tensor, read_tensor, write_tensors};
 use resnet_wgpu::{Error, Result};
@@ -20,7 +18,8 @@ pub enum Layout {
 
 #[derive(Args, Debug)]
 pub struct InferArgs {
-    /// Checkpoint (safetensors) in any of the five flavours' own names and layouts.
+    /// Checkpoint: safetensors (F32/F16/BF16) in any flavour's own names and layouts, a
+    /// transformers hub folder or an ONNX file.
     #[arg(long)]
     weights: PathBuf,
     /// safetensors file with tensor `input`: float32, already preprocessed.
@@ -33,7 +32,7 @@ pub struct InferArgs {
     #[arg(long, value_enum, default_value_t = Layout::Nchw)]
     layout: Layout,
     /// Override the flavour inferred from the tensor names
-    /// (slim-v2, keras-v2, timm-v2, torchvision, keras-v1).
+    /// (slim-v2, keras-v2, timm-v2, torchvision, keras-v1, hf; not for ONNX files).
     #[arg(long)]
     flavour: Option<String>,
     /// Also write the intermediate maps as NCHW float32 tensors feat/stem_conv … feat/pooled.
@@ -52,20 +51,8 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> Result<()> {
-    let flavour = args
-        .flavour
-        .as_deref()
-        .map(str::parse::<Flavour>)
-        .transpose()?;
     check_writable(&args.output)?;
-    let net = load_network(&args.weights, &LoadOptions { flavour })?;
-    log::info!(
-        "{}: {} ResNet-{} ({} classes)",
-        args.weights.display(),
-        net.arch.flavour,
-        net.arch.depth(),
-        net.arch.classes
-    );
+    let net = super::load_model(&args.weights, args.flavour.as_deref())?.network;
     let input = read_tensor(&args.input, "input")?;
     let [n, c, h, w] = match (input.shape.as_slice(), args.layout) {
         (&[n, c, h, w], Layout::Nchw) => [n, c, h, w],

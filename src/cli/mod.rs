@@ -9,7 +9,10 @@ mod plan;
 use clap::{Args, Parser, Subcommand};
 use resnet_wgpu::Result;
 use resnet_wgpu::gpu::{AdapterChoice, Backend};
+use resnet_wgpu::model::Flavour;
+use resnet_wgpu::model::load::{LoadOptions, Loaded, load};
 use resnet_wgpu::plan::{DeviceProfile, PlanFor, Precision};
+use std::path::Path;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,9 +84,30 @@ impl GpuArgs {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Loads `--weights` (with `--flavour` if given) and says on stderr what was loaded and what
+/// had to be assumed.
+fn load_model(weights: &Path, flavour: Option<&str>) -> Result<Loaded> {
+    let flavour = flavour.map(str::parse::<Flavour>).transpose()?;
+    let loaded = load(weights, &LoadOptions { flavour })?;
+    let arch = &loaded.network.arch;
+    eprintln!(
+        "weights: {} ({}, {} names, ResNet-{}, {} classes)",
+        loaded.file.display(),
+        loaded.format,
+        arch.flavour,
+        arch.depth(),
+        arch.classes
+    );
+    for note in &loaded.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(loaded)
+}
+
+/// `started`: when the process started (`bench` reports its setup time from there).
+pub fn run(cli: Cli, started: std::time::Instant) -> Result<()> {
     match cli.command {
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(a, started),
         Command::Classify(a) => classify::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Plan(a) => plan::run(a),

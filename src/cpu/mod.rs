@@ -283,7 +283,7 @@ pub fn global_avg_pool(
     out
 }
 
-/// Elementwise `relu(x * scale[c] + shift[c])`.
+/// Elementwise `relu(x * scale[c] + shift[c])` (no ReLU when `op.relu` is off).
 pub fn bn_relu(op: &BnReluOp, tensors: &[TensorInfo], batch: usize, input: &[f32]) -> Vec<f32> {
     let ti = &tensors[op.input];
     let to = &tensors[op.output];
@@ -292,7 +292,11 @@ pub fn bn_relu(op: &BnReluOp, tensors: &[TensorInfo], batch: usize, input: &[f32
     input
         .iter()
         .enumerate()
-        .map(|(i, &x)| bn_relu_one(x, &op.act, i % ti.c) as f32)
+        .map(|(i, &x)| {
+            let c = i % ti.c;
+            let y = x as f64 * op.act.scale[c] as f64 + op.act.shift[c] as f64;
+            relu_if(y, op.relu) as f32
+        })
         .collect()
 }
 
@@ -457,13 +461,16 @@ mod tests {
         };
         // channel 0: relu(2), relu(-2) -> 1; channel 1: relu(-2), relu(1) -> 0.5
         assert_eq!(global_avg_pool(&gap, &tensors, 1, &x), [1.0, 0.5]);
-        let bn = BnReluOp {
+        let mut bn = BnReluOp {
             name: "b".into(),
             input: 0,
             output: 0,
             act,
+            relu: true,
         };
         assert_eq!(bn_relu(&bn, &tensors, 1, &x), [2.0, 0.0, 0.0, 1.0]);
+        bn.relu = false;
+        assert_eq!(bn_relu(&bn, &tensors, 1, &x), [2.0, -2.0, -2.0, 1.0]);
     }
 
     #[test]

@@ -117,9 +117,9 @@ impl TextureSizes {
                 && cp.gemm.variant == ConvVariant::Texture
             {
                 // The GEMM's A: the conv's input, or Winograd's V.
-                let (texels, dtype) = match step.scratch {
-                    Some([v, _]) => (plan.tensors[v].size_bytes, plan.tensors[v].dtype),
-                    None => {
+                let (texels, dtype) = match (step.winograd(), step.scratch.first()) {
+                    (Some(_), Some(&v)) => (plan.tensors[v].size_bytes, plan.tensors[v].dtype),
+                    _ => {
                         let t = &graph.tensors[o.input];
                         let p = &plan.tensors[o.input];
                         let vec4s = (plan.batch * t.h * t.w * t.c.div_ceil(4)) as u64;
@@ -399,9 +399,10 @@ impl Session {
                             weights: weights_dtype,
                             textures,
                         };
+                        let scratch: Vec<_> = step.scratch.iter().map(|&t| placements[t]).collect();
                         let at = ConvTensors {
                             placements,
-                            scratch: step.scratch.map(|[v, m]| [placements[v], placements[m]]),
+                            scratch: &scratch,
                         };
                         k.conv_step(&cp, o, tensors, n as u32, &at, &io)
                     }

@@ -246,18 +246,30 @@ pub fn lower(
         features: Vec::new(),
     };
     let input = b.tensor("input".into(), h, w, arch.in_channels)?;
+    let mut x = input;
+    if let Some(bn) = &params.input_norm {
+        x = b.tensor("input_norm".into(), h, w, arch.in_channels)?;
+        b.ops.push(Op::BnRelu(BnReluOp {
+            name: "input_norm".into(),
+            input,
+            output: x,
+            act: bn_relu(bn),
+            relu: false,
+        }));
+    }
 
-    // Stem: v1 folds its BN and applies ReLU; v2 has neither (the first unit's preact does it).
+    // Stem: v1 folds its BN and applies ReLU; v2 has neither (the first unit's preact does
+    // it), except MXNet Gluon's v2, whose stem is v1's.
     let stem = b.conv(
-        ConvSpec::new("stem/conv".into(), input, 2, !v2),
+        ConvSpec::new("stem/conv".into(), x, 2, arch.rules.stem_norm),
         fold(&params.stem, params.stem_bn.as_ref()),
         None,
     )?;
     b.features.push(("feat/stem_conv".into(), stem));
-    let pooled_stem = stem_pool(&mut b, arch.flavour.stem_pool(), stem)?;
+    let pooled_stem = stem_pool(&mut b, arch.rules.stem_pool, stem)?;
     b.features.push(("feat/stem_pool".into(), pooled_stem));
 
-    let mut x = pooled_stem;
+    x = pooled_stem;
     for (s, stage) in params.stages.iter().enumerate() {
         for (u, unit) in stage.iter().enumerate() {
             let name = format!("stage{}/unit{}", s + 1, u + 1);
@@ -265,15 +277,9 @@ pub fn lower(
             x = match (v2, arch.unit) {
                 (true, UnitKind::Bottleneck) => v2_bottleneck(&mut b, &name, x, unit, stride)?,
                 (true, UnitKind::Basic) => v2_basic(&mut b, &name, x, unit, stride)?,
-                (false, kind) => v1_unit(
-                    &mut b,
-                    &name,
-                    x,
-                    unit,
-                    stride,
-                    kind,
-                    arch.flavour.stride_conv(),
-                )?,
+                (false, kind) => {
+                    v1_unit(&mut b, &name, x, unit, stride, kind, arch.rules.stride_conv)?
+                }
             };
         }
         b.features.push((format!("feat/stage{}", s + 1), x));
@@ -294,6 +300,7 @@ pub fn lower(
             input: x,
             output: post,
             act: pool_act.take().expect("checked"),
+            relu: true,
         }));
         b.features.push(("feat/post_norm".into(), post));
         x = post;

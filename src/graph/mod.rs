@@ -115,14 +115,17 @@ pub struct GlobalAvgPoolOp {
     pub in_act: Option<BnRelu>,
 }
 
-/// Elementwise `relu(x * scale + shift)`: only emitted to materialise the v2 post-norm map
-/// when features are requested (otherwise it is fused into the pool).
+/// Elementwise `relu(x * scale + shift)` (or, with `relu` off, just the affine): emitted to
+/// materialise the v2 post-norm map when features are requested (otherwise it is fused into
+/// the pool), and as the input normalisation of MXNet Gluon's v2 (a batch norm on the image,
+/// which cannot fold into the stem conv exactly because the conv zero-pads its output).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BnReluOp {
     pub name: String,
     pub input: TensorId,
     pub output: TensorId,
     pub act: BnRelu,
+    pub relu: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -2,17 +2,10 @@
 //! flavours' rules (see `RESNET_SPEC.md`). Nothing here knows about weights or GPUs.
 
 use crate::error::{Error, Result};
-use std::fmt;
-use std::str::FromStr;
 
-/// Where the batch-norm sits relative to the convolutions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    /// v1 / v1.5: conv-BN-ReLU, ReLU after the residual add.
-    PostActivation,
-    /// v2: BN-ReLU-conv ("preact"), no ReLU after the add, post-norm before the pool.
-    PreActivation,
-}
+pub use crate::model::flavour::{
+    Biases, Family, Flavour, Rules, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitKind {
@@ -20,181 +13,6 @@ pub enum UnitKind {
     Basic,
     /// 1x1 reduce, 3x3, 1x1 expand x4 (ResNet-50 and deeper).
     Bottleneck,
-}
-
-/// Which unit of a stage downsamples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrideUnit {
-    /// torchvision, timm, Keras v1: the first unit of stages 2..4.
-    First,
-    /// TF-slim and Keras v2: the last unit of stages 1..3.
-    Last,
-}
-
-/// Which conv of a bottleneck unit carries the stride.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrideConv {
-    /// The first 1x1 (Keras v1, the original paper).
-    Reduce1x1,
-    /// The 3x3 (v1.5 and all v2).
-    Spatial3x3,
-}
-
-/// How the stem's 3x3/2 max pool pads its input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StemPoolPadding {
-    /// PyTorch `MaxPool2d(3, 2, padding=1)`: 1/1, padded with -inf.
-    TorchNegInf,
-    /// Keras `ZeroPadding2D(1)` + VALID pool: 1/1, padded with zeros.
-    KerasZero,
-    /// TF `padding='SAME'`: pad total `max((out-1)*2+3-n, 0)`, `total/2` before, -inf.
-    TfSame,
-}
-
-/// When a unit gets a projection (1x1 conv) shortcut instead of the identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShortcutRule {
-    /// Projection iff the stride or the channel count changes (torchvision, timm).
-    WhenShapeChanges,
-    /// Projection in the first unit of every stage (Keras v1 / v2, slim with standard blocks).
-    FirstUnitOfStage,
-}
-
-/// The five flavours of weights people hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Flavour {
-    SlimV2,
-    KerasV2,
-    TimmV2,
-    Torchvision,
-    KerasV1,
-}
-
-impl Flavour {
-    pub const ALL: [Flavour; 5] = [
-        Flavour::SlimV2,
-        Flavour::KerasV2,
-        Flavour::TimmV2,
-        Flavour::Torchvision,
-        Flavour::KerasV1,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavour::SlimV2 => "slim-v2",
-            Flavour::KerasV2 => "keras-v2",
-            Flavour::TimmV2 => "timm-v2",
-            Flavour::Torchvision => "torchvision",
-            Flavour::KerasV1 => "keras-v1",
-        }
-    }
-
-    pub fn family(self) -> Family {
-        match self {
-            Flavour::SlimV2 | Flavour::KerasV2 | Flavour::TimmV2 => Family::PreActivation,
-            Flavour::Torchvision | Flavour::KerasV1 => Family::PostActivation,
-        }
-    }
-
-    pub fn stride_unit(self) -> StrideUnit {
-        match self {
-            Flavour::SlimV2 | Flavour::KerasV2 => StrideUnit::Last,
-            _ => StrideUnit::First,
-        }
-    }
-
-    pub fn stride_conv(self) -> StrideConv {
-        match self {
-            Flavour::KerasV1 => StrideConv::Reduce1x1,
-            _ => StrideConv::Spatial3x3,
-        }
-    }
-
-    pub fn stem_pool(self) -> StemPoolPadding {
-        match self {
-            Flavour::SlimV2 => StemPoolPadding::TfSame,
-            Flavour::KerasV2 | Flavour::KerasV1 => StemPoolPadding::KerasZero,
-            Flavour::TimmV2 | Flavour::Torchvision => StemPoolPadding::TorchNegInf,
-        }
-    }
-
-    pub fn shortcut_rule(self) -> ShortcutRule {
-        match self {
-            Flavour::Torchvision | Flavour::TimmV2 => ShortcutRule::WhenShapeChanges,
-            _ => ShortcutRule::FirstUnitOfStage,
-        }
-    }
-
-    pub fn bn_eps(self) -> f32 {
-        match self {
-            Flavour::KerasV2 | Flavour::KerasV1 => 1.001e-5,
-            _ => 1e-5,
-        }
-    }
-
-    /// Which convs carry a bias in the checkpoint.
-    pub fn biases(self) -> Biases {
-        match self {
-            Flavour::SlimV2 | Flavour::KerasV2 => Biases {
-                stem: true,
-                inner: false,
-                last: true,
-                shortcut: true,
-            },
-            Flavour::KerasV1 => Biases {
-                stem: true,
-                inner: true,
-                last: true,
-                shortcut: true,
-            },
-            Flavour::TimmV2 | Flavour::Torchvision => Biases {
-                stem: false,
-                inner: false,
-                last: false,
-                shortcut: false,
-            },
-        }
-    }
-
-    /// Default (ImageNet) class count of the released checkpoints.
-    pub fn default_classes(self) -> usize {
-        match self {
-            Flavour::SlimV2 => 1001,
-            _ => 1000,
-        }
-    }
-}
-
-impl fmt::Display for Flavour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Flavour {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let norm = s.to_ascii_lowercase().replace('_', "-");
-        Flavour::ALL
-            .into_iter()
-            .find(|f| f.name() == norm)
-            .ok_or_else(|| {
-                Error::UnknownFlavour(format!(
-                    "`{s}` is not one of slim-v2, keras-v2, timm-v2, torchvision, keras-v1"
-                ))
-            })
-    }
-}
-
-/// Which convs carry a bias (checkpoint-side; BN folding adds biases everywhere later).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Biases {
-    pub stem: bool,
-    /// conv1 / conv2 of a bottleneck, conv1 of a basic unit.
-    pub inner: bool,
-    /// The unit's last conv (conv3 / basic conv2).
-    pub last: bool,
-    pub shortcut: bool,
 }
 
 /// One stage: `units` residual units, `width` inner channels, `out` output channels
@@ -207,10 +25,14 @@ pub struct Stage {
     pub stride: usize,
 }
 
-/// A complete ResNet: the flavour's rules plus the sizes.
+/// A complete ResNet: the rules it computes by plus the sizes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arch {
+    /// Whose names and layouts the weights use (and whose preprocessing is the default).
     pub flavour: Flavour,
+    /// How the network computes: the flavour's rules unless a config file or an ONNX graph
+    /// said otherwise.
+    pub rules: Rules,
     pub unit: UnitKind,
     pub in_channels: usize,
     pub stem_width: usize,
@@ -220,11 +42,11 @@ pub struct Arch {
 
 impl Arch {
     pub fn family(&self) -> Family {
-        self.flavour.family()
+        self.rules.family
     }
 
-    /// Builds the standard stage table for a flavour, block kind and units per stage, with
-    /// stage widths `widths` (bottleneck inner widths or basic widths).
+    /// Builds the standard stage table for a flavour (with its rules), block kind and units per
+    /// stage, with stage widths `widths` (bottleneck inner widths or basic widths).
     pub fn new(
         flavour: Flavour,
         unit: UnitKind,
@@ -237,6 +59,7 @@ impl Arch {
             UnitKind::Basic => 1,
             UnitKind::Bottleneck => 4,
         };
+        let rules = flavour.rules();
         let n = units.len();
         let stages = units
             .iter()
@@ -247,7 +70,7 @@ impl Arch {
                 width,
                 out: width * expansion,
                 // slim/Keras v2 stride 2 in stages 1..n-1 (last unit), others in 2..n (first unit).
-                stride: match flavour.stride_unit() {
+                stride: match rules.stride_unit {
                     StrideUnit::Last => usize::from(i + 1 < n) + 1,
                     StrideUnit::First => usize::from(i > 0) + 1,
                 },
@@ -255,6 +78,7 @@ impl Arch {
             .collect();
         Arch {
             flavour,
+            rules,
             unit,
             in_channels: 3,
             stem_width,
@@ -266,7 +90,7 @@ impl Arch {
     /// Stride of unit `u` of stage `s`.
     pub fn unit_stride(&self, s: usize, u: usize) -> usize {
         let stage = &self.stages[s];
-        let strided = match self.flavour.stride_unit() {
+        let strided = match self.rules.stride_unit {
             StrideUnit::First => u == 0,
             StrideUnit::Last => u + 1 == stage.units,
         };
@@ -284,7 +108,7 @@ impl Arch {
 
     /// Whether unit `u` of stage `s` has a projection shortcut.
     pub fn has_projection(&self, s: usize, u: usize) -> bool {
-        match self.flavour.shortcut_rule() {
+        match self.rules.shortcut {
             ShortcutRule::FirstUnitOfStage => u == 0,
             ShortcutRule::WhenShapeChanges => {
                 self.unit_stride(s, u) != 1 || self.unit_in_channels(s, u) != self.stages[s].out

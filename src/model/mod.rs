@@ -1,7 +1,8 @@
 //! What a network is: its architecture ([`arch`]) and parameters ([`params`]), loaded from a
-//! checkpoint in any of the five flavours ([`load`]) or made up for benchmarks ([`random`]).
+//! checkpoint in any flavour or format ([`load`], flavours in [`flavour`]) or made up for benchmarks ([`random`]).
 
 pub mod arch;
+pub mod flavour;
 pub mod load;
 pub mod params;
 pub mod random;

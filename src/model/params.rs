@@ -17,6 +17,18 @@ impl BatchNorm {
         self.gamma.len()
     }
 
+    /// The batch norm that changes nothing (eps 0, so that the folded scale is exactly 1):
+    /// what a conv stands with whose batch norm an exporter already folded into it.
+    pub fn identity(channels: usize) -> BatchNorm {
+        BatchNorm {
+            gamma: vec![1.0; channels],
+            beta: vec![0.0; channels],
+            mean: vec![0.0; channels],
+            var: vec![1.0; channels],
+            eps: 0.0,
+        }
+    }
+
     /// The per-channel `(scale, shift)` with `y = x * scale + shift`, computed in f64 so the
     /// folded weights are as close to the framework's unfolded arithmetic as f32 allows.
     pub fn scale_shift(&self) -> (Vec<f32>, Vec<f32>) {
@@ -88,6 +100,9 @@ pub struct UnitParams {
 /// All of a network's parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
+    /// A batch norm on the input image, without ReLU (MXNet Gluon's v2 starts with
+    /// `BatchNorm(scale=False, center=False)`); no flavour's checkpoint has one.
+    pub input_norm: Option<BatchNorm>,
     pub stem: ConvWeights,
     /// v1 only.
     pub stem_bn: Option<BatchNorm>,

@@ -104,7 +104,7 @@ pub fn random_params(arch: &Arch, seed: u64) -> Params {
     let units: usize = arch.stages.iter().map(|s| s.units).sum();
     let mut f = Random {
         rng: SplitMix64(seed),
-        eps: arch.flavour.bn_eps(),
+        eps: arch.rules.bn_eps,
         v1: arch.family() == Family::PostActivation,
         branch_scale: 1.0 / (units.max(1) as f32).sqrt(),
     };

@@ -8,7 +8,6 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
-use crate::winograd::Tile;
 
 /// Steps `first..=last` at which a tensor holds live data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,19 +98,20 @@ pub(crate) fn liveness(graph: &Graph) -> Result<Vec<Option<Interval>>> {
     Ok(live)
 }
 
-/// Sub-steps of a step: a Winograd conv runs as input transform, GEMMs, output transform, so
-/// its input is dead after the first, its transformed tiles live only across two, and its
-/// output is born in the last. Liveness is measured in phases (`step * PHASES + k`).
+/// Sub-steps of a step: a Winograd conv runs as input transform, GEMMs, output transform (a
+/// split-K conv as GEMM slices, reduction), so its input is dead after the first, its scratch
+/// lives only within the step, and its output is born in the last. Liveness is measured in
+/// phases (`step * PHASES + k`).
 pub const PHASES: usize = 3;
 
 /// The phase interval of every graph tensor, from its step interval (see [`liveness`]): a
-/// tensor written by step s is live from phase `3s` (from `3s + 2` when a Winograd conv
-/// writes it), read by step s until phase `3s + 2` (until `3s` when step s is a Winograd conv
-/// reading it as its input only); the graph's outputs until the last phase.
+/// tensor written by step s is live from phase `3s` (from `3s + 2` when a phased step, a
+/// Winograd or split-K conv, writes it), read by step s until phase `3s + 2` (until `3s` when
+/// step s is phased and reads it as its input only); the graph's outputs until the last phase.
 pub(crate) fn phase_liveness(
     graph: &Graph,
     steps: &[Option<Interval>],
-    winograd: &[Option<Tile>],
+    phased: &[bool],
 ) -> Vec<Option<Interval>> {
     let last = PHASES - 1;
     let outputs: Vec<usize> = std::iter::once(graph.logits)
@@ -122,11 +122,10 @@ pub(crate) fn phase_liveness(
         .enumerate()
         .map(|(t, iv)| {
             let iv = (*iv)?;
-            let written_late = t != graph.input
-                && winograd[iv.first].is_some()
-                && graph.ops[iv.first].outputs().contains(&t);
+            let written_late =
+                t != graph.input && phased[iv.first] && graph.ops[iv.first].outputs().contains(&t);
             let read_early = !outputs.contains(&t)
-                && winograd[iv.last].is_some()
+                && phased[iv.last]
                 && match &graph.ops[iv.last] {
                     Op::Conv(c) => {
                         c.input == t && c.residual.as_ref().is_none_or(|r| r.tensor != t)

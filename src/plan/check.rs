@@ -2,7 +2,7 @@
 //! plan it makes (and what a session may assert in debug builds).
 
 use super::arena::{Interval, PHASES};
-use super::{Dtype, Limits, Plan, Precision, op_kind, scratch_dtype, tensor_dtypes};
+use super::{Dtype, Limits, Plan, Precision, op_kind, scratch_for, tensor_dtypes};
 use crate::graph::{Graph, Op};
 
 impl Plan {
@@ -45,40 +45,48 @@ impl Plan {
             if s.macs_executed != s.conv.map_or(s.macs, |c| c.macs_executed()) {
                 errs.push(format!("step {i} ({}): wrong executed MACs", s.name));
             }
-            // A Winograd step's scratch: two tensors, live at this step only.
-            match (s.winograd(), s.scratch) {
-                (None, None) => {}
-                (Some(_), Some(ids)) => {
-                    for t in ids {
-                        let known = t >= graph.tensors.len()
-                            && self
-                                .scratch
-                                .get(t - graph.tensors.len())
-                                .is_some_and(|sc| sc.step == i);
-                        if !known {
-                            errs.push(format!("step {i} ({}): scratch tensor {t}", s.name));
-                        }
-                    }
-                }
-                _ => errs.push(format!("step {i} ({}): scratch without Winograd", s.name)),
+        }
+        // The scratch of phased steps, recomputed: what `scratch_for` says each step's
+        // algorithm needs, in step order, each step pointing at its own.
+        let mut expected_scratch = Vec::new();
+        for (i, (s, op)) in self.steps.iter().zip(&graph.ops).enumerate() {
+            let want = match op {
+                Op::Conv(c) => scratch_for(c, s.algo(), &graph.tensors, self.precision, i),
+                _ => Vec::new(),
+            };
+            let ids: Vec<usize> = (0..want.len())
+                .map(|j| graph.tensors.len() + expected_scratch.len() + j)
+                .collect();
+            if s.scratch != ids {
+                errs.push(format!(
+                    "step {i} ({}): scratch tensors {:?}, expected {ids:?}",
+                    s.name, s.scratch
+                ));
             }
+            expected_scratch.extend(want);
+        }
+        if self.scratch != expected_scratch {
+            errs.push(format!(
+                "scratch tensors {:?}, expected {:?}",
+                self.scratch.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                expected_scratch.iter().map(|s| &s.name).collect::<Vec<_>>()
+            ));
         }
         let weights_dtype = match self.precision {
             Precision::F32 => Dtype::F32,
             Precision::F16 => Dtype::F16,
         };
 
-        // Liveness, recomputed in phases: from the writer's first phase (its last for a
-        // Winograd conv, whose output transform runs last) to the last reader's last phase
-        // (its first for a Winograd conv reading the tensor only as its input: the input
-        // transform runs first); logits and features to the end.
+        // Liveness, recomputed in phases: from the writer's first phase (its last for a phased
+        // step, whose last dispatch writes the output) to the last reader's last phase (its
+        // first for a phased step reading the tensor only as its input: its first dispatch
+        // does); logits and features to the end.
         let last_phase = PHASES - 1;
-        let winograd_at =
-            |step: usize| self.steps.get(step).is_some_and(|s| s.winograd().is_some());
+        let phased_at = |step: usize| self.steps.get(step).is_some_and(|s| s.algo().phased());
         let mut expect: Vec<Option<Interval>> = vec![None; graph.tensors.len()];
         expect[graph.input] = Some(Interval { first: 0, last: 0 });
         for (step, op) in graph.ops.iter().enumerate() {
-            let born = step * PHASES + if winograd_at(step) { last_phase } else { 0 };
+            let born = step * PHASES + if phased_at(step) { last_phase } else { 0 };
             for t in op.outputs() {
                 expect[t] = Some(Interval {
                     first: born,
@@ -95,7 +103,7 @@ impl Plan {
                     _ => false,
                 };
                 let read = step * PHASES
-                    + if winograd_at(step) && input_only {
+                    + if phased_at(step) && input_only {
                         0
                     } else {
                         last_phase
@@ -110,13 +118,10 @@ impl Plan {
                 iv.last = n_steps * PHASES - 1;
             }
         }
-        // Winograd scratch: V from the input transform to the GEMMs, M from the GEMMs to the
-        // output transform.
-        for (i, sc) in self.scratch.iter().enumerate() {
-            let k = if i % 2 == 0 { 0 } else { 1 };
+        for sc in &expected_scratch {
             expect.push(Some(Interval {
-                first: sc.step * PHASES + k,
-                last: sc.step * PHASES + k + 1,
+                first: sc.step * PHASES + sc.phases.0,
+                last: sc.step * PHASES + sc.phases.1,
             }));
         }
         if self.tensors.len() != graph.tensors.len() + self.scratch.len() {
@@ -133,12 +138,9 @@ impl Plan {
             let name = &self.tensor_name(graph, t);
             let (elems, dtype) = match graph.tensors.get(t) {
                 Some(info) => (info.len() as u64, dtypes[t]),
-                None => match self.scratch.get(t - graph.tensors.len()) {
-                    Some(sc) => match self.steps.get(sc.step).and_then(|s| s.winograd()) {
-                        Some(tile) => (sc.elems_per_image, scratch_dtype(self.precision, tile)),
-                        None => continue, // reported with the steps
-                    },
-                    None => continue,
+                None => match expected_scratch.get(t - graph.tensors.len()) {
+                    Some(sc) => (sc.elems_per_image, sc.dtype),
+                    None => continue, // reported above
                 },
             };
             if p.dtype != dtype {

@@ -68,14 +68,33 @@ pub enum ConvAlgo {
     Direct,
     /// Input transform, `a^2` batched GEMMs, output transform (3x3, stride 1 only).
     Winograd(Tile),
+    /// One GEMM with its K range split this many ways (workgroup z), partial sums in a planned
+    /// scratch tensor, then a reduction that applies the epilogue: for layers whose output
+    /// has too few tiles to fill a GPU.
+    SplitK(u32),
 }
 
 impl ConvAlgo {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            ConvAlgo::Direct => "direct",
-            ConvAlgo::Winograd(t) => t.name(),
+            ConvAlgo::Direct => "direct".into(),
+            ConvAlgo::Winograd(t) => t.name().into(),
+            ConvAlgo::SplitK(s) => format!("split-K {s}"),
         }
+    }
+
+    /// Winograd's tile, if any.
+    pub fn tile(self) -> Option<Tile> {
+        match self {
+            ConvAlgo::Winograd(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The step runs as a first dispatch that reads the input and a last one that writes the
+    /// output (and reads the residual), with planned scratch between: see `plan::PHASES`.
+    pub fn phased(self) -> bool {
+        !matches!(self, ConvAlgo::Direct)
     }
 }
 
@@ -187,10 +206,77 @@ impl FromStr for PlanFor {
 pub const REGISTER_WG: u32 = 32;
 pub const REGISTER_ROWS: u32 = 1;
 pub const REGISTER_COLS4: u32 = 2;
-/// Shared variant: pixels and vec4 columns per workgroup tile, K step (WGSL `const`s).
-pub const SHARED_TILE_M: u32 = 64;
-pub const SHARED_COLS4: u32 = 16;
-pub const SHARED_K: u32 = 16;
+/// A workgroup-memory tile: WG_M x WG_N invocations of TM pixels x TN4 vec4 columns each, a
+/// BK-deep K step (the shader's override constants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedTile {
+    pub wg_m: u32,
+    pub wg_n: u32,
+    pub tm: u32,
+    pub tn4: u32,
+    pub bk: u32,
+}
+
+impl SharedTile {
+    pub const fn bm(self) -> u32 {
+        self.wg_m * self.tm
+    }
+    pub const fn bn4(self) -> u32 {
+        self.wg_n * self.tn4
+    }
+    pub const fn invocations(self) -> u32 {
+        self.wg_m * self.wg_n
+    }
+}
+
+/// The shared variant's tiles, largest first: the heuristic takes the first that gives a GPU
+/// [`GPU_MIN_WORKGROUPS`]; `resnet tune` times them all. Each stays within the shader's
+/// array sizes (TM <= 8, TN4 <= 2, BK <= 16, BM <= 128, BN <= 128, at most 4 staged vec4 of
+/// each operand per invocation: `tests/shaders.rs` checks) and 16 KiB of workgroup memory.
+pub const SHARED_TILES: [SharedTile; 5] = [
+    SharedTile {
+        wg_m: 16,
+        wg_n: 16,
+        tm: 8,
+        tn4: 2,
+        bk: 16,
+    }, // 128 x 128, 8 x 8 per invocation
+    SharedTile {
+        wg_m: 16,
+        wg_n: 16,
+        tm: 8,
+        tn4: 1,
+        bk: 16,
+    }, // 128 x 64
+    SharedTile {
+        wg_m: 16,
+        wg_n: 16,
+        tm: 4,
+        tn4: 2,
+        bk: 16,
+    }, // 64 x 128
+    SharedTile {
+        wg_m: 16,
+        wg_n: 16,
+        tm: 4,
+        tn4: 1,
+        bk: 16,
+    }, // 64 x 64, 4 x 4 per invocation
+    SharedTile {
+        wg_m: 8,
+        wg_n: 16,
+        tm: 4,
+        tn4: 1,
+        bk: 16,
+    }, // 32 x 64
+];
+/// The shader's array bounds (`TM_MAX`, `TN4_MAX`, `BK_MAX`, `BM_MAX`, `BN4_MAX`, `STAGE_MAX`).
+pub const SHARED_MAX: (u32, u32, u32, u32, u32, u32) = (8, 2, 16, 128, 32, 4);
+/// Split K: at least this deep a GEMM (7x7x512 3x3 convs: 4608), at most this many slices,
+/// each at least this many K steps deep.
+pub const SPLIT_K_MIN_K: usize = 1024;
+pub const SPLIT_K_MAX: u32 = 16;
+pub const SPLIT_K_MIN_STEPS: u32 = 4;
 /// Texture variant: invocations per workgroup (one SIMD group of lavapipe; 8, 32 and 64
 /// measured alike, and the smallest wastes the least on partial tiles), vec4 columns per
 /// invocation, and the most pixels per invocation (`TMAX` in the shader).
@@ -219,6 +305,12 @@ pub struct ConvConfig {
     pub rows: u32,
     /// vec4 output-channel columns per workgroup tile.
     pub tile_n4: u32,
+    /// vec4 output-channel columns per invocation.
+    pub cols4: u32,
+    /// K per staged tile (shared variant; 0 for the others).
+    pub k_step: u32,
+    /// K slices (split K: workgroup z), 1 otherwise.
+    pub splits: u32,
     /// Input channels a multiple of 4: vec4 activation loads.
     pub vec4: bool,
     /// 1x1, stride 1, pad 0: A is the input tensor itself.
@@ -255,7 +347,9 @@ impl ConvConfig {
             self.tile_m,
             4 * self.tile_n4
         );
-        if self.rows > 1 {
+        if self.variant == ConvVariant::Shared {
+            s += &format!(" {}x{}", self.rows, 4 * self.cols4);
+        } else if self.rows > 1 {
             s += &format!(" {}px", self.rows);
         }
         if self.batch > 1 {
@@ -287,7 +381,7 @@ impl ConvPlan {
     pub fn describe(&self) -> String {
         match self.algo {
             ConvAlgo::Direct => self.gemm.describe(),
-            ConvAlgo::Winograd(t) => format!("{} {}", t.name(), self.gemm.describe()),
+            a => format!("{} {}", a.name(), self.gemm.describe()),
         }
     }
 
@@ -360,7 +454,25 @@ pub fn winograd_tile(
     }
 }
 
-/// The algorithm ([`winograd_tile`], f32 storage) and GEMM configuration of `op` for `batch`
+/// The heuristic's algorithm for `op` at `batch` images on `device`: Winograd where
+/// [`winograd_tile`] takes it (`f16`: f16 storage), split K where [`split_k`] does, else direct.
+pub fn choose_algo(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    device: &DeviceProfile,
+    f16: bool,
+) -> ConvAlgo {
+    if let Some(t) = winograd_tile(op, tensors, batch, device, f16) {
+        return ConvAlgo::Winograd(t);
+    }
+    match split_k(op, tensors, batch, device) {
+        Some(s) => ConvAlgo::SplitK(s),
+        None => ConvAlgo::Direct,
+    }
+}
+
+/// The algorithm ([`choose_algo`], f32 storage) and GEMM configuration of `op` for `batch`
 /// images on `device`.
 pub fn choose_conv(
     op: &ConvOp,
@@ -368,9 +480,48 @@ pub fn choose_conv(
     batch: usize,
     device: &DeviceProfile,
 ) -> Result<ConvPlan, Error> {
-    let algo = winograd_tile(op, tensors, batch, device, false)
-        .map_or(ConvAlgo::Direct, ConvAlgo::Winograd);
+    let algo = choose_algo(op, tensors, batch, device, false);
     plan_conv(op, tensors, batch, device, algo)
+}
+
+/// Split K for a direct conv on a GPU whose output has too few tiles to fill it: even the
+/// smallest shared tile gives fewer than [`GPU_MIN_WORKGROUPS`] workgroups (7x7x512 at batch
+/// 1: 16), but K is deep (>= [`SPLIT_K_MIN_K`]). The slices bring the workgroups to the
+/// minimum, each at least [`SPLIT_K_MIN_STEPS`] K steps deep, at most [`SPLIT_K_MAX`].
+/// GEMVs (fewer than 16 rows: the classifier at small batches) keep the register variant.
+pub fn split_k(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    device: &DeviceProfile,
+) -> Option<u32> {
+    if device.software || device.forced.is_some_and(|v| v != ConvVariant::Shared) {
+        return None;
+    }
+    let out = &tensors[op.output];
+    let m = batch.checked_mul(out.h * out.w)?;
+    let k = op.kh * op.kw * op.cin;
+    if m < 16 || k < SPLIT_K_MIN_K {
+        return None;
+    }
+    let tile = SHARED_TILES[SHARED_TILES.len() - 1];
+    let tiles = shared_workgroups(m, op.cout, 1, tile);
+    if tiles >= GPU_MIN_WORKGROUPS {
+        return None;
+    }
+    let most = (k / (tile.bk * SPLIT_K_MIN_STEPS) as usize).min(SPLIT_K_MAX as usize);
+    let splits = GPU_MIN_WORKGROUPS.div_ceil(tiles).min(most);
+    (splits >= 2).then_some(splits as u32)
+}
+
+/// Workgroups of `tile` over `batch` GEMMs of M x N.
+fn shared_workgroups(m: usize, n: usize, batch: usize, tile: SharedTile) -> usize {
+    m.div_ceil(tile.bm() as usize) * pad4(n).div_ceil(4 * tile.bn4() as usize) * batch
+}
+
+/// K per split-K slice: the K steps spread evenly, whole steps of `bk` each.
+pub fn split_k_chunk(k: u32, splits: u32, bk: u32) -> u32 {
+    k.div_ceil(bk).div_ceil(splits.max(1)) * bk
 }
 
 /// The GEMM configuration of `op` computed by `algo` for `batch` images on `device`.
@@ -380,6 +531,19 @@ pub fn plan_conv(
     batch: usize,
     device: &DeviceProfile,
     algo: ConvAlgo,
+) -> Result<ConvPlan, Error> {
+    plan_conv_tiled(op, tensors, batch, device, algo, None)
+}
+
+/// As [`plan_conv`], with `tile` for the shared variant where it runs (split K always does)
+/// instead of the heuristic's: how tests and the tuner name every configuration.
+pub fn plan_conv_tiled(
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+    device: &DeviceProfile,
+    algo: ConvAlgo,
+    tile: Option<SharedTile>,
 ) -> Result<ConvPlan, Error> {
     let ti = &tensors[op.input];
     let to = &tensors[op.output];
@@ -394,7 +558,7 @@ pub fn plan_conv(
         && op.cout.is_multiple_of(4)
         && op.split.as_ref().is_none_or(|s| s.at.is_multiple_of(4));
     let gemm = match algo {
-        ConvAlgo::Direct => Gemm {
+        ConvAlgo::Direct | ConvAlgo::SplitK(_) => Gemm {
             m: batch
                 .checked_mul(to.h * to.w)
                 .ok_or_else(|| too_big("rows"))?,
@@ -426,10 +590,24 @@ pub fn plan_conv(
             }
         }
     };
-    Ok(ConvPlan {
-        algo,
-        gemm: choose_gemm(&gemm, device).map_err(too_big)?,
-    })
+    let gemm = match algo {
+        ConvAlgo::SplitK(splits) => {
+            let tile = tile.unwrap_or(SHARED_TILES[SHARED_TILES.len() - 1]);
+            let mut cfg = shared_config(&gemm, tile).map_err(too_big)?;
+            cfg.splits = splits.max(1);
+            cfg
+        }
+        _ => {
+            let cfg = choose_gemm(&gemm, device).map_err(too_big)?;
+            match tile {
+                Some(t) if cfg.variant == ConvVariant::Shared => {
+                    shared_config(&gemm, t).map_err(too_big)?
+                }
+                _ => cfg,
+            }
+        }
+    };
+    Ok(ConvPlan { algo, gemm })
 }
 
 /// The variant and tiles of a GEMM on `device`.
@@ -438,15 +616,15 @@ pub fn plan_conv(
 /// on lavapipe) unless the GEMM has too few rows for its tiles (the classifier at small
 /// batches), which take the register variant (faster than the shared one there: barriers
 /// become coroutine switches); the subgroup variant when forced or without textures. On GPUs
-/// the shared variant, except for GEMMs with fewer rows than a quarter of its 64-pixel tile
-/// (e.g. the classifier at batch 1), where most of a shared tile would be idle, and for layers
-/// whose 64x64 tiles would give fewer than [`GPU_MIN_WORKGROUPS`] workgroups (e.g. 7x7x512 at
-/// batch 1: 8 tiles): the register variant's 32x8 tiles give those 16x more workgroups.
+/// the shared variant with the largest of [`SHARED_TILES`] that still gives
+/// [`GPU_MIN_WORKGROUPS`] workgroups, except for GEMVs (fewer than 16 rows: the classifier at
+/// small batches) and layers too small for any of them (which [`split_k`] splits where K is
+/// deep): the register variant's 32x8 tiles give those many more workgroups.
 fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static str> {
-    let coutp = pad4(g.n);
-    // Workgroups of the shared variant, over all the GEMMs of a batch.
-    let shared_tiles =
-        g.m.div_ceil(SHARED_TILE_M as usize) * coutp.div_ceil(4 * SHARED_COLS4 as usize) * g.batch;
+    let shared = SHARED_TILES
+        .iter()
+        .copied()
+        .find(|&t| shared_workgroups(g.m, g.n, g.batch, t) >= GPU_MIN_WORKGROUPS);
     let variant = match device.forced {
         Some(ConvVariant::Subgroup) if !(g.words_ok && device.subgroups) => ConvVariant::Register,
         Some(v) => v,
@@ -456,29 +634,24 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
         None if device.software && device.subgroups && g.words_ok && g.m >= 8 => {
             ConvVariant::Subgroup
         }
-        None if device.software
-            || g.m < SHARED_TILE_M as usize / 4
-            || shared_tiles < GPU_MIN_WORKGROUPS =>
-        {
-            ConvVariant::Register
-        }
+        None if device.software || g.m < 16 || shared.is_none() => ConvVariant::Register,
         None => ConvVariant::Shared,
     };
+    if variant == ConvVariant::Shared {
+        // Forced onto a layer too small for the minimum: the smallest tile.
+        return shared_config(g, shared.unwrap_or(SHARED_TILES[SHARED_TILES.len() - 1]));
+    }
     let (wg, rows, tile_n4) = match variant {
         ConvVariant::Register => (REGISTER_WG, REGISTER_ROWS, REGISTER_COLS4),
-        ConvVariant::Shared => (256, 1, SHARED_COLS4),
         ConvVariant::Texture => (TEXTURE_WG, texture_rows(g.m), TEXTURE_COLS4),
         ConvVariant::Subgroup => (8, SUBGROUP_ROWS, SUBGROUP_COLS4),
+        ConvVariant::Shared => unreachable!("handled above"),
     };
-    let tile_m = match variant {
-        ConvVariant::Shared => SHARED_TILE_M,
-        _ => wg * rows,
-    };
+    let tile_m = wg * rows;
     let n_divides = g.n.is_multiple_of(4 * tile_n4 as usize);
     let m_divides = g.m.is_multiple_of(tile_m as usize);
-    let k_divides = variant != ConvVariant::Shared || g.k.is_multiple_of(SHARED_K as usize);
     let fit = |v: usize, what| u32::try_from(v).map_err(|_| what);
-    let tiles_n = fit(coutp / 4, "columns")?.div_ceil(tile_n4);
+    let tiles_n = fit(pad4(g.n) / 4, "columns")?.div_ceil(tile_n4);
     let tiles = fit(
         g.m.div_ceil(tile_m as usize)
             .checked_mul(tiles_n as usize)
@@ -494,9 +667,15 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
         tile_m,
         rows,
         tile_n4,
+        cols4: match variant {
+            ConvVariant::Register => REGISTER_COLS4,
+            _ => TEXTURE_COLS4.min(tile_n4),
+        },
+        k_step: 0,
+        splits: 1,
         vec4: g.cin.is_multiple_of(4),
         is_1x1: g.is_1x1,
-        checks: staged || !(m_divides && n_divides && k_divides),
+        checks: staged || !(m_divides && n_divides),
         m_fastest: g.m_fastest,
         m: fit(g.m, "rows")?,
         n: fit(g.n, "columns")?,
@@ -505,6 +684,55 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
         tiles,
         batch: fit(g.batch, "batch")?,
     })
+}
+
+/// The shared variant's configuration of `g` with `tile`.
+fn shared_config(g: &Gemm, tile: SharedTile) -> Result<ConvConfig, &'static str> {
+    let fit = |v: usize, what| u32::try_from(v).map_err(|_| what);
+    let (bm, bn4) = (tile.bm(), tile.bn4());
+    let tiles_n = fit(pad4(g.n) / 4, "columns")?.div_ceil(bn4);
+    let tiles = fit(
+        g.m.div_ceil(bm as usize)
+            .checked_mul(tiles_n as usize)
+            .ok_or("workgroups")?,
+        "workgroups",
+    )?;
+    let divides = g.m.is_multiple_of(bm as usize)
+        && g.n.is_multiple_of(4 * bn4 as usize)
+        && g.k.is_multiple_of(tile.bk as usize);
+    Ok(ConvConfig {
+        variant: ConvVariant::Shared,
+        wg: tile.invocations(),
+        tile_m: bm,
+        rows: tile.tm,
+        tile_n4: bn4,
+        cols4: tile.tn4,
+        k_step: tile.bk,
+        splits: 1,
+        vec4: g.cin.is_multiple_of(4),
+        is_1x1: g.is_1x1,
+        checks: !divides,
+        m_fastest: g.m_fastest,
+        m: fit(g.m, "rows")?,
+        n: fit(g.n, "columns")?,
+        k: fit(g.k, "depth")?,
+        tiles_n,
+        tiles,
+        batch: fit(g.batch, "batch")?,
+    })
+}
+
+impl ConvConfig {
+    /// The shared variant's tile of this configuration.
+    pub fn shared_tile(&self) -> SharedTile {
+        SharedTile {
+            wg_m: self.wg / (self.tile_n4 / self.cols4.max(1)).max(1),
+            wg_n: self.tile_n4 / self.cols4.max(1),
+            tm: self.rows,
+            tn4: self.cols4,
+            bk: self.k_step,
+        }
+    }
 }
 
 /// Texture variant: pixels per invocation for a GEMM of `m` rows, from [`TEXTURE_ROWS`]:
@@ -580,11 +808,27 @@ mod tests {
     fn small_late_layers_take_small_tiles_on_a_gpu() {
         let gpu = no_winograd(DeviceProfile::gpu());
         let (op, t) = conv(7, 512, 3);
-        // batch 1: 1 x 8 shared tiles -> register tiles.
-        let v = |b| choose_conv(&op, &t, b, &gpu).unwrap().gemm.variant;
-        assert_eq!(v(1), ConvVariant::Register);
-        // batch 32: 25 x 8 = 200 shared tiles -> shared.
-        assert_eq!(v(32), ConvVariant::Shared);
+        let plan = |b| choose_conv(&op, &t, b, &gpu).unwrap();
+        // batch 1: M 49 gives 2 x 8 tiles of 32x64 even at the smallest shared tile, but K is
+        // 4608 deep: split K into 8 slices (128 workgroups), each 576 deep.
+        let one = plan(1);
+        assert_eq!(
+            (one.algo, one.gemm.variant),
+            (ConvAlgo::SplitK(8), ConvVariant::Shared)
+        );
+        // batch 32: M 1568 fills the GPU with direct shared tiles.
+        let many = plan(32);
+        assert_eq!(
+            (many.algo, many.gemm.variant),
+            (ConvAlgo::Direct, ConvVariant::Shared)
+        );
+        // A shallow K (1x1 over 64 channels) is never split: register tiles.
+        let (op, t) = conv(7, 64, 1);
+        let shallow = choose_conv(&op, &t, 1, &gpu).unwrap();
+        assert_eq!(
+            (shallow.algo, shallow.gemm.variant),
+            (ConvAlgo::Direct, ConvVariant::Register)
+        );
     }
 
     #[test]

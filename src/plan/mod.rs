@@ -28,7 +28,7 @@ mod report;
 mod weights;
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::{Graph, Op, pad4};
 use crate::winograd::Tile;
 
 pub use arena::{Interval, PHASES};
@@ -185,18 +185,59 @@ pub struct Plan {
     pub weights_bytes: u64,
 }
 
-/// A tensor the plan adds: one of the two transformed-tile buffers of a Winograd conv, live
-/// only at its step.
+/// A tensor the plan adds for a phased step ([`ConvAlgo::phased`]), live only within it: a
+/// Winograd conv's transformed tiles, a split-K conv's partial sums.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scratch {
-    /// `<op>:winograd_v` (the input transform's output, `[a^2][tiles][cin]`) or
-    /// `<op>:winograd_m` (the GEMMs' output, `[a^2][tiles][cout]`).
+    /// `<op>:winograd_v` (the input transform's output, `[a^2][tiles][cin]`),
+    /// `<op>:winograd_m` (the GEMMs' output, `[a^2][tiles][cout]`) or `<op>:splitk_partials`
+    /// (`[splits][pixels][coutp]`).
     pub name: String,
     pub step: usize,
     /// Elements per image.
     pub elems_per_image: u64,
     /// See [`scratch_dtype`].
     pub dtype: Dtype,
+    /// The phases of its step (0..PHASES) it is live in, inclusive.
+    pub phases: (usize, usize),
+}
+
+/// The scratch tensors that `algo` needs for `op` (step `step`), in dispatch order.
+pub fn scratch_for(
+    op: &crate::graph::ConvOp,
+    algo: ConvAlgo,
+    tensors: &[crate::graph::TensorInfo],
+    precision: Precision,
+    step: usize,
+) -> Vec<Scratch> {
+    let out = &tensors[op.output];
+    match algo {
+        ConvAlgo::Direct => Vec::new(),
+        ConvAlgo::Winograd(tile) => {
+            let tiles = (tile.tiles(out.h) * tile.tiles(out.w)) as u64;
+            let points = tile.points() as u64;
+            // V is written in phase 0 and read by the GEMMs in phase 1; M is written in phase
+            // 1 and read by the output transform in phase 2.
+            [("v", op.cin, (0, 1)), ("m", op.cout, (1, 2))]
+                .into_iter()
+                .map(|(role, channels, phases)| Scratch {
+                    name: format!("{}:winograd_{role}", op.name),
+                    step,
+                    elems_per_image: points * tiles * channels as u64,
+                    dtype: scratch_dtype(precision, tile),
+                    phases,
+                })
+                .collect()
+        }
+        // Written by the GEMM in phase 0, read by the reduction in phase 2.
+        ConvAlgo::SplitK(splits) => vec![Scratch {
+            name: format!("{}:splitk_partials", op.name),
+            step,
+            elems_per_image: u64::from(splits) * (out.h * out.w) as u64 * pad4(op.cout) as u64,
+            dtype: Dtype::F32,
+            phases: (0, PHASES - 1),
+        }],
+    }
 }
 
 /// The storage type of a Winograd conv's transformed tiles: f16 in f16 plans for F(2,3),
@@ -227,17 +268,20 @@ pub struct Step {
     pub macs_executed: u64,
     /// Convs: the algorithm and the GEMM's kernel configuration ([`kernel::choose_conv`]).
     pub conv: Option<ConvPlan>,
-    /// Winograd convs: the tensor ids of V and M in [`Plan::tensors`].
-    pub scratch: Option<[usize; 2]>,
+    /// Phased steps: the ids of their [`Scratch`] tensors in [`Plan::tensors`], in the order
+    /// of [`scratch_for`] (Winograd: V, M; split K: the partial sums).
+    pub scratch: Vec<usize>,
 }
 
 impl Step {
+    /// The conv's algorithm (direct for other ops).
+    pub fn algo(&self) -> ConvAlgo {
+        self.conv.map_or(ConvAlgo::Direct, |c| c.algo)
+    }
+
     /// Winograd's tile, if the step is a Winograd conv.
     pub fn winograd(&self) -> Option<Tile> {
-        match self.conv.map(|c| c.algo) {
-            Some(ConvAlgo::Winograd(t)) => Some(t),
-            _ => None,
-        }
+        self.algo().tile()
     }
 }
 
@@ -354,25 +398,25 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
     let device = &opts.device;
     let step_intervals = arena::liveness(graph)?;
     let dtypes = tensor_dtypes(graph, opts.precision);
-    // Each conv's Winograd tile, for the requested batch (a sub-batch keeps the choice).
-    let mut winograd: Vec<Option<Tile>> = graph
+    // Each conv's algorithm, for the requested batch (a sub-batch keeps the choice).
+    let mut algos: Vec<ConvAlgo> = graph
         .ops
         .iter()
         .map(|op| match op {
-            Op::Conv(c) => kernel::winograd_tile(
+            Op::Conv(c) => kernel::choose_algo(
                 c,
                 &graph.tensors,
                 batch,
                 device,
                 opts.precision == Precision::F16,
             ),
-            _ => None,
+            _ => ConvAlgo::Direct,
         })
         .collect();
     let align = limits.alignment();
     let cap = limits.max_arena_bytes();
-    // Per-image bytes and live intervals of every tensor, the scratch of `winograd` included.
-    let tensors_for = |winograd: &[Option<Tile>]| {
+    // Per-image bytes and live intervals of every tensor, the scratch of `algos` included.
+    let tensors_for = |algos: &[ConvAlgo]| {
         let mut sizes: Vec<u64> = graph
             .tensors
             .iter()
@@ -386,30 +430,18 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
                 }
             })
             .collect();
-        let mut live = arena::phase_liveness(graph, &step_intervals, winograd);
+        let phased: Vec<bool> = algos.iter().map(|a| a.phased()).collect();
+        let mut live = arena::phase_liveness(graph, &step_intervals, &phased);
         let mut scratch = Vec::new();
-        for (step, (op, tile)) in graph.ops.iter().zip(winograd).enumerate() {
-            if let (Op::Conv(c), Some(tile)) = (op, tile) {
-                let out = &graph.tensors[c.output];
-                let tiles = (tile.tiles(out.h) * tile.tiles(out.w)) as u64;
-                let points = tile.points() as u64;
-                for (role, channels) in [("v", c.cin), ("m", c.cout)] {
-                    let elems = points * tiles * channels as u64;
-                    let dtype = scratch_dtype(opts.precision, *tile);
-                    scratch.push(Scratch {
-                        name: format!("{}:winograd_{role}", c.name),
-                        step,
-                        elems_per_image: elems,
-                        dtype,
-                    });
-                    sizes.push(elems * dtype.bytes());
-                    // V is written in phase 0 and read by the GEMMs in phase 1; M is written
-                    // in phase 1 and read by the output transform in phase 2.
-                    let k = if role == "v" { 0 } else { 1 };
+        for (step, (op, &algo)) in graph.ops.iter().zip(algos).enumerate() {
+            if let Op::Conv(c) = op {
+                for sc in scratch_for(c, algo, &graph.tensors, opts.precision, step) {
+                    sizes.push(sc.elems_per_image * sc.dtype.bytes());
                     live.push(Some(Interval {
-                        first: step * PHASES + k,
-                        last: step * PHASES + k + 1,
+                        first: step * PHASES + sc.phases.0,
+                        last: step * PHASES + sc.phases.1,
                     }));
+                    scratch.push(sc);
                 }
             }
         }
@@ -420,12 +452,12 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
         arena::assign(&sizes, live, align)
     };
 
-    let (mut sizes, mut live, mut scratch) = tensors_for(&winograd);
+    let (mut sizes, mut live, mut scratch) = tensors_for(&algos);
     // One image must fit; then every size below is at most `cap` bytes, so no sum overflows.
     let mut one = layout_for(&sizes, &live, 1);
-    if one.arena_bytes > cap && winograd.iter().any(Option::is_some) {
-        winograd.iter_mut().for_each(|w| *w = None);
-        (sizes, live, scratch) = tensors_for(&winograd);
+    if one.arena_bytes > cap && algos.iter().any(|a| a.phased()) {
+        algos.iter_mut().for_each(|a| *a = ConvAlgo::Direct);
+        (sizes, live, scratch) = tensors_for(&algos);
         one = layout_for(&sizes, &live, 1);
     }
     if one.arena_bytes > cap {
@@ -444,9 +476,9 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
             mib(MAX_ADDRESSABLE_BYTES),
         )));
     }
-    // Where the whole batch would fit without Winograd's scratch but not with it, drop
-    // Winograd from the convs live at the arena's peak, one at a time: a sub-batch split
-    // costs more than a direct conv.
+    // Where the whole batch would fit without the scratch of Winograd and split K but not
+    // with it, compute the convs live at the arena's peak directly, one at a time: a
+    // sub-batch split costs more than a direct conv.
     if layout_for(
         &sizes,
         &live,
@@ -455,7 +487,7 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
     .arena_bytes
         > cap
     {
-        let direct: Vec<Option<Tile>> = vec![None; winograd.len()];
+        let direct: Vec<ConvAlgo> = vec![ConvAlgo::Direct; algos.len()];
         let (dsizes, dlive, _) = tensors_for(&direct);
         let direct_fits = |b: usize| {
             arena::lower_bound(&dsizes, &dlive).saturating_mul(b as u64) <= cap
@@ -467,8 +499,8 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
                 let Some(demote) = scratch.iter().find(|s| s.step == peak).map(|s| s.step) else {
                     break;
                 };
-                winograd[demote] = None;
-                (sizes, live, scratch) = tensors_for(&winograd);
+                algos[demote] = ConvAlgo::Direct;
+                (sizes, live, scratch) = tensors_for(&algos);
             }
         }
     }
@@ -497,7 +529,8 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
     }
     let sub = lo;
 
-    let (weights, weight_buffers) = weights::pack(graph, &winograd, opts.precision, limits)?;
+    let tiles: Vec<Option<Tile>> = algos.iter().map(|a| a.tile()).collect();
+    let (weights, weight_buffers) = weights::pack(graph, &tiles, opts.precision, limits)?;
     let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
 
     let n_graph = graph.tensors.len();
@@ -511,15 +544,17 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
             let macs = op.macs_per_image(&graph.tensors) * sub as u64;
             let conv = match op {
                 Op::Conv(c) => {
-                    let algo = winograd[i].map_or(ConvAlgo::Direct, ConvAlgo::Winograd);
+                    let algo = algos[i];
                     Some(kernel::plan_conv(c, &graph.tensors, sub, device, algo)?)
                 }
                 _ => None,
             };
-            let scratch = winograd[i].map(|_| {
-                next_scratch += 2;
-                [next_scratch - 2, next_scratch - 1]
-            });
+            let n = match op {
+                Op::Conv(c) => scratch_for(c, algos[i], &graph.tensors, opts.precision, i).len(),
+                _ => 0,
+            };
+            let scratch = (next_scratch..next_scratch + n).collect();
+            next_scratch += n;
             Ok(Step {
                 op: i,
                 name: op.name().to_string(),

@@ -40,14 +40,17 @@ impl Plan {
                             "m_fastest": c.m_fastest,
                             "gemm_mnk": [c.m, c.n, c.k],
                             "gemm_batch": c.batch,
-                            "workgroups": c.tiles * c.batch,
+                            "workgroups": c.tiles * c.batch * c.splits,
+                            "outputs_per_invocation": [c.rows, 4 * c.cols4],
+                            "k_step": c.k_step,
+                            "splits": c.splits,
                         })
                     }),
-                    "scratch": s.scratch.map(|ids| ids.map(|t| json!({
+                    "scratch": s.scratch.iter().map(|&t| json!({
                         "name": self.tensor_name(graph, t),
                         "offset_bytes": self.tensors[t].offset_bytes,
                         "size_bytes": self.tensors[t].size_bytes,
-                    }))),
+                    })).collect::<Vec<_>>(),
                     "inputs": op.inputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "outputs": op.outputs().into_iter().map(tname).collect::<Vec<_>>(),
                     "output_offset_bytes": self.tensors[op.outputs()[0]].offset_bytes,

@@ -447,7 +447,9 @@ fn winograd_scratch_is_planned_and_checked() {
     assert_eq!(p.scratch.len(), 6, "V and M of a, b, c");
     for (i, step) in p.steps[..3].iter().enumerate() {
         assert_eq!(step.winograd(), Some(Tile::F4), "{}", step.name);
-        let [v, m] = step.scratch.expect("scratch");
+        let [v, m] = step.scratch[..] else {
+            panic!("V and M")
+        };
         for t in [v, m] {
             assert_eq!(p.tensors[t].size_bytes, (36 * tiles * 16 * 4) as u64);
             assert_eq!((p.tensors[t].first_step, p.tensors[t].last_step), (i, i));
@@ -498,7 +500,7 @@ fn winograd_scratch_is_planned_and_checked() {
             .contains("live over phases")
     );
     let mut bad = p.clone();
-    let [v, _] = bad.steps[1].scratch.unwrap();
+    let v = bad.steps[1].scratch[0];
     bad.tensors[v].phases.last = 2 * PHASES - 1;
     assert!(
         bad.check(&g, &limits)
@@ -513,7 +515,7 @@ fn winograd_scratch_is_planned_and_checked() {
     let p16 = plan_with(&g, 2, &limits, &opts).unwrap();
     p16.check(&g, &limits).unwrap();
     assert_eq!(p16.steps[0].winograd(), Some(Tile::F2));
-    let [v, _] = p16.steps[0].scratch.unwrap();
+    let v = p16.steps[0].scratch[0];
     assert_eq!(p16.tensors[v].dtype, Dtype::F16);
     assert_eq!(p16.tensors[1].dtype, Dtype::F16);
 }

@@ -11,10 +11,14 @@
 //! | 16-bit RGB(A) / grey+alpha PNG | `RGB(A)`, `LA` | `v >> 8`: the high byte |
 //! | palette PNG / GIF | `P` | the palette colour (a transparent index keeps its colour) |
 //!
+//! [`load_image_with`] with [`Alpha::OverWhite`] composites an image that has alpha onto white
+//! instead, as transformers' `convert_to_rgb` (`do_convert_rgb: true`) does.
+//!
 //! JPEG is decoded by `image`'s decoder (zune-jpeg), not libjpeg-turbo: on 4:2:0 files the
 //! chroma upsampling differs by a few levels (see `tests/preprocess.rs`). EXIF orientation is
 //! not applied, as neither `Image.open` nor Keras' `load_img` applies it. GIF: the first frame.
 
+use super::Alpha;
 use crate::error::{Error, Result};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use std::path::Path;
@@ -22,16 +26,26 @@ use std::path::Path;
 /// Reads and decodes an image file (JPEG, PNG, WebP, BMP, GIF; detected from the content, not
 /// the extension) into RGB8 as Pillow's `.convert("RGB")` would. Errors name the file.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
+    load_image_with(path, Alpha::Drop)
+}
+
+/// [`load_image`] with a choice of what happens to an alpha channel.
+pub fn load_image_with(path: &Path, alpha: Alpha) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
-    decode_image(&bytes, &path.display().to_string())
+    decode_image_with(&bytes, &path.display().to_string(), alpha)
 }
 
 /// [`load_image`] on bytes already in memory; `name` (a path or any label) is what errors
 /// mention. A non-image or corrupt input is an error, never a panic.
 pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    decode_image_with(bytes, name, Alpha::Drop)
+}
+
+/// [`decode_image`] with a choice of what happens to an alpha channel.
+pub fn decode_image_with(bytes: &[u8], name: &str, alpha: Alpha) -> Result<RgbImage> {
     let fail = |reason: String| Error::Image {
         path: name.into(),
         reason,
@@ -74,7 +88,57 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     if decoded.width() == 0 || decoded.height() == 0 {
         return Err(fail("the image has no pixels".into()));
     }
-    Ok(to_rgb8_like_pillow(decoded, is_png_gray16(bytes)))
+    Ok(convert(decoded, alpha, is_png_gray16(bytes)))
+}
+
+/// Decoded pixels (e.g. an array a caller decoded itself: grey, grey + alpha, RGB, RGBA) to
+/// RGB8 exactly as [`decode_image_with`] converts a decoded file.
+pub fn to_rgb(img: DynamicImage, alpha: Alpha) -> RgbImage {
+    convert(img, alpha, false)
+}
+
+fn convert(img: DynamicImage, alpha: Alpha, gray16: bool) -> RgbImage {
+    match alpha {
+        // Pillow opens a 16-bit grey PNG as `I;16` (no alpha band, even with `tRNS`).
+        Alpha::OverWhite if img.color().has_alpha() && !gray16 => over_white(img),
+        _ => to_rgb8_like_pillow(img, gray16),
+    }
+}
+
+/// Pillow's `Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")` (what
+/// transformers' `convert_to_rgb` does), in Pillow's fixed point (`AlphaComposite.c` with an
+/// opaque destination). 16-bit images keep their high bytes, as Pillow opens them.
+fn over_white(img: DynamicImage) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let blend = |c: u8, a: u8| {
+        let (c, a) = (u32::from(c), u32::from(a));
+        let tmp = c * (a << 7) + 255 * ((255 - a) << 7) + (0x80 << 7);
+        (((tmp >> 8) + tmp) >> 15) as u8
+    };
+    let rgba: Vec<[u8; 4]> = match img {
+        DynamicImage::ImageLumaA8(i) => i
+            .pixels()
+            .map(|p| [p.0[0], p.0[0], p.0[0], p.0[1]])
+            .collect(),
+        DynamicImage::ImageLumaA16(i) => i
+            .pixels()
+            .map(|p| {
+                let l = (p.0[0] >> 8) as u8;
+                [l, l, l, (p.0[1] >> 8) as u8]
+            })
+            .collect(),
+        DynamicImage::ImageRgba16(i) => i.pixels().map(|p| p.0.map(|v| (v >> 8) as u8)).collect(),
+        other => other
+            .to_rgba8()
+            .pixels()
+            .map(|p| p.0)
+            .collect::<Vec<[u8; 4]>>(),
+    };
+    let data = rgba
+        .iter()
+        .flat_map(|&[r, g, b, a]| [blend(r, a), blend(g, a), blend(b, a)])
+        .collect();
+    rgb_from(w, h, data)
 }
 
 /// Most memory one decoded image may take: a corrupt header that claims a huge image (a few

@@ -1,5 +1,7 @@
 //! From an image file to the network's input tensor, exactly as each flavour's framework does
-//! it in evaluation (see `RESNET_SPEC.md` and `tests/fixtures/preprocess/rules.json`).
+//! it in evaluation (see `RESNET_SPEC.md`, `tests/fixtures/preprocess/rules.json` and
+//! `hf_rules.json`). Each flavour's recipe lives with the flavour (`model/flavour/`);
+//! transformers checkpoints bring theirs in `preprocessor_config.json`.
 //!
 //! [`load_image`] decodes like `PIL.Image.open(p).convert("RGB")`; [`Preprocess::apply`]
 //! resizes/crops ([`Resize`]) and normalises to CHW float32:
@@ -11,6 +13,7 @@
 //! | keras-v2 | squash to 224x224 (Pillow nearest, `load_img`) | `x/127.5 - 1` |
 //! | keras-v1 | squash to 224x224 (Pillow nearest) | BGR, `x - (103.939, 116.779, 123.68)` |
 //! | slim-v2 | central crop 0.875, TF bilinear to 299x299 on floats | `(x/255 - 0.5) / 0.5` |
+//! | hf | `preprocessor_config.json` (ConvNeXT processor): shorter side `int(shortest_edge / crop_pct)`, centre crop at floor offsets (or warp when `shortest_edge >= 384`), Pillow filter `resample` | `(x * rescale_factor - image_mean) / image_std` |
 //!
 //! The integer steps (Pillow's fixed-point resampling, nearest, crops) are bit-exact ports;
 //! the float steps use the frameworks' f32 operations in their order.
@@ -18,10 +21,9 @@
 mod decode;
 pub mod resize;
 
-pub use decode::{decode_image, load_image};
+pub use decode::{decode_image, decode_image_with, load_image, load_image_with, to_rgb};
 
 use crate::error::{Error, Result};
-use crate::model::Flavour;
 use image::RgbImage;
 
 /// Resampling filter, as Pillow implements it (`Image.NEAREST`, `BILINEAR`, `BICUBIC`).
@@ -41,6 +43,16 @@ pub enum Resize {
     /// torchvision / timm eval: shorter side to `resize` (longer side truncated as torchvision
     /// does), then centre crop `crop` x `crop` (zero-padded first if the image is smaller).
     ShorterThenCrop {
+        resize: usize,
+        crop: usize,
+        filter: Filter,
+    },
+    /// transformers' ConvNeXT image processor (`ConvNextImageProcessorPil`, what
+    /// microsoft/resnet-50 uses) below 384: shorter side to `resize` = `int(shortest_edge /
+    /// crop_pct)` as torchvision does it, then the centre `crop` square at *floor* offsets
+    /// `(H - crop) // 2` (an image smaller than the crop is zero-padded, the larger half of the
+    /// padding before).
+    HfShorterThenCrop {
         resize: usize,
         crop: usize,
         filter: Filter,
@@ -103,71 +115,45 @@ pub struct Preprocess {
     pub std: [f32; 3],
     /// Output channel 0 is blue (Keras' "caffe" mode).
     pub bgr: bool,
+    /// What decoding does with an alpha channel ([`load_image_with`]).
+    pub alpha: Alpha,
+}
+
+/// How an image with an alpha channel becomes RGB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Alpha {
+    /// Pillow's `convert("RGB")`: the colour as stored, alpha dropped (what torchvision,
+    /// timm, Keras and transformers' pipelines feed).
+    #[default]
+    Drop,
+    /// transformers' `convert_to_rgb` (`do_convert_rgb: true`): alpha-composited onto white.
+    OverWhite,
 }
 
 impl Preprocess {
-    /// Each flavour's own evaluation preprocessing.
-    pub fn for_flavour(f: Flavour) -> Preprocess {
-        const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-        const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-        let minus_one_one = |resize| Preprocess {
+    /// `resize`, then `(x/255 - 0.5) / 0.5`: inputs in [-1, 1] (timm v2, slim).
+    pub fn minus_one_one(resize: Resize) -> Preprocess {
+        Preprocess {
             resize,
             scale: 1.0 / 255.0,
             mean: [0.5; 3],
             std: [0.5; 3],
             bgr: false,
-        };
-        let squash = Resize::Squash {
-            height: 224,
-            width: 224,
-            filter: Filter::Nearest,
-        };
-        match f {
-            Flavour::Torchvision => Preprocess {
-                resize: Resize::ShorterThenCrop {
-                    resize: 256,
-                    crop: 224,
-                    filter: Filter::Bilinear,
-                },
-                scale: 1.0 / 255.0,
-                mean: IMAGENET_MEAN,
-                std: IMAGENET_STD,
-                bgr: false,
-            },
-            // timm resolve_data_config for resnetv2_50: input 224, crop_pct 0.95, bicubic.
-            Flavour::TimmV2 => minus_one_one(Resize::ShorterThenCrop {
-                resize: 235,
-                crop: 224,
-                filter: Filter::Bicubic,
-            }),
-            // preprocess_input mode "tf": x /= 127.5; x -= 1.
-            Flavour::KerasV2 => Preprocess {
-                resize: squash,
-                scale: 1.0 / 127.5,
-                mean: [1.0; 3],
-                std: [1.0; 3],
-                bgr: false,
-            },
-            // preprocess_input mode "caffe": RGB -> BGR, minus the BGR means, no scaling.
-            Flavour::KerasV1 => Preprocess {
-                resize: squash,
-                scale: 1.0,
-                mean: [103.939, 116.779, 123.68],
-                std: [1.0; 3],
-                bgr: true,
-            },
-            Flavour::SlimV2 => minus_one_one(Resize::CentralCropThenResize {
-                fraction: 0.875,
-                size: 299,
-            }),
+            alpha: Alpha::Drop,
         }
+    }
+
+    /// Decodes an image file as this recipe expects ([`Preprocess::alpha`]).
+    pub fn load(&self, path: &std::path::Path) -> Result<RgbImage> {
+        load_image_with(path, self.alpha)
     }
 
     /// Applies the command line's `--size S`, `--resize R` and `--no-resize`:
     ///
     /// * `no_resize`: [`Resize::None`] of `S x S`, or of the current [`output_size`] without
     ///   `S`; it wins over `resize` (the CLI should reject the pair).
-    /// * `ShorterThenCrop`: `S` is the crop; `R` the shorter side. `S` alone scales the shorter
+    /// * `ShorterThenCrop` (and transformers' `HfShorterThenCrop`): `S` is the crop; `R` the
+    ///   shorter side. `S` alone scales the shorter
     ///   side with it, keeping the recipe's ratio: `R = floor(S * resize / crop)` (torchvision
     ///   224/256 gives `floor(S / 0.875)`; for timm pass `--resize` to get `floor(S / 0.95)`
     ///   exactly, the ratio 235/224 is only close to it).
@@ -194,6 +180,15 @@ impl Preprocess {
                 crop: size.unwrap_or(h.min(w)),
                 filter,
             };
+            let keep_ratio = |r0: usize, c0: usize, r: Option<usize>| {
+                let crop = size.unwrap_or(c0);
+                let resize = r.unwrap_or(
+                    crop.checked_mul(r0)
+                        .and_then(|x| x.checked_div(c0))
+                        .unwrap_or(crop),
+                );
+                (resize, crop)
+            };
             match (self.resize, resize) {
                 (
                     Resize::ShorterThenCrop {
@@ -203,13 +198,23 @@ impl Preprocess {
                     },
                     r,
                 ) => {
-                    let crop = size.unwrap_or(c0);
-                    let resize = r.unwrap_or(
-                        crop.checked_mul(r0)
-                            .and_then(|x| x.checked_div(c0))
-                            .unwrap_or(crop),
-                    );
+                    let (resize, crop) = keep_ratio(r0, c0, r);
                     Resize::ShorterThenCrop {
+                        resize,
+                        crop,
+                        filter,
+                    }
+                }
+                (
+                    Resize::HfShorterThenCrop {
+                        resize: r0,
+                        crop: c0,
+                        filter,
+                    },
+                    r,
+                ) => {
+                    let (resize, crop) = keep_ratio(r0, c0, r);
+                    Resize::HfShorterThenCrop {
                         resize,
                         crop,
                         filter,
@@ -249,7 +254,9 @@ impl Preprocess {
     /// The network input's spatial size, `(height, width)`.
     pub fn output_size(&self) -> (usize, usize) {
         match self.resize {
-            Resize::ShorterThenCrop { crop, .. } => (crop, crop),
+            Resize::ShorterThenCrop { crop, .. } | Resize::HfShorterThenCrop { crop, .. } => {
+                (crop, crop)
+            }
             Resize::Squash { height, width, .. } | Resize::None { height, width } => {
                 (height, width)
             }
@@ -276,6 +283,9 @@ impl Preprocess {
         match self.resize {
             Resize::ShorterThenCrop {
                 resize: r, filter, ..
+            }
+            | Resize::HfShorterThenCrop {
+                resize: r, filter, ..
             } => {
                 if r == 0 {
                     return Err(Error::Input(
@@ -290,7 +300,10 @@ impl Preprocess {
                     &format!("resizing this {iw}x{ih} image's shorter side to {r}"),
                 )?;
                 let resized = resize::pillow_resize(img, nw, nh, filter);
-                let cropped = resize::center_crop(&resized, ow, oh);
+                let cropped = match self.resize {
+                    Resize::HfShorterThenCrop { .. } => resize::hf_center_crop(&resized, ow, oh),
+                    _ => resize::center_crop(&resized, ow, oh),
+                };
                 Ok(self.normalise_u8(&cropped))
             }
             Resize::Squash {

@@ -257,6 +257,35 @@ pub fn center_crop(img: &RgbImage, crop_w: usize, crop_h: usize) -> RgbImage {
     RgbImage::from_raw(crop_w as u32, crop_h as u32, out).expect("buffer size matches")
 }
 
+/// transformers' `center_crop` (`image_transforms.center_crop`, NumPy): the crop starts at
+/// `(size - crop) // 2` (floor: a 9-pixel margin gives 4 where torchvision gives 4 too, but a
+/// 79-pixel one 39 where torchvision rounds to 40); an image smaller than the crop is
+/// zero-padded with `ceil(margin / 2)` before.
+pub fn hf_center_crop(img: &RgbImage, crop_w: usize, crop_h: usize) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    // Per axis: (first source index, first destination index).
+    let start = |size: usize, crop: usize| {
+        if size >= crop {
+            ((size - crop) / 2, 0)
+        } else {
+            (0, (crop - size).div_ceil(2))
+        }
+    };
+    let ((sx0, dx0), (sy0, dy0)) = (start(w, crop_w), start(h, crop_h));
+    let src = img.as_raw();
+    let mut out = vec![0u8; crop_w * crop_h * 3];
+    for y in dy0..crop_h {
+        let sy = sy0 + y - dy0;
+        if sy >= h {
+            break;
+        }
+        let cols = (crop_w - dx0).min(w - sx0);
+        let (d, s) = ((y * crop_w + dx0) * 3, (sy * w + sx0) * 3);
+        out[d..d + cols * 3].copy_from_slice(&src[s..s + cols * 3]);
+    }
+    RgbImage::from_raw(crop_w as u32, crop_h as u32, out).expect("buffer size matches")
+}
+
 /// `tf.image.central_crop(image, fraction)` on one side of length `size`: `(start, length)` with
 /// `start = int((size - size * fraction) / 2)` (in f64) and `length = size - 2 * start`.
 /// `fraction` must lie in (0, 1]; 1 keeps the whole side.

@@ -19,11 +19,15 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// `flags` bit: the affine only (mirrors elementwise.wgsl). A flag rather than an entry point,
+/// so that it costs no second pipeline.
+const FLAG_NO_RELU: u32 = 16;
+
 /// Invocations per workgroup.
 const WG: u32 = 256;
 
 impl Kernels {
-    /// Elementwise `relu(x * scale + shift)`. `consts`: the op's slot of the weights buffer
+    /// Elementwise `relu(x * scale + shift)`, or `x * scale + shift` when `op.relu` is off. `consts`: the op's slot of the weights buffer
     /// (`scale [pad4(c)] | shift [pad4(c)]`, of type `weights`).
     #[allow(clippy::too_many_arguments)]
     pub fn bn_relu(
@@ -51,7 +55,8 @@ impl Kernels {
             in_off: elem_offset(placements, op.input),
             out_off: elem_offset(placements, op.output),
             cp: u32_of(pad4(ti.c)),
-            flags: dtype_flags(&placements[op.input], &placements[op.output], weights),
+            flags: dtype_flags(&placements[op.input], &placements[op.output], weights)
+                | if op.relu { 0 } else { FLAG_NO_RELU },
             ..Default::default()
         };
         let pipeline = self.pipeline(Shader::Elementwise, "bn_relu", &[], Bindings::Consts);

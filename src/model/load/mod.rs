@@ -1,5 +1,6 @@
-//! Loading safetensors checkpoints written in any of the five flavours' own names and layouts
-//! (see `RESNET_SPEC.md`), and writing them back out.
+//! Loading checkpoints in any flavour's own names and layouts (see `RESNET_SPEC.md` and
+//! `model/flavour/`), from safetensors files, transformers hub folders and ONNX graphs
+//! ([`onnx`]), and writing them back out.
 //!
 //! Everything about the network is read off the checkpoint: the flavour from the names, the
 //! depth from the unit indices, every channel count from the shapes. Presets are never
@@ -8,11 +9,13 @@
 //! tensor per run is miserable.
 //!
 //! Three pieces share one description so that they cannot drift apart:
-//! `skeleton` (which parameter groups an [`Arch`](crate::model::Arch) has), `names` (what each flavour calls
-//! them and how it lays them out) and `infer` (the arch from names and shapes).
+//! `skeleton` (which parameter groups an [`Arch`](crate::model::Arch) has), the flavours' specs
+//! (what each calls them and how it lays them out) and `infer` (the arch from names and shapes).
 
 mod infer;
 mod names;
+mod onnx;
+mod onnx_proto;
 pub(crate) mod skeleton;
 
 use self::names::Canonicalizer;
@@ -20,11 +23,13 @@ use self::skeleton::{ConvSpec, Factory, Item, Slot, build_params, visit_params};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::model::arch::Flavour;
+use crate::model::flavour::Companion;
 use crate::model::params::{BatchNorm, ConvWeights};
+use crate::preprocess::Preprocess;
 use crate::tensor_file;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How to read a checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,7 +46,7 @@ pub struct TensorData {
     pub data: Vec<f32>,
 }
 
-/// A tensor's name, shape and dtype (safetensors spelling: `F32`, `F16`, `I64`, …).
+/// A tensor's name, shape and dtype (safetensors spelling: `F32`, `F16`, `BF16`, `I64`, …).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
     pub name: String,
@@ -53,7 +58,8 @@ pub struct TensorInfo {
 /// so that a mismatching checkpoint is diagnosed without decoding any of it.
 pub trait TensorSource {
     fn infos(&self) -> Vec<TensorInfo>;
-    /// The values of tensor `name`; [`Error::Dtype`] unless it is float32.
+    /// The values of tensor `name`, widened to f32 if stored as F16 or BF16; [`Error::Dtype`]
+    /// for any other dtype.
     fn read_f32(&self, name: &str) -> Result<Vec<f32>>;
 }
 
@@ -72,7 +78,7 @@ impl TensorSource for SafeTensors<'_> {
         let view = self
             .tensor(name)
             .map_err(|e| Error::Input(format!("cannot read tensor `{name}`: {e}")))?;
-        tensor_file::f32_data(name, &view)
+        tensor_file::float_data(name, &view)
     }
 }
 
@@ -124,16 +130,134 @@ impl TensorSource for Vec<(String, Vec<usize>, Vec<f32>)> {
     }
 }
 
-/// Loads a safetensors checkpoint of any flavour.
+/// Float dtypes weights may be stored in (safetensors spelling); F16 and BF16 are widened to
+/// f32 exactly at load.
+pub const WEIGHT_DTYPES: [&str; 3] = ["F32", "F16", "BF16"];
+
+/// A loaded checkpoint with what its files say about using it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub network: Network,
+    /// The file the weights came from (inside a folder: its `model.safetensors`).
+    pub file: PathBuf,
+    /// What kind of file it was, for messages: `safetensors`, `ONNX (...)`.
+    pub format: String,
+    /// Evaluation preprocessing: from the files (transformers' `preprocessor_config.json`) or
+    /// the flavour's own.
+    pub preprocess: Preprocess,
+    /// Class names from the files (transformers' `id2label`), if any.
+    pub labels: Option<Vec<String>>,
+    /// What was assumed for lack of information, for the user to see.
+    pub notes: Vec<String>,
+}
+
+/// Loads a checkpoint of any flavour: a safetensors file, a transformers hub folder
+/// (`model.safetensors` with `config.json` and `preprocessor_config.json`) or an ONNX file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let file = weights_file(path)?;
+    let bytes = tensor_file::read_file(&file)?;
+    load_bytes(&bytes, &file, opts)
+}
+
+/// The checkpoint file `path` stands for: itself, or a hub folder's `model.safetensors`.
+fn weights_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_owned());
+    }
+    let file = path.join("model.safetensors");
+    if file.is_file() {
+        return Ok(file);
+    }
+    let mut have: Vec<String> = std::fs::read_dir(path)
+        .map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    have.sort();
+    let onnx: Vec<&String> = have.iter().filter(|n| n.ends_with(".onnx")).collect();
+    let hint = if let [one] = onnx[..] {
+        format!(
+            "; for the ONNX model pass --weights {}",
+            path.join(one).display()
+        )
+    } else if have
+        .iter()
+        .any(|n| n.ends_with(".bin") || n.ends_with(".pt") || n.ends_with(".pth"))
+    {
+        "; PyTorch pickles are not read: convert them with `safetensors.torch.save_file` (see \
+         README, \"Exporting a checkpoint\") or download the hub's model.safetensors"
+            .to_string()
+    } else {
+        String::new()
+    };
+    Err(Error::Input(format!(
+        "{} is a folder without a model.safetensors (it holds: {}){hint}",
+        path.display(),
+        if have.is_empty() {
+            "nothing".to_string()
+        } else {
+            have.join(", ")
+        }
+    )))
+}
+
+/// [`load`] on a file's bytes already in memory; `path` is what errors mention and where
+/// companion files are looked for. ONNX is recognised by the `.onnx` extension, or by content
+/// when the bytes are not safetensors but parse as an ONNX `ModelProto`.
+pub fn load_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let onnx = |bytes| match opts.flavour {
+        // The graph says how it computes; names say nothing.
+        Some(f) => Err(Error::Input(format!(
+            "--flavour {f} does not apply to {}: an ONNX graph is read by its structure, not \
+             its names; drop --flavour",
+            path.display()
+        ))),
+        None => onnx::load_onnx(bytes, path),
+    };
+    let ext = path.extension().and_then(|e| e.to_str());
+    if ext.is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        return onnx(bytes);
+    }
+    let st = match tensor_file::parse(path, bytes) {
+        Ok(st) => st,
+        // Field 1 (`ir_version`, varint) is how every ONNX file starts.
+        Err(e) if bytes.first() == Some(&0x08) && onnx::looks_like_onnx(bytes) => {
+            log::debug!(
+                "{}: not safetensors ({e}); reading it as ONNX",
+                path.display()
+            );
+            return onnx(bytes);
+        }
+        Err(e) => return Err(e),
+    };
+    let (network, companion) = build(&st, opts.flavour, Some(path))?;
+    Ok(finish(network, path, "safetensors".into(), companion))
+}
+
+/// The loaded network with the flavour's preprocessing where the files give none.
+pub(crate) fn finish(network: Network, file: &Path, format: String, c: Companion) -> Loaded {
+    Loaded {
+        preprocess: c
+            .preprocess
+            .unwrap_or_else(|| network.arch.flavour.preprocess()),
+        network,
+        file: file.to_owned(),
+        format,
+        labels: c.labels,
+        notes: c.notes,
+    }
+}
+
+/// Loads a checkpoint (see [`load`]) and keeps only the network.
 pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<Network> {
-    let bytes = tensor_file::read_file(path)?;
-    load_network_from_bytes(&bytes, path, opts)
+    Ok(load(path, opts)?.network)
 }
 
 /// [`load_network`] on a file's bytes already in memory; `path` is what errors mention.
 pub fn load_network_from_bytes(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Network> {
-    let st = tensor_file::parse(path, bytes)?;
-    network_from_tensors(&st, opts.flavour)
+    Ok(load_bytes(bytes, path, opts)?.network)
 }
 
 /// Which flavour a list of tensor names is written in, as [`load_network`] decides it.
@@ -167,7 +291,7 @@ impl infer::Shapes for Catalog {
 }
 
 fn describe(name: &str, shape: &[usize], dtype: &str) -> String {
-    if dtype == "F32" {
+    if WEIGHT_DTYPES.contains(&dtype) {
         format!("`{name}` {shape:?}")
     } else {
         format!("`{name}` {shape:?} {dtype}")
@@ -175,11 +299,21 @@ fn describe(name: &str, shape: &[usize], dtype: &str) -> String {
 }
 
 /// Builds a network from named tensors; `flavour` overrides detection. The core of
-/// [`load_network`], usable on tensors that never touched a file.
+/// [`load_network`], usable on tensors that never touched a file (no companion files are read:
+/// a transformers net gets transformers' defaults).
 pub fn network_from_tensors<S: TensorSource + ?Sized>(
     src: &S,
     flavour: Option<Flavour>,
 ) -> Result<Network> {
+    Ok(build(src, flavour, None)?.0)
+}
+
+/// [`network_from_tensors`], reading the flavour's companion files next to `path` if given.
+fn build<S: TensorSource + ?Sized>(
+    src: &S,
+    flavour: Option<Flavour>,
+    path: Option<&Path>,
+) -> Result<(Network, Companion)> {
     let mut infos = src.infos();
     infos.retain(|i| !names::is_ignored(&i.name));
     infos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -223,7 +357,7 @@ pub fn network_from_tensors<S: TensorSource + ?Sized>(
     }
     let catalog = Catalog { entries };
 
-    let arch = match infer::infer_arch(flavour, &catalog) {
+    let mut arch = match infer::infer_arch(flavour, &catalog) {
         Ok(arch) => arch,
         Err(mut problems) => {
             problems.extend(duplicates);
@@ -234,9 +368,14 @@ pub fn network_from_tensors<S: TensorSource + ?Sized>(
             });
         }
     };
+    let companion = match path {
+        Some(p) => flavour.spec().companion(p, &mut arch)?,
+        None => Companion::default(),
+    };
     let mut reader = Reader {
         src,
         flavour,
+        eps: arch.rules.bn_eps,
         scope: canon.scope().to_string(),
         catalog: &catalog,
         used: HashSet::new(),
@@ -272,13 +411,14 @@ pub fn network_from_tensors<S: TensorSource + ?Sized>(
             problems,
         });
     }
-    Ok(Network { arch, params })
+    Ok((Network { arch, params }, companion))
 }
 
 /// Reads the tensors the skeleton asks for and records, rather than stops at, what is wrong.
 struct Reader<'a, S: TensorSource + ?Sized> {
     src: &'a S,
     flavour: Flavour,
+    eps: f32,
     scope: String,
     catalog: &'a Catalog,
     used: HashSet<String>,
@@ -301,7 +441,7 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
             return None;
         };
         self.used.insert(name.to_string());
-        if e.dtype != "F32" {
+        if !WEIGHT_DTYPES.contains(&e.dtype.as_str()) {
             self.fatal.get_or_insert(Error::Dtype {
                 name: e.original.clone(),
                 dtype: e.dtype.clone(),
@@ -321,14 +461,8 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
         }
         match self.src.read_f32(&e.original) {
             Ok(data) if data.len() == expected.iter().product::<usize>() => {
-                // A NaN or Inf weight would be swallowed by a ReLU downstream and give a
-                // confident, finite, wrong answer: refuse it here, where it can be named.
-                if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-                    self.fatal.get_or_insert(Error::NonFiniteWeight {
-                        name: e.original.clone(),
-                        index,
-                        value: data[index],
-                    });
+                if let Err(err) = check_finite(&e.original, &data) {
+                    self.fatal.get_or_insert(err);
                     return None;
                 }
                 Some(data)
@@ -347,6 +481,19 @@ impl<S: TensorSource + ?Sized> Reader<'_, S> {
                 None
             }
         }
+    }
+}
+
+/// A NaN or Inf weight would be swallowed by a ReLU downstream and give a confident, finite,
+/// wrong answer: refuse it at load, where it can be named (with its first bad index).
+pub(crate) fn check_finite(name: &str, data: &[f32]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFiniteWeight {
+            name: name.to_string(),
+            index,
+            value: data[index],
+        }),
     }
 }
 
@@ -385,16 +532,20 @@ impl<S: TensorSource + ?Sized> Factory for Reader<'_, S> {
             beta,
             mean,
             var,
-            eps: self.flavour.bn_eps(),
+            eps: self.eps,
         }
     }
 }
 
 /// The network's tensors under its flavour's own names and layouts (slim under the scope
 /// `resnet_v2_<depth>`), in network order: what a framework export of it would hold.
+///
+/// The names carry the flavour, not [`Arch::rules`](crate::model::Arch): a network whose rules
+/// differ from its flavour's (an ONNX graph, a transformers config) is refused by
+/// [`save_network`], since loading the file back would compute something else.
 pub fn export_tensors(net: &Network) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let f = net.arch.flavour;
-    let scope = (f == Flavour::SlimV2).then(|| names::slim_scope(net.arch.depth()));
+    let scope = f.spec().export_scope(net.arch.depth());
     let full = |name: String| match &scope {
         Some(s) => format!("{s}/{name}"),
         None => name,
@@ -421,6 +572,13 @@ pub fn export_tensors(net: &Network) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 
 /// Writes [`export_tensors`] as a safetensors file that [`load_network`] reads back.
 pub fn save_network(net: &Network, path: &Path) -> Result<()> {
+    if net.arch.rules != net.arch.flavour.rules() {
+        return Err(Error::Input(format!(
+            "this network computes by other rules than {} names can say ({:?}); saving it \
+             under those names would load back as a different network",
+            net.arch.flavour, net.arch.rules
+        )));
+    }
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = export_tensors(net)
         .into_iter()
         .map(|(name, shape, data)| {

@@ -74,7 +74,7 @@ pub(crate) fn features(arch: &Arch) -> usize {
 
 /// Asks `f` for every parameter group `arch` has, in network order, and assembles them.
 pub(crate) fn build_params(arch: &Arch, f: &mut impl Factory) -> Params {
-    let b = arch.flavour.biases();
+    let b = arch.rules.biases;
     let v1 = arch.family() == Family::PostActivation;
     let conv = |k: usize, cin: usize, cout: usize, bias: bool, branch_end: bool| ConvSpec {
         kh: k,
@@ -88,7 +88,10 @@ pub(crate) fn build_params(arch: &Arch, f: &mut impl Factory) -> Params {
         Slot::Stem,
         &conv(7, arch.in_channels, arch.stem_width, b.stem, false),
     );
-    let stem_bn = v1.then(|| f.bn(Slot::StemBn, arch.stem_width, false));
+    let stem_bn = arch
+        .rules
+        .stem_norm
+        .then(|| f.bn(Slot::StemBn, arch.stem_width, false));
     let mut stages = Vec::with_capacity(arch.stages.len());
     for (s, stage) in arch.stages.iter().enumerate() {
         let mut units = Vec::with_capacity(stage.units);
@@ -138,6 +141,7 @@ pub(crate) fn build_params(arch: &Arch, f: &mut impl Factory) -> Params {
     let post_norm = (!v1).then(|| f.bn(Slot::PostNorm, feat, false));
     let classifier = f.conv(Slot::Classifier, &conv(1, feat, arch.classes, true, false));
     Params {
+        input_norm: None,
         stem,
         stem_bn,
         stages,

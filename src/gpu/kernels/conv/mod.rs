@@ -5,6 +5,7 @@
 
 mod register;
 mod shared;
+mod split_k;
 mod subgroup;
 mod texture;
 mod winograd;
@@ -64,7 +65,9 @@ pub(crate) struct Params {
     pub tiles_y: u32,
     pub tiles_x: u32,
     pub alpha: u32,
-    pub _pad: [u32; 3],
+    pub k_chunk: u32,
+    pub splits: u32,
+    pub _pad: u32,
 }
 
 /// A conv GEMM kernel: its shader and how the plan's configuration becomes its overrides.
@@ -91,8 +94,8 @@ pub struct ConvIo<'a> {
 pub struct ConvTensors<'a> {
     /// Indexed by graph `TensorId`.
     pub placements: &'a [Placement],
-    /// A Winograd step's V and M.
-    pub scratch: Option<[Placement; 2]>,
+    /// The step's planned scratch: a Winograd conv's V and M, a split-K conv's partial sums.
+    pub scratch: &'a [Placement],
 }
 
 pub(crate) fn u32_of(v: usize) -> u32 {
@@ -190,7 +193,7 @@ impl Kernels {
         params.act = u32_of((k + 1) * coutp);
         let a16 = f16(place(op.input).dtype);
         match plan.algo {
-            ConvAlgo::Direct => {
+            ConvAlgo::Direct | ConvAlgo::SplitK(_) => {
                 let m = batch as usize * to.h * to.w;
                 let g = &plan.gemm;
                 assert_eq!(
@@ -200,12 +203,22 @@ impl Kernels {
                     op.name
                 );
                 params.m = g.m;
+                if let ConvAlgo::SplitK(splits) = plan.algo {
+                    let [partials] = at.scratch else {
+                        panic!("{}: a split-K step has one scratch tensor", op.name);
+                    };
+                    assert_eq!(g.splits, splits, "{}: split count", op.name);
+                    return self.split_k(&op.name, g, params, a16, io, *partials);
+                }
                 let staged =
                     self.stage_for(g, &params, a16, io, (batch as usize * ti.h * ti.w) as u64);
                 vec![self.gemm(&op.name, g, params, a16, io, staged)]
             }
             ConvAlgo::Winograd(tile) => {
-                let [v, mm] = at.scratch.expect("a Winograd step has its scratch");
+                let [v, mm] = at.scratch else {
+                    panic!("{}: a Winograd step has two scratch tensors", op.name);
+                };
+                let (v, mm) = (*v, *mm);
                 self.winograd(
                     &op.name,
                     tile,
@@ -276,7 +289,8 @@ impl Kernels {
             ("A_F16", f64::from(u8::from(a16))),
             ("W_F16", f64::from(u8::from(f16(io.weights)))),
         ];
-        let groups = [cfg.tiles, cfg.batch];
+        // z: the GEMMs of a batch (Winograd's points), or split K's slices.
+        let groups = [cfg.tiles, cfg.batch * cfg.splits];
         match cfg.variant {
             ConvVariant::Register => self
                 .variant_dispatch::<register::Register>(label, cfg, &params, &storage, io, groups),
@@ -322,8 +336,8 @@ mod tests {
 
     #[test]
     fn params_mirror_the_shader() {
-        // 32 u32 fields, as `Params` in common.wgsl (checked against the parsed module in
+        // 36 u32 fields, as `Params` in common.wgsl (checked against the parsed module in
         // tests/shaders.rs).
-        assert_eq!(size_of::<Params>(), 32 * 4);
+        assert_eq!(size_of::<Params>(), 36 * 4);
     }
 }
