@@ -120,17 +120,18 @@ const KEPT_SESSIONS: usize = 4;
 /// ``Classifier(weights, precision="f32", adapter=None, backend=None, batch=16, *,
 /// labels=None, size=None, resize=None, flavour=None)``
 ///
-/// * ``weights``: a checkpoint file in any format ``resnet classify --weights`` reads; the
-///   flavour (torchvision, timm-v2, keras-v1, keras-v2, slim-v2) is inferred from the names
-///   unless ``flavour`` says it.
+/// * ``weights``: a checkpoint in any format ``resnet classify --weights`` reads (safetensors
+///   in F32, F16 or BF16, a transformers folder, ONNX); the flavour is inferred from the
+///   names unless ``flavour`` says it. A transformers folder brings its labels and
+///   preprocessing.
 /// * ``precision``: ``"f32"``, or ``"f16"`` storage (f32 arithmetic; needs ``SHADER_F16``).
 /// * ``adapter``: an index from ``adapters()`` or a substring of an adapter's name;
 ///   ``backend``: ``"vulkan"``, ``"metal"``, ``"dx12"`` or ``"gl"``. Default: the best GPU.
 /// * ``batch``: most images per GPU submission; larger inputs are split.
-/// * ``labels``: a list of class names or a file with one per line (default: ImageNet's for
-///   1000/1001 classes, the indices otherwise).
+/// * ``labels``: a list of class names or a file with one per line (default: the
+///   checkpoint's own, else ImageNet's for 1000/1001 classes, else the indices).
 /// * ``size``, ``resize``: ``classify``'s network input side and shorter-side resize, as
-///   ``resnet classify --size/--resize`` (default: the flavour's evaluation preprocessing).
+///   ``resnet classify --size/--resize`` (default: the checkpoint's evaluation preprocessing).
 ///
 /// One ``Classifier`` may be used from several threads: calls release the GIL and take turns
 /// on the GPU. Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a bad
