@@ -5,18 +5,20 @@
 //! report the same [`BenchResult`] (serialised, the fields of `resnet bench --json`); only the
 //! printing, the progress bar and the per-dispatch profile live in the CLI.
 
-use crate::classifier::Model;
 use crate::error::{Error, Result};
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::timing::Timing;
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{Graph, LowerOptions, lower};
+use crate::model::load::{LoadOptions, load_network};
 use crate::model::random::{random_input, random_params};
 use crate::model::{Arch, Network};
+use crate::plan::tuning::TuningTable;
 use crate::plan::{DeviceProfile, Precision};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to benchmark, and where.
@@ -39,6 +41,9 @@ pub struct BenchOptions {
     pub adapter: AdapterChoice,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
+    /// Tuned kernel choices (what `resnet tune` stored for the adapter, [`crate::tune::load`]);
+    /// `None`: the plan's heuristic.
+    pub tuning: Option<Arc<TuningTable>>,
     /// Where `setup_s` counts from (the CLI: process start); `None`: the call to
     /// [`Bench::new`].
     pub started: Option<Instant>,
@@ -57,6 +62,7 @@ impl Default for BenchOptions {
             precision: Precision::F32,
             adapter: AdapterChoice::default(),
             profile: None,
+            tuning: None,
             started: None,
         }
     }
@@ -117,28 +123,31 @@ pub struct Bench {
     seed: u64,
     precision: Precision,
     profile: Option<DeviceProfile>,
+    tuning: Option<Arc<TuningTable>>,
 }
 
 impl Bench {
-    /// Opens the device, loads (or makes up) the weights and lowers the network.
+    /// Opens the device ([`BenchOptions::adapter`]), loads (or makes up) the weights and
+    /// lowers the network.
     pub fn new(opts: &BenchOptions) -> Result<Bench> {
         let started = opts.started.unwrap_or_else(Instant::now);
-        if opts.steps == Some(0) {
-            return Err(Error::Input(
-                "--steps 0 would time nothing: give at least 1 (use --warmup for untimed batches)"
-                    .into(),
-            ));
-        }
-        let ctx = GpuContext::new(&opts.adapter)?;
+        check_steps(opts.steps)?;
+        Bench::with_context(
+            GpuContext::new(&opts.adapter)?,
+            &BenchOptions {
+                started: Some(started),
+                ..opts.clone()
+            },
+        )
+    }
+
+    /// As [`Bench::new`] on a device already open (a front end that reads the adapter's
+    /// tuning file needs the device first); [`BenchOptions::adapter`] is not used.
+    pub fn with_context(ctx: GpuContext, opts: &BenchOptions) -> Result<Bench> {
+        let started = opts.started.unwrap_or_else(Instant::now);
+        check_steps(opts.steps)?;
         let software = ctx.is_software();
-        let (name, net) = match &opts.weights {
-            Some(path) => (path.display().to_string(), Model::load(path)?.network),
-            None => {
-                let arch = Arch::preset(&opts.model)?;
-                let params = random_params(&arch, opts.seed);
-                (opts.model.clone(), Network { arch, params })
-            }
-        };
+        let (name, net) = network_or_preset(&opts.model, opts.weights.as_deref(), opts.seed)?;
         let graph = lower(
             &net.arch,
             &net.params,
@@ -159,6 +168,7 @@ impl Bench {
             seed: opts.seed,
             precision: opts.precision,
             profile: opts.profile,
+            tuning: opts.tuning.clone(),
         })
     }
 
@@ -200,6 +210,7 @@ impl Bench {
             &SessionOptions {
                 precision: self.precision,
                 profile: self.profile,
+                tuning: self.tuning.clone(),
                 ..Default::default()
             },
         )
@@ -290,6 +301,36 @@ impl Bench {
     pub fn run(&self, batch: usize) -> Result<BenchResult> {
         self.measure(&self.session(batch)?, batch, |_| {})
     }
+}
+
+/// The network of `weights` (any checkpoint format), else the preset `model` with random
+/// weights of `seed` (kernel choices and speed depend on shapes only); with its display name.
+pub fn network_or_preset(
+    model: &str,
+    weights: Option<&Path>,
+    seed: u64,
+) -> Result<(String, Network)> {
+    Ok(match weights {
+        Some(path) => {
+            let net = load_network(path, &LoadOptions::default())?;
+            (path.display().to_string(), net)
+        }
+        None => {
+            let arch = Arch::preset(model)?;
+            let params = random_params(&arch, seed);
+            (model.to_string(), Network { arch, params })
+        }
+    })
+}
+
+fn check_steps(steps: Option<usize>) -> Result<()> {
+    if steps == Some(0) {
+        return Err(Error::Input(
+            "--steps 0 would time nothing: give at least 1 (use --warmup for untimed batches)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `Err` for a batch of no images (a sweep checks all its sizes before it starts).

@@ -123,6 +123,9 @@ pub struct ClassifierOptions {
     pub features: bool,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
+    /// Tuned kernel choices ([`crate::tune::load`] reads what `resnet tune` stored for an
+    /// adapter); `None`: the plan's heuristic.
+    pub tuning: Option<std::sync::Arc<crate::plan::tuning::TuningTable>>,
 }
 
 impl Default for ClassifierOptions {
@@ -135,6 +138,7 @@ impl Default for ClassifierOptions {
             precision: Precision::F32,
             features: false,
             profile: None,
+            tuning: None,
         }
     }
 }
@@ -191,6 +195,7 @@ impl Classifier {
             &SessionOptions {
                 precision: opts.precision,
                 profile: opts.profile,
+                tuning: opts.tuning.clone(),
                 ..Default::default()
             },
         )?;

@@ -100,6 +100,11 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// A tuning file that cannot be used (corrupt, stale, another device's); callers warn
+    /// and plan with the heuristic.
+    #[error("{0}")]
+    Tuning(String),
+
     #[error("the model does not fit the device: {0}")]
     DeviceLimits(String),
 }
@@ -139,6 +144,7 @@ impl Error {
             | Error::NonFiniteOutput(_)
             | Error::WeightMismatch { .. }
             | Error::UnknownFlavour(_)
+            | Error::Tuning(_)
             | Error::UnknownModel(..)
             | Error::Input(_)
             | Error::Image { .. } => ErrorKind::Input,

@@ -18,6 +18,7 @@ pub mod model;
 pub mod plan;
 pub mod preprocess;
 pub mod tensor_file;
+pub mod tune;
 pub mod winograd;
 
 pub use classifier::{Classifier, ClassifierOptions, Model, Prediction};

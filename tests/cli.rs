@@ -685,3 +685,90 @@ fn classify_uses_a_transformers_folders_labels_and_processor() {
         assert_eq!(label, digits[i]);
     }
 }
+
+/// `resnet tune` stores its table in the cache folder; `plan --tuned` and `bench` take it
+/// (the plan says so per conv); a corrupt or foreign file is ignored with a warning that says
+/// what to do, never trusted; `plan --tuned` without a file says to run `tune` first.
+#[test]
+fn tune_stores_a_table_that_plans_take_and_bad_files_are_not_trusted() {
+    let cache = scratch("tune-cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_resnet"))
+            .args(args)
+            .env("RESNET_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let small = ["--model", "resnet18", "--size", "32", "--batch", "2"];
+    let args = |cmd: &'static str, extra: &[&'static str]| {
+        let mut a = vec![cmd];
+        a.extend(small);
+        a.extend(extra);
+        a
+    };
+    let o = run(&args("plan", &["--plan-for", "software", "--tuned"]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("run `resnet tune` first"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&args("tune", &["--repeats", "1", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shapes"].as_array().unwrap().len(), 12, "{v}");
+    let file = std::path::PathBuf::from(v["file"].as_str().unwrap());
+    assert!(
+        file.starts_with(&cache) && file.exists(),
+        "{}",
+        file.display()
+    );
+
+    let o = run(&args("plan", &["--plan-for", "software", "--tuned"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let convs = table.lines().filter(|l| l.contains(" wg, ")).count();
+    let tuned = table.lines().filter(|l| l.contains(" wg, tuned)")).count();
+    assert!(convs >= 12 && tuned == convs, "{table}");
+    // Without --tuned: the heuristic.
+    let o = run(&args("plan", &["--plan-for", "software"]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(" wg, heuristic)"));
+
+    let bench = |extra: &[&'static str]| {
+        let mut a = args("bench", &["--warmup", "0", "--steps", "1", "--json"]);
+        a.extend(extra);
+        run(&a)
+    };
+    let o = bench(&[]);
+    assert!(
+        o.status.success() && stderr(&o).contains("tuning: 12 tuned conv shapes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = bench(&["--no-tuning"]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("tuning:"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Corrupt, then another engine's: warned about, ignored, the run still succeeds.
+    let good = std::fs::read_to_string(&file).unwrap();
+    for (text, says) in [
+        (good[..good.len() / 3].to_string(), "corrupt"),
+        (
+            good.replace("\"engine\": \"", "\"engine\": \"0.0.0-"),
+            "measured for",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let o = bench(&[]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            err.contains("warning") && err.contains(says) && err.contains("resnet tune"),
+            "{err}"
+        );
+        assert!(!err.contains("tuning: "), "{err}");
+    }
+}

@@ -13,7 +13,8 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyOSError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+    PyFileNotFoundError, PyOSError, PyRuntimeError, PyRuntimeWarning, PyTimeoutError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -25,12 +26,15 @@ use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::LoadOptions;
 use resnet_wgpu::plan::Precision;
+use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::preprocess::{
     Alpha, Preprocess, Resize, decode_image_with, load_image_with, to_rgb,
 };
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, ErrorKind, Model, Prediction};
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// The Python exception for an engine error: a missing file `FileNotFoundError`, other I/O
 /// `OSError`, bad data `ValueError`, the GPU `RuntimeError`, a GPU deadline `TimeoutError`.
@@ -98,6 +102,33 @@ fn adapter_choice(adapter: Option<AdapterArg>, backend: Option<&str>) -> PyResul
             .map_err(py_err)?,
         adapter: adapter.map(AdapterArg::into_string),
     })
+}
+
+/// The tuning table `resnet tune` stored for this adapter, taken as the CLI takes it, so that a
+/// tuned machine still gets `resnet infer`'s numbers from `logits`. A file that cannot be used
+/// is not trusted (the heuristic's kernels run), and the reason comes back for [`warn`].
+fn stored_tuning(
+    ctx: &GpuContext,
+    precision: Precision,
+) -> (Option<Arc<TuningTable>>, Option<String>) {
+    match resnet_wgpu::tune::load(ctx, None, precision) {
+        Ok(table) => (table.map(|(_, t)| Arc::new(t)), None),
+        Err(e) => (
+            None,
+            Some(format!("{e}; planning with the heuristic's kernels")),
+        ),
+    }
+}
+
+/// A `RuntimeWarning` (the CLI prints `warning:` lines; Python code filters warnings).
+fn warn(py: Python<'_>, message: Option<String>) -> PyResult<()> {
+    match message {
+        Some(m) => {
+            let m = CString::new(m.replace('\0', " ")).expect("no NUL left");
+            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &m, 1)
+        }
+        None => Ok(()),
+    }
 }
 
 fn parse_precision(precision: &str) -> PyResult<Precision> {
@@ -319,36 +350,42 @@ impl PyClassifier {
             .map(str::parse::<Flavour>)
             .transpose()
             .map_err(py_err)?;
-        py.detach(|| {
-            // The checkpoint first: a bad file fails before a device is opened.
-            let model = Model::load_with(&weights, &LoadOptions { flavour })?;
-            // The checkpoint's own preprocessing and labels where its files give them
-            // (transformers' folders), as `resnet classify` takes them.
-            let preprocess = model.preprocess().with_overrides(size, resize, false);
-            let labels = match labels {
-                None => model.default_labels(),
-                Some(LabelsArg::File(path)) => Labels::from_file(&path, model.classes())?,
-                Some(LabelsArg::Names(names)) => Labels::new(names, model.classes(), "labels")?,
-            };
-            let ctx = GpuContext::new(&choice)?;
-            let options = ClassifierOptions {
-                max_batch: batch,
-                preprocess: Some(preprocess),
-                labels: Some(labels.clone()),
-                adapter: choice,
-                precision,
-                ..Default::default()
-            };
-            Ok(PyClassifier {
-                model,
-                ctx,
-                preprocess,
-                labels,
-                options,
-                sessions: Mutex::new(Vec::new()),
+        let (classifier, warning) = py
+            .detach(|| {
+                // The checkpoint first: a bad file fails before a device is opened.
+                let model = Model::load_with(&weights, &LoadOptions { flavour })?;
+                // The checkpoint's own preprocessing and labels where its files give them
+                // (transformers' folders), as `resnet classify` takes them.
+                let preprocess = model.preprocess().with_overrides(size, resize, false);
+                let labels = match labels {
+                    None => model.default_labels(),
+                    Some(LabelsArg::File(path)) => Labels::from_file(&path, model.classes())?,
+                    Some(LabelsArg::Names(names)) => Labels::new(names, model.classes(), "labels")?,
+                };
+                let ctx = GpuContext::new(&choice)?;
+                let (tuning, warning) = stored_tuning(&ctx, precision);
+                let options = ClassifierOptions {
+                    max_batch: batch,
+                    preprocess: Some(preprocess),
+                    labels: Some(labels.clone()),
+                    adapter: choice,
+                    precision,
+                    tuning,
+                    ..Default::default()
+                };
+                let classifier = PyClassifier {
+                    model,
+                    ctx,
+                    preprocess,
+                    labels,
+                    options,
+                    sessions: Mutex::new(Vec::new()),
+                };
+                Ok((classifier, warning))
             })
-        })
-        .map_err(py_err)
+            .map_err(py_err)?;
+        warn(py, warning)?;
+        Ok(classifier)
     }
 
     /// ``logits(x) -> numpy.ndarray``: the logits ``[N, classes]`` (float32) of a float32
@@ -765,13 +802,21 @@ fn bench_json(
         precision: parse_precision(precision)?,
         adapter: adapter_choice(adapter, backend)?,
         profile: None,
+        // Read once the device is open (see `stored_tuning`).
+        tuning: None,
         // `setup_s` counts from this call: the Python process started long before.
-        started: None,
+        started: Some(Instant::now()),
     };
     let batch = positive("batch", batch)?;
-    let result = py
-        .detach(|| Bench::new(&opts)?.run(batch))
+    let (result, warning) = py
+        .detach(|| {
+            let ctx = GpuContext::new(&opts.adapter)?;
+            let (tuning, warning) = stored_tuning(&ctx, opts.precision);
+            let bench = Bench::with_context(ctx, &BenchOptions { tuning, ..opts })?;
+            Ok((bench.run(batch)?, warning))
+        })
         .map_err(py_err)?;
+    warn(py, warning)?;
     serde_json::to_string(&result).map_err(|e| PyRuntimeError::new_err(e.to_string()))
 }
 

@@ -7,6 +7,7 @@ use super::GpuArgs;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::bench::{Bench, BenchOptions, BenchResult, Progress, check_batch};
+use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::gpu::session::Session;
 use resnet_wgpu::gpu::timing::Timing;
 use resnet_wgpu::plan::Precision;
@@ -81,19 +82,25 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     for &batch in &batches {
         check_batch(batch)?;
     }
-    let bench = Bench::new(&BenchOptions {
-        model: args.model.clone(),
-        weights: args.weights.clone(),
-        size: args.size,
-        warmup: args.warmup,
-        steps: args.steps,
-        seed: args.seed,
-        precision: args.precision,
-        adapter: args.gpu.choice(),
-        profile: args.gpu.profile()?,
-        started: Some(started),
-    })?;
-    eprintln!("adapter: {}", bench.adapter());
+    let ctx = GpuContext::new(&args.gpu.choice())?;
+    eprintln!("adapter: {}", ctx.summary());
+    let tuning = args.gpu.tuning(&ctx, args.precision)?;
+    let bench = Bench::with_context(
+        ctx,
+        &BenchOptions {
+            model: args.model.clone(),
+            weights: args.weights.clone(),
+            size: args.size,
+            warmup: args.warmup,
+            steps: args.steps,
+            seed: args.seed,
+            precision: args.precision,
+            profile: args.gpu.profile()?,
+            tuning,
+            started: Some(started),
+            ..Default::default()
+        },
+    )?;
     if bench.defaults_reduced() {
         eprintln!(
             "note: software adapter: defaults reduced to --warmup {} --steps {} \

@@ -195,6 +195,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             labels: Some(labels),
             precision: args.precision,
             profile: args.gpu.profile()?,
+            tuning: args.gpu.tuning(&ctx, args.precision)?,
             ..Default::default()
         },
         kept: Vec::new(),

@@ -88,6 +88,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         &SessionOptions {
             precision: args.precision,
             profile: args.gpu.profile()?,
+            tuning: args.gpu.tuning(&ctx, args.precision)?,
             ..Default::default()
         },
     )?;

@@ -5,14 +5,20 @@ mod classify;
 mod infer;
 mod info;
 mod plan;
+mod tune;
 
 use clap::{Args, Parser, Subcommand};
 use resnet_wgpu::Result;
+use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::gpu::{AdapterChoice, Backend};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, Loaded, load};
+use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::plan::{DeviceProfile, PlanFor, Precision};
 use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) use resnet_wgpu::bench::network_or_preset;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +41,9 @@ enum Command {
     Infer(infer::InferArgs),
     /// Print the dispatch list and memory plan of a model (no GPU needed).
     Plan(plan::PlanArgs),
+    /// Time the candidate kernels of every conv shape on this adapter and store the fastest
+    /// (used by bench, classify and infer from then on; `resnet plan --tuned` shows them).
+    Tune(tune::TuneArgs),
     /// List the adapters wgpu finds, with their limits and features.
     Info(info::InfoArgs),
 }
@@ -52,6 +61,9 @@ pub struct GpuArgs {
     /// this adapter's own kind, or RESNET_DEVICE_PROFILE).
     #[arg(long, value_parser = parse_plan_for)]
     plan_for: Option<PlanFor>,
+    /// Ignore the tuning file `resnet tune` stored for this adapter: the heuristic's kernels.
+    #[arg(long)]
+    no_tuning: bool,
 }
 
 pub(crate) fn parse_plan_for(s: &str) -> std::result::Result<PlanFor, String> {
@@ -81,6 +93,30 @@ impl GpuArgs {
         self.plan_for
             .map(|k| resnet_wgpu::gpu::kernels::with_env_overrides(k.profile()))
             .transpose()
+    }
+
+    /// The tuning table `resnet tune` stored for `ctx` (this profile and precision), unless
+    /// `--no-tuning`. A file that cannot be used is reported and ignored: never trusted.
+    fn tuning(&self, ctx: &GpuContext, precision: Precision) -> Result<Option<Arc<TuningTable>>> {
+        if self.no_tuning {
+            return Ok(None);
+        }
+        let profile = self.profile()?;
+        match resnet_wgpu::tune::load(ctx, profile, precision) {
+            Ok(Some((path, table))) => {
+                eprintln!(
+                    "tuning: {} tuned conv shapes from {}",
+                    table.len(),
+                    path.display()
+                );
+                Ok(Some(Arc::new(table)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                eprintln!("warning: {e}; planning with the heuristic's kernels");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -112,5 +148,6 @@ pub fn run(cli: Cli, started: std::time::Instant) -> Result<()> {
         Command::Infer(a) => infer::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Info(a) => info::run(a),
+        Command::Tune(a) => tune::run(a),
     }
 }

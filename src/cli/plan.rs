@@ -2,12 +2,12 @@
 
 use clap::Args;
 use resnet_wgpu::gpu::kernels::{profile_from_env, with_env_overrides};
+use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{LowerOptions, lower};
-use resnet_wgpu::model::load::{LoadOptions, load_network};
-use resnet_wgpu::model::random::random_params;
-use resnet_wgpu::model::{Arch, Network};
 use resnet_wgpu::plan::Precision;
+use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::plan::{DeviceProfile, Limits, PlanFor, PlanOptions, plan_with};
+use resnet_wgpu::tune;
 use resnet_wgpu::{Error, Result};
 use std::path::PathBuf;
 
@@ -41,6 +41,13 @@ pub struct PlanArgs {
     /// Same as `--plan-for software`.
     #[arg(long, conflicts_with = "plan_for")]
     software: bool,
+    /// Plan with the kernels `resnet tune` stored for this machine's adapter (opens it to read
+    /// its name and driver); each conv then says whether its kernel is tuned or heuristic.
+    #[arg(long)]
+    tuned: bool,
+    /// With --tuned: the adapter whose tuning to use (index or name substring, as `info`).
+    #[arg(long, requires = "tuned")]
+    adapter: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -51,15 +58,8 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
-    let net = match &args.weights {
-        Some(path) => load_network(path, &LoadOptions::default())?,
-        None => {
-            let arch = Arch::preset(&args.model)?;
-            // The plan depends on shapes only; seeded random weights stand in for a checkpoint.
-            let params = random_params(&arch, 0);
-            Network { arch, params }
-        }
-    };
+    // The plan depends on shapes only; seeded random weights stand in for a checkpoint.
+    let (_, net) = super::network_or_preset(&args.model, args.weights.as_deref(), 0)?;
     if args.batch == 0 {
         return Err(Error::Input("--batch must be at least 1".into()));
     }
@@ -87,6 +87,11 @@ pub fn run(args: PlanArgs) -> Result<()> {
         (None, true) => with_env_overrides(PlanFor::Software.profile())?,
         (None, false) => profile_from_env(DeviceProfile::gpu())?,
     };
+    let tuning = if args.tuned {
+        Some(std::sync::Arc::new(stored_tuning(&args, &device)?))
+    } else {
+        None
+    };
     let plan = plan_with(
         &graph,
         args.batch,
@@ -94,6 +99,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         &PlanOptions {
             precision: args.precision,
             device,
+            tuning,
         },
     )?;
     if args.json {
@@ -105,4 +111,30 @@ pub fn run(args: PlanArgs) -> Result<()> {
         println!("{}", plan.describe(&graph));
     }
     Ok(())
+}
+
+/// The tuning table stored for the adapter `--adapter` names, for `device`'s kernel mix.
+fn stored_tuning(args: &PlanArgs, device: &DeviceProfile) -> Result<TuningTable> {
+    let ctx = GpuContext::new(&AdapterChoice {
+        backend: None,
+        adapter: args.adapter.clone(),
+    })?;
+    let key = tune::device_key(&ctx, device, args.precision);
+    let path = tune::tuning_path(&key).ok_or_else(|| {
+        Error::Input("no cache folder to read tuning from: set RESNET_CACHE_DIR (or HOME)".into())
+    })?;
+    tune::load_file(&path, &key)?.ok_or_else(|| {
+        Error::Input(format!(
+            "no tuning stored for {} ({} kernels, {}) at {}; run `resnet tune` first{}",
+            key.adapter,
+            key.profile,
+            key.precision,
+            path.display(),
+            if device.software {
+                ""
+            } else {
+                " (with --plan-for gpu on a software adapter)"
+            }
+        ))
+    })
 }

@@ -3,7 +3,7 @@
 //! only uploads the input, submits the fixed dispatch sequence and reads the logits back.
 
 use super::kernels::conv::{ConvIo, ConvTensors};
-use super::kernels::{self, ConvTextures, ConvVariant, Kernels, texture};
+use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
 use super::timing::{Timer, Timing, Timings};
 use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
@@ -35,7 +35,7 @@ pub struct Output {
 }
 
 /// How to build a [`Session`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// Storage precision of activations and constants (the input and logits stay f32).
     pub precision: Precision,
@@ -46,6 +46,9 @@ pub struct SessionOptions {
     /// one's; what this device cannot run stays off. `None`: this adapter's own profile with
     /// the environment's overrides ([`kernels::profile_from_env`]).
     pub profile: Option<DeviceProfile>,
+    /// Tuned kernel choices for this adapter (`crate::tune`): the plan takes them where they
+    /// match; `None`, the heuristic everywhere.
+    pub tuning: Option<std::sync::Arc<plan::tuning::TuningTable>>,
 }
 
 /// The dispatches of one step (a Winograd conv has three), replayed by every pass.
@@ -203,17 +206,11 @@ impl Session {
         let limits = opts
             .limits
             .unwrap_or_else(|| plan::Limits::from_wgpu(&ctx.limits));
-        let mut kernels = Kernels::new(&ctx.device, &ctx.limits);
-        // An explicit profile wins; otherwise the adapter's own, with the environment's
-        // overrides (RESNET_DEVICE_PROFILE, RESNET_CONV_VARIANT, RESNET_WINOGRAD).
-        let profile = match opts.profile {
-            Some(p) => p,
-            None => kernels::profile_from_env(kernels.device_profile())?,
-        };
-        kernels.set_profile(profile);
+        let mut kernels = Kernels::with_profile(&ctx.device, &ctx.limits, opts.profile)?;
         let plan_opts = |k: &Kernels| PlanOptions {
             precision: opts.precision,
             device: k.device_profile(),
+            tuning: opts.tuning.clone(),
         };
         let mut plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
         let mut textures = TextureSizes::of(&graph, &plan);

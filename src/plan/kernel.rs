@@ -336,6 +336,8 @@ pub struct ConvConfig {
 pub struct ConvPlan {
     pub algo: ConvAlgo,
     pub gemm: ConvConfig,
+    /// Where the choice came from: the heuristic, a tuning table, or a forcing override.
+    pub origin: super::tuning::Origin,
 }
 
 impl ConvConfig {
@@ -607,7 +609,12 @@ pub fn plan_conv_tiled(
             }
         }
     };
-    Ok(ConvPlan { algo, gemm })
+    let origin = if device.forced.is_some() || device.winograd != WinogradPolicy::Auto {
+        super::tuning::Origin::Forced
+    } else {
+        super::tuning::Origin::Heuristic
+    };
+    Ok(ConvPlan { algo, gemm, origin })
 }
 
 /// The variant and tiles of a GEMM on `device`.

@@ -25,6 +25,7 @@ mod arena;
 mod check;
 pub mod kernel;
 mod report;
+pub mod tuning;
 mod weights;
 
 use crate::error::{Error, Result};
@@ -146,11 +147,14 @@ impl Dtype {
     }
 }
 
-/// How to plan: precision and the device the kernel choices are for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How to plan: precision, the device the kernel choices are for, and its tuning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanOptions {
     pub precision: Precision,
     pub device: DeviceProfile,
+    /// Tuned kernel choices ([`tuning`]) taken before the heuristic where their shape matches
+    /// and `device` can run them.
+    pub tuning: Option<std::sync::Arc<tuning::TuningTable>>,
 }
 
 /// A static plan for a batch size.
@@ -413,6 +417,31 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
             _ => ConvAlgo::Direct,
         })
         .collect();
+    // Tuned choices, keyed by the heuristic's algorithm at the requested batch; a tuned
+    // split count replaces the heuristic's (or makes a direct conv split K, or not).
+    let mut tuned: Vec<Option<tuning::Choice>> = graph
+        .ops
+        .iter()
+        .zip(&algos)
+        .map(|(op, &algo)| {
+            let (Op::Conv(c), Some(table)) = (op, &opts.tuning) else {
+                return None;
+            };
+            let choice = table.get(&tuning::key(c, &graph.tensors, batch, algo))?;
+            choice
+                .runs_on(device, algo, c.kh * c.kw * c.cin)
+                .then_some(choice)
+        })
+        .collect();
+    for (algo, choice) in algos.iter_mut().zip(&tuned) {
+        match (*algo, choice) {
+            (ConvAlgo::Direct | ConvAlgo::SplitK(_), Some(c)) if c.splits > 1 => {
+                *algo = ConvAlgo::SplitK(c.splits)
+            }
+            (ConvAlgo::SplitK(_), Some(_)) => *algo = ConvAlgo::Direct,
+            _ => {}
+        }
+    }
     let align = limits.alignment();
     let cap = limits.max_arena_bytes();
     // Per-image bytes and live intervals of every tensor, the scratch of `algos` included.
@@ -457,6 +486,8 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
     let mut one = layout_for(&sizes, &live, 1);
     if one.arena_bytes > cap && algos.iter().any(|a| a.phased()) {
         algos.iter_mut().for_each(|a| *a = ConvAlgo::Direct);
+        // Tuned for other algorithms: the heuristic plans these direct convs.
+        tuned.iter_mut().for_each(|t| *t = None);
         (sizes, live, scratch) = tensors_for(&algos);
         one = layout_for(&sizes, &live, 1);
     }
@@ -545,7 +576,26 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
             let conv = match op {
                 Op::Conv(c) => {
                     let algo = algos[i];
-                    Some(kernel::plan_conv(c, &graph.tensors, sub, device, algo)?)
+                    Some(match tuned[i] {
+                        Some(choice) => {
+                            let forced = DeviceProfile {
+                                forced: Some(choice.variant),
+                                ..*device
+                            };
+                            let tile = choice.shared_tile();
+                            let mut p = kernel::plan_conv_tiled(
+                                c,
+                                &graph.tensors,
+                                sub,
+                                &forced,
+                                algo,
+                                tile,
+                            )?;
+                            p.origin = tuning::Origin::Tuned;
+                            p
+                        }
+                        None => kernel::plan_conv(c, &graph.tensors, sub, device, algo)?,
+                    })
                 }
                 _ => None,
             };

@@ -28,6 +28,7 @@ impl Plan {
                         let c = cp.gemm;
                         json!({
                             "algorithm": cp.algo.name(),
+                            "origin": cp.origin.name(),
                             "variant": c.variant.name(),
                             "workgroup_size": c.wg,
                             "tile_m": c.tile_m,
@@ -144,7 +145,12 @@ impl Plan {
                 st.macs as f64 / 1e6,
                 self.tensors[out].offset_bytes as f64 / MIB,
                 st.conv
-                    .map(|c| format!("{} ({} wg)", c.describe(), c.gemm.tiles * c.gemm.batch))
+                    .map(|c| format!(
+                        "{} ({} wg, {})",
+                        c.describe(),
+                        c.gemm.tiles * c.gemm.batch * c.gemm.splits,
+                        c.origin.name()
+                    ))
                     .unwrap_or_default(),
             );
             let _ = writeln!(s, "{}", line.trim_end());

@@ -542,3 +542,80 @@ fn winograd_gives_way_to_a_whole_batch() {
     assert!(p.batch < 8);
     assert_eq!(p.steps.iter().filter(|s| s.winograd().is_some()).count(), 3);
 }
+
+/// A tuning table's entries replace the heuristic's kernel where their key matches and the
+/// device can run them (a split count turns a direct conv into split K, with its scratch
+/// planned); the others keep the heuristic's; every conv says where its choice came from.
+#[test]
+fn tuned_choices_are_taken_where_they_apply() {
+    use super::kernel::{ConvAlgo, ConvVariant, SHARED_TILES};
+    use super::tuning::{Choice, Origin, TuningTable, key};
+    let mut b = G::new(16, 16, 128);
+    let deep = b.conv("deep", 0, 3, 2, 128); // direct (stride 2), K 1152
+    let narrow = b.conv("narrow", deep, 1, 1, 64);
+    let p = b.pool("pool", narrow);
+    let l = b.conv("logits", p, 1, 1, 10);
+    let g = b.done(l);
+    let limits = Limits::unlimited();
+    let gpu = DeviceProfile::gpu();
+    let heuristic = plan_for(&g, 2, &limits, &gpu).unwrap();
+    let convs = [0, 1, 3];
+    for i in convs {
+        assert_eq!(heuristic.steps[i].conv.unwrap().origin, Origin::Heuristic);
+    }
+    let step_key = |i: usize| match &g.ops[i] {
+        Op::Conv(c) => key(c, &g.tensors, 2, heuristic.steps[i].conv.unwrap().algo),
+        _ => unreachable!(),
+    };
+    let choice = |variant, tile, splits| Choice {
+        variant,
+        tile,
+        splits,
+    };
+    let split = choice(ConvVariant::Shared, Some(4), 4);
+    let tile = choice(ConvVariant::Shared, Some(2), 1);
+    let texture = choice(ConvVariant::Texture, None, 1); // a GPU profile has no textures
+    let mut table = TuningTable::default();
+    for (i, c) in [(0, split), (1, tile), (3, texture)] {
+        table.entries.insert(step_key(i), c);
+    }
+    assert_eq!(table.len(), 3, "three distinct shapes");
+    let opts = PlanOptions {
+        device: gpu,
+        tuning: Some(std::sync::Arc::new(table)),
+        ..Default::default()
+    };
+    let tuned = plan_with(&g, 2, &limits, &opts).unwrap();
+    tuned.check(&g, &limits).unwrap();
+    let c = |i: usize| tuned.steps[i].conv.unwrap();
+    assert_eq!(
+        (c(0).algo, c(0).origin),
+        (ConvAlgo::SplitK(4), Origin::Tuned)
+    );
+    assert_eq!(Choice::of(&c(0)), split);
+    assert_eq!(
+        tuned.steps[0].scratch.len(),
+        1,
+        "the partial sums are planned"
+    );
+    assert_eq!(heuristic.steps[0].conv.unwrap().algo, ConvAlgo::SplitK(16));
+    assert_eq!((c(1).origin, Choice::of(&c(1))), (Origin::Tuned, tile));
+    assert_eq!(c(1).gemm.tile_m, SHARED_TILES[2].bm());
+    assert_eq!(c(3), heuristic.steps[3].conv.unwrap());
+    // Tuned not to split: direct, without scratch.
+    let mut table = TuningTable::default();
+    table.entries.insert(step_key(0), tile);
+    let opts = PlanOptions {
+        tuning: Some(std::sync::Arc::new(table)),
+        ..opts.clone()
+    };
+    let unsplit = plan_with(&g, 2, &limits, &opts).unwrap();
+    unsplit.check(&g, &limits).unwrap();
+    let c0 = unsplit.steps[0].conv.unwrap();
+    assert_eq!((c0.algo, Choice::of(&c0)), (ConvAlgo::Direct, tile));
+    assert!(unsplit.steps[0].scratch.is_empty());
+    // The JSON and the table say where each came from.
+    let json = tuned.to_json(&g).to_string();
+    assert!(json.contains(r#""origin":"tuned""#) && json.contains(r#""origin":"heuristic""#));
+    assert!(tuned.describe(&g).contains("tuned)"));
+}

@@ -300,6 +300,23 @@ impl Kernels {
 
     /// What plan-time kernel choices should assume about this device (including a variant
     /// forced with [`Kernels::set_conv_variant`]).
+    /// As [`Kernels::new`], planning for `profile` if given; otherwise the adapter's own,
+    /// with the environment's overrides (RESNET_DEVICE_PROFILE, RESNET_CONV_VARIANT,
+    /// RESNET_WINOGRAD). What this device cannot run stays off.
+    pub fn with_profile(
+        device: &wgpu::Device,
+        limits: &wgpu::Limits,
+        profile: Option<DeviceProfile>,
+    ) -> crate::Result<Kernels> {
+        let mut kernels = Kernels::new(device, limits);
+        let profile = match profile {
+            Some(p) => p,
+            None => profile_from_env(kernels.device_profile())?,
+        };
+        kernels.set_profile(profile);
+        Ok(kernels)
+    }
+
     pub fn device_profile(&self) -> DeviceProfile {
         self.profile
     }

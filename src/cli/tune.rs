@@ -1,0 +1,108 @@
+//! `resnet tune`: times every candidate kernel of each distinct conv shape of a model on this
+//! adapter and stores the fastest in the user's cache folder ([`resnet_wgpu::tune`]).
+
+use super::GpuArgs;
+use clap::Args;
+use resnet_wgpu::Result;
+use resnet_wgpu::gpu::GpuContext;
+use resnet_wgpu::graph::{LowerOptions, lower};
+use resnet_wgpu::plan::Precision;
+use resnet_wgpu::tune::{self, TuneOptions};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// A preset (resnet_v2_152, resnet50, …); tuning depends on shapes only.
+    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
+    model: String,
+    /// Tune for a checkpoint's shapes instead of a preset's.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The batch size you will run (choices are stored per batch size).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+    /// Timed runs per candidate (each layer's fastest counts).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Storage precision to tune for: f32 or f16.
+    #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
+    precision: Precision,
+    /// Print the results without storing them.
+    #[arg(long)]
+    dry_run: bool,
+    /// The report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+pub fn run(args: TuneArgs) -> Result<()> {
+    if args.batch == 0 || args.repeats == 0 {
+        return Err(resnet_wgpu::Error::Input(
+            "--batch and --repeats must be at least 1".into(),
+        ));
+    }
+    let (name, net) = super::network_or_preset(&args.model, args.weights.as_deref(), 0)?;
+    let ctx = GpuContext::new(&args.gpu.choice())?;
+    eprintln!("adapter: {}", ctx.summary());
+    let graph = lower(
+        &net.arch,
+        &net.params,
+        args.size,
+        args.size,
+        &LowerOptions::default(),
+    )?;
+    let opts = TuneOptions {
+        precision: args.precision,
+        profile: args.gpu.profile()?,
+        repeats: args.repeats,
+    };
+    eprintln!(
+        "tuning {name} at batch {}, {}x{} (one session per candidate kernel)…",
+        args.batch, args.size, args.size
+    );
+    let report = tune::tune(&ctx, &graph, args.batch, &opts)?;
+    let saved = if args.dry_run {
+        None
+    } else {
+        Some(tune::save(&report.device, &report.table)?)
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&report).expect("json");
+        v["file"] = saved.as_ref().map(|p| p.display().to_string()).into();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        let key_w = report.shapes.iter().map(|s| s.key.len()).max().unwrap_or(5);
+        println!(
+            "{:<key_w$}  {:>6}  {:<26} {:>9}  {:<26} {:>9}  {:>7}",
+            "shape", "layers", "heuristic", "ms", "tuned", "ms", "speedup"
+        );
+        for s in &report.shapes {
+            println!(
+                "{:<key_w$}  {:>6}  {:<26} {:>9.3}  {:<26} {:>9.3}  {:>6.2}x",
+                s.key,
+                s.layers,
+                s.heuristic,
+                s.heuristic_ms,
+                s.best,
+                s.best_ms,
+                s.heuristic_ms / s.best_ms
+            );
+        }
+        println!(
+            "whole network, batch {}: heuristic {:.2} ms, tuned {:.2} ms ({:.2}x)",
+            args.batch,
+            report.heuristic_s * 1e3,
+            report.tuned_s * 1e3,
+            report.heuristic_s / report.tuned_s
+        );
+        match &saved {
+            Some(p) => println!("stored in {}", p.display()),
+            None => println!("not stored (--dry-run)"),
+        }
+    }
+    Ok(())
+}
