@@ -14,21 +14,12 @@ use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::op_kind;
 use resnet_wgpu::{Error, Result};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
-    #[arg(long, default_value = "resnet_v2_152")]
-    model: String,
-    /// Benchmark a checkpoint instead of seeded random weights.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 224)]
-    size: usize,
+    #[command(flatten)]
+    net: super::ModelArgs,
     /// Burn-in batches (default 10; 1 on a software adapter).
     #[arg(long)]
     warmup: Option<usize>,
@@ -75,7 +66,7 @@ struct LayerTime {
 /// `started`: when the process started, for `setup_s`.
 pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let batches = if args.sweep.is_empty() {
-        vec![args.batch]
+        vec![args.net.batch]
     } else {
         args.sweep.clone()
     };
@@ -88,9 +79,9 @@ pub fn run(args: BenchArgs, started: Instant) -> Result<()> {
     let bench = Bench::with_context(
         ctx,
         &BenchOptions {
-            model: args.model.clone(),
-            weights: args.weights.clone(),
-            size: args.size,
+            model: args.net.model.clone(),
+            weights: args.net.weights.clone(),
+            size: args.net.size,
             warmup: args.warmup,
             steps: args.steps,
             seed: args.seed,

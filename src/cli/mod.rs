@@ -18,8 +18,6 @@ use resnet_wgpu::plan::{DeviceProfile, PlanFor, Precision};
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) use resnet_wgpu::bench::network_or_preset;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "resnet",
@@ -117,6 +115,31 @@ impl GpuArgs {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The network and batch of `bench`, `plan` and `tune`: a preset with random weights (plans
+/// and speed depend on shapes only) or a checkpoint.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A preset (resnet_v2_152, resnet_v2_50, resnet50, ResNet50V2, resnetv2_50, …).
+    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
+    model: String,
+    /// A checkpoint instead of a preset's seeded random weights.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Input side (square).
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+}
+
+impl ModelArgs {
+    /// The network of `--weights`, else the preset with random weights of `seed`; with its
+    /// display name.
+    fn network(&self, seed: u64) -> Result<(String, resnet_wgpu::model::Network)> {
+        resnet_wgpu::bench::network_or_preset(&self.model, self.weights.as_deref(), seed)
     }
 }
 

@@ -9,23 +9,15 @@ use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::plan::{DeviceProfile, Limits, PlanFor, PlanOptions, plan_with};
 use resnet_wgpu::tune;
 use resnet_wgpu::{Error, Result};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// A preset name (resnet_v2_152, ResNet50V2, resnetv2_50, resnet50, ResNet50, …).
-    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
-    model: String,
-    /// Plan a checkpoint instead of a preset.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Input side (square); see --height/--width for other shapes.
-    #[arg(long, default_value_t = 224)]
-    size: usize,
+    #[command(flatten)]
+    net: super::ModelArgs,
+    /// Input height, if not --size.
     #[arg(long)]
     height: Option<usize>,
+    /// Input width, if not --size.
     #[arg(long)]
     width: Option<usize>,
     /// Plan with the feature maps kept alive (as `infer --features` does).
@@ -59,13 +51,13 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> Result<()> {
     // The plan depends on shapes only; seeded random weights stand in for a checkpoint.
-    let (_, net) = super::network_or_preset(&args.model, args.weights.as_deref(), 0)?;
-    if args.batch == 0 {
+    let (_, net) = args.net.network(0)?;
+    if args.net.batch == 0 {
         return Err(Error::Input("--batch must be at least 1".into()));
     }
     let (h, w) = (
-        args.height.unwrap_or(args.size),
-        args.width.unwrap_or(args.size),
+        args.height.unwrap_or(args.net.size),
+        args.width.unwrap_or(args.net.size),
     );
     let graph = lower(
         &net.arch,
@@ -94,7 +86,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     };
     let plan = plan_with(
         &graph,
-        args.batch,
+        args.net.batch,
         &limits,
         &PlanOptions {
             precision: args.precision,

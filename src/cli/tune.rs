@@ -8,21 +8,12 @@ use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::tune::{self, TuneOptions};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
-    /// A preset (resnet_v2_152, resnet50, …); tuning depends on shapes only.
-    #[arg(long, default_value = "resnet_v2_152", conflicts_with = "weights")]
-    model: String,
-    /// Tune for a checkpoint's shapes instead of a preset's.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// The batch size you will run (choices are stored per batch size).
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 224)]
-    size: usize,
+    /// The model and the batch size you will run (choices are stored per shape and batch).
+    #[command(flatten)]
+    net: super::ModelArgs,
     /// Timed runs per candidate (each layer's fastest counts).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -40,19 +31,19 @@ pub struct TuneArgs {
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {
-    if args.batch == 0 || args.repeats == 0 {
+    if args.net.batch == 0 || args.repeats == 0 {
         return Err(resnet_wgpu::Error::Input(
             "--batch and --repeats must be at least 1".into(),
         ));
     }
-    let (name, net) = super::network_or_preset(&args.model, args.weights.as_deref(), 0)?;
+    let (name, net) = args.net.network(0)?;
     let ctx = GpuContext::new(&args.gpu.choice())?;
     eprintln!("adapter: {}", ctx.summary());
     let graph = lower(
         &net.arch,
         &net.params,
-        args.size,
-        args.size,
+        args.net.size,
+        args.net.size,
         &LowerOptions::default(),
     )?;
     let opts = TuneOptions {
@@ -62,9 +53,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     eprintln!(
         "tuning {name} at batch {}, {}x{} (one session per candidate kernel)…",
-        args.batch, args.size, args.size
+        args.net.batch, args.net.size, args.net.size
     );
-    let report = tune::tune(&ctx, &graph, args.batch, &opts)?;
+    let report = tune::tune(&ctx, &graph, args.net.batch, &opts)?;
     let saved = if args.dry_run {
         None
     } else {
@@ -94,7 +85,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         }
         println!(
             "whole network, batch {}: heuristic {:.2} ms, tuned {:.2} ms ({:.2}x)",
-            args.batch,
+            args.net.batch,
             report.heuristic_s * 1e3,
             report.tuned_s * 1e3,
             report.heuristic_s / report.tuned_s

@@ -658,13 +658,7 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
     let n_divides = g.n.is_multiple_of(4 * tile_n4 as usize);
     let m_divides = g.m.is_multiple_of(tile_m as usize);
     let fit = |v: usize, what| u32::try_from(v).map_err(|_| what);
-    let tiles_n = fit(pad4(g.n) / 4, "columns")?.div_ceil(tile_n4);
-    let tiles = fit(
-        g.m.div_ceil(tile_m as usize)
-            .checked_mul(tiles_n as usize)
-            .ok_or("workgroups")?,
-        "workgroups",
-    )?;
+    let (tiles_n, tiles) = grid(g, tile_m, tile_n4)?;
     // The texture and subgroup variants have one pipeline per tile shape: their 1x1 paths and
     // dropping their bounds checks measured no faster.
     let staged = matches!(variant, ConvVariant::Texture | ConvVariant::Subgroup);
@@ -693,17 +687,24 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
     })
 }
 
-/// The shared variant's configuration of `g` with `tile`.
-fn shared_config(g: &Gemm, tile: SharedTile) -> Result<ConvConfig, &'static str> {
+/// Workgroup tiles of `tile_m` rows x `tile_n4` vec4 columns over `g`: along N, and in all.
+fn grid(g: &Gemm, tile_m: u32, tile_n4: u32) -> Result<(u32, u32), &'static str> {
     let fit = |v: usize, what| u32::try_from(v).map_err(|_| what);
-    let (bm, bn4) = (tile.bm(), tile.bn4());
-    let tiles_n = fit(pad4(g.n) / 4, "columns")?.div_ceil(bn4);
+    let tiles_n = fit(pad4(g.n) / 4, "columns")?.div_ceil(tile_n4);
     let tiles = fit(
-        g.m.div_ceil(bm as usize)
+        g.m.div_ceil(tile_m as usize)
             .checked_mul(tiles_n as usize)
             .ok_or("workgroups")?,
         "workgroups",
     )?;
+    Ok((tiles_n, tiles))
+}
+
+/// The shared variant's configuration of `g` with `tile`.
+fn shared_config(g: &Gemm, tile: SharedTile) -> Result<ConvConfig, &'static str> {
+    let fit = |v: usize, what| u32::try_from(v).map_err(|_| what);
+    let (bm, bn4) = (tile.bm(), tile.bn4());
+    let (tiles_n, tiles) = grid(g, bm, bn4)?;
     let divides = g.m.is_multiple_of(bm as usize)
         && g.n.is_multiple_of(4 * bn4 as usize)
         && g.k.is_multiple_of(tile.bk as usize);
