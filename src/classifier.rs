@@ -22,7 +22,7 @@
 //! parallel GPU work create one classifier per thread.
 
 use crate::error::{Error, Result};
-use crate::gpu::session::{Session, SessionOptions};
+use crate::gpu::session::{Output, Session, SessionOptions};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
@@ -117,6 +117,10 @@ pub struct ClassifierOptions {
     /// Storage precision of activations and weights (f16 halves the bytes; f32 arithmetic
     /// either way).
     pub precision: Precision,
+    /// Also read back every stage's map (`feat/stem_conv` … `feat/pooled`, as `resnet infer
+    /// --features` writes them) with each forward pass, for [`Classifier::run`]. They stay
+    /// alive in the arena, so this costs GPU memory and read-back time.
+    pub features: bool,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
     /// Tuned kernel choices ([`crate::tune::load`] reads what `resnet tune` stored for an
@@ -132,6 +136,7 @@ impl Default for ClassifierOptions {
             labels: None,
             adapter: AdapterChoice::default(),
             precision: Precision::F32,
+            features: false,
             profile: None,
             tuning: None,
         }
@@ -179,7 +184,10 @@ impl Classifier {
         }
         let (h, w) = preprocess.output_size();
         let net = &model.network;
-        let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())?;
+        let lowering = LowerOptions {
+            features: opts.features,
+        };
+        let graph = lower(&net.arch, &net.params, h, w, &lowering)?;
         let session = Session::with_options(
             ctx,
             graph,
@@ -213,7 +221,13 @@ impl Classifier {
 
     /// Logits `[n, classes]` of already preprocessed NCHW input.
     pub fn logits(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
-        Ok(self.session.run_nchw(input_nchw, n)?.logits)
+        Ok(self.run(input_nchw, n)?.logits)
+    }
+
+    /// Logits and, built with [`ClassifierOptions::features`], every stage's map (NCHW) of
+    /// already preprocessed NCHW input.
+    pub fn run(&self, input_nchw: &[f32], n: usize) -> Result<Output> {
+        self.session.run_nchw(input_nchw, n)
     }
 
     /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input. An image whose

@@ -36,15 +36,16 @@ impl Labels {
             path: path.to_owned(),
             source,
         })?;
-        let labels: Vec<String> = text
-            .trim_end()
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect();
+        let labels = text.trim_end().lines().map(|l| l.trim().to_string());
+        Labels::new(labels.collect(), classes, &path.display().to_string())
+    }
+
+    /// Labels given as a list (`what` names it in the error); must match the model's class
+    /// count.
+    pub fn new(labels: Vec<String>, classes: usize, what: &str) -> Result<Labels> {
         if labels.len() != classes {
             return Err(Error::Input(format!(
-                "{} has {} labels but the model has {classes} classes",
-                path.display(),
+                "{what} has {} labels but the model has {classes} classes",
                 labels.len()
             )));
         }

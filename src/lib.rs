@@ -6,6 +6,7 @@
 //! shared memory arena, pure data) → [`gpu`] (pipelines, bind groups and buffers created once;
 //! a forward pass uploads, submits and reads back). [`cpu`] is the naive reference for all of it.
 
+pub mod bench;
 pub mod classifier;
 pub mod cpu;
 pub mod error;
@@ -21,4 +22,4 @@ pub mod tune;
 pub mod winograd;
 
 pub use classifier::{Classifier, ClassifierOptions, Model, Prediction};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
