@@ -28,7 +28,7 @@
 //! parallel GPU work create one classifier per thread.
 
 use crate::error::{Error, Result};
-use crate::gpu::session::{Session, SessionOptions};
+use crate::gpu::session::{Output, Session, SessionOptions};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::graph::{LowerOptions, lower};
 use crate::labels::Labels;
@@ -129,6 +129,10 @@ pub struct ClassifierOptions {
     /// Storage precision of activations and weights (f16 halves the bytes; f32 arithmetic
     /// either way).
     pub precision: Precision,
+    /// Also read back every stage's map (`feat/stem_conv` … `feat/pooled`, as `resnet infer
+    /// --features` writes them) with each forward pass, for [`Classifier::run`]. They stay
+    /// alive in the arena, so this costs GPU memory and read-back time.
+    pub features: bool,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
     /// Tuned kernel choices ([`crate::tune::load`] reads what `resnet tune` stored for an
@@ -144,6 +148,7 @@ impl Default for ClassifierOptions {
             labels: None,
             adapter: AdapterChoice::default(),
             precision: Precision::F32,
+            features: false,
             profile: None,
             tuning: None,
         }
@@ -209,7 +214,10 @@ impl Classifier {
         }
         let (h, w) = preprocess.output_size();
         let net = &model.network;
-        let graph = lower(&net.arch, &net.params, h, w, &LowerOptions::default())?;
+        let lowering = LowerOptions {
+            features: opts.features,
+        };
+        let graph = lower(&net.arch, &net.params, h, w, &lowering)?;
         let session = Session::with_options_async(
             ctx,
             graph,
@@ -250,7 +258,19 @@ impl Classifier {
 
     /// As [`Classifier::logits`], for async callers.
     pub async fn logits_async(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
-        Ok(self.session.run_nchw_async(input_nchw, n).await?.logits)
+        Ok(self.run_async(input_nchw, n).await?.logits)
+    }
+
+    /// Logits and, built with [`ClassifierOptions::features`], every stage's map (NCHW) of
+    /// already preprocessed NCHW input.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(&self, input_nchw: &[f32], n: usize) -> Result<Output> {
+        pollster::block_on(self.run_async(input_nchw, n))
+    }
+
+    /// As [`Classifier::run`], for async callers.
+    pub async fn run_async(&self, input_nchw: &[f32], n: usize) -> Result<Output> {
+        self.session.run_nchw_async(input_nchw, n).await
     }
 
     /// Softmax probabilities `[n, classes]` of already preprocessed NCHW input. An image whose

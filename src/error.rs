@@ -121,3 +121,75 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What kind of failure an [`Error`] is, for front ends that map errors onto their own types
+/// (the Python package raises `FileNotFoundError`, `ValueError`, `RuntimeError`, …). One match
+/// here, so that a new variant cannot be added without deciding its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A file to read does not exist.
+    NotFound,
+    /// A file could not be read or written for another reason (permissions, a folder, …).
+    Io,
+    /// The caller's data is wrong: a corrupt or mismatched checkpoint or image, an input of
+    /// the wrong shape or with NaN, an unknown name, an output that overflowed.
+    Input,
+    /// The GPU or its driver: no adapter, a failed or lost device, a GPU error, limits.
+    Gpu,
+    /// A wait on the GPU passed its deadline.
+    Timeout,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } | Error::Write { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ => ErrorKind::Io,
+            },
+            Error::Safetensors { .. }
+            | Error::Onnx { .. }
+            | Error::Config { .. }
+            | Error::Dtype { .. }
+            | Error::NonFiniteWeight { .. }
+            | Error::NonFiniteOutput(_)
+            | Error::WeightMismatch { .. }
+            | Error::UnknownFlavour(_)
+            | Error::Tuning(_)
+            | Error::UnknownModel(..)
+            | Error::Input(_)
+            | Error::Image { .. } => ErrorKind::Input,
+            Error::NoAdapter(_)
+            | Error::Device(_)
+            | Error::DeviceLost(_)
+            | Error::Gpu(_)
+            | Error::DeviceLimits(_) => ErrorKind::Gpu,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let io = |kind| Error::Io {
+            path: "x".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert_eq!(io(std::io::ErrorKind::NotFound).kind(), ErrorKind::NotFound);
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied).kind(),
+            ErrorKind::Io
+        );
+        assert_eq!(Error::Input("x".into()).kind(), ErrorKind::Input);
+        assert_eq!(Error::NoAdapter(String::new()).kind(), ErrorKind::Gpu);
+        let timeout = Error::Timeout {
+            what: "x".into(),
+            seconds: 1.0,
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
+    }
+}

@@ -41,14 +41,16 @@ impl Labels {
 
     /// [`Labels::from_file`] on the text of such a file; `name` is what errors call it.
     pub fn from_text(text: &str, classes: usize, name: &str) -> Result<Labels> {
-        let labels: Vec<String> = text
-            .trim_end()
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect();
+        let labels = text.trim_end().lines().map(|l| l.trim().to_string());
+        Labels::new(labels.collect(), classes, name)
+    }
+
+    /// Labels given as a list (`what` names it in the error); must match the model's class
+    /// count.
+    pub fn new(labels: Vec<String>, classes: usize, what: &str) -> Result<Labels> {
         if labels.len() != classes {
             return Err(Error::Input(format!(
-                "{name} has {} labels but the model has {classes} classes",
+                "{what} has {} labels but the model has {classes} classes",
                 labels.len()
             )));
         }

@@ -6,6 +6,9 @@
 //! shared memory arena, pure data) → [`gpu`] (pipelines, bind groups and buffers created once;
 //! a forward pass uploads, submits and reads back). [`cpu`] is the naive reference for all of it.
 
+// Benchmarks time with `Instant` and the blocking API, neither of which exists in the browser.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod classifier;
 pub mod cpu;
 pub mod error;
@@ -25,4 +28,4 @@ pub mod tune;
 pub mod winograd;
 
 pub use classifier::{Classifier, ClassifierOptions, Model, Prediction};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};

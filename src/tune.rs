@@ -129,8 +129,7 @@ pub fn candidates(profile: &DeviceProfile) -> Vec<Choice> {
     c
 }
 
-/// Per conv step of `session`'s plan: its key and the step, for steps whose choice came
-/// from `origin`.
+/// Per conv step of `session`'s plan: its index, tuning key and the step.
 fn keyed_steps<'a>(
     graph: &'a Graph,
     session: &'a Session,
@@ -188,9 +187,7 @@ pub fn tune(
         ));
     }
     let [c, h, w] = heuristic.input_shape();
-    let input: Vec<f32> = (0..batch * c * h * w)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
+    let input = crate::model::random::random_input(batch * c * h * w, 0x7E57);
 
     // Shapes, in network order, with the heuristic's choice and time.
     let mut order: Vec<String> = Vec::new();

@@ -139,19 +139,7 @@ impl ModelArgs {
     /// The network of `--weights`, else the preset with random weights of `seed`; with its
     /// display name.
     fn network(&self, seed: u64) -> Result<(String, resnet_wgpu::model::Network)> {
-        use resnet_wgpu::model::load::load_network;
-        use resnet_wgpu::model::{Arch, Network, random::random_params};
-        Ok(match &self.weights {
-            Some(path) => {
-                let net = load_network(path, &LoadOptions::default())?;
-                (path.display().to_string(), net)
-            }
-            None => {
-                let arch = Arch::preset(&self.model)?;
-                let params = random_params(&arch, seed);
-                (self.model.clone(), Network { arch, params })
-            }
-        })
+        resnet_wgpu::bench::network_or_preset(&self.model, self.weights.as_deref(), seed)
     }
 }
 

@@ -88,12 +88,21 @@ pub fn decode_image_with(bytes: &[u8], name: &str, alpha: Alpha) -> Result<RgbIm
     if decoded.width() == 0 || decoded.height() == 0 {
         return Err(fail("the image has no pixels".into()));
     }
-    let gray16 = is_png_gray16(bytes);
-    Ok(match alpha {
+    Ok(convert(decoded, alpha, is_png_gray16(bytes)))
+}
+
+/// Decoded pixels (e.g. an array a caller decoded itself: grey, grey + alpha, RGB, RGBA) to
+/// RGB8 exactly as [`decode_image_with`] converts a decoded file.
+pub fn to_rgb(img: DynamicImage, alpha: Alpha) -> RgbImage {
+    convert(img, alpha, false)
+}
+
+fn convert(img: DynamicImage, alpha: Alpha, gray16: bool) -> RgbImage {
+    match alpha {
         // Pillow opens a 16-bit grey PNG as `I;16` (no alpha band, even with `tRNS`).
-        Alpha::OverWhite if decoded.color().has_alpha() && !gray16 => over_white(decoded),
-        _ => to_rgb8_like_pillow(decoded, gray16),
-    })
+        Alpha::OverWhite if img.color().has_alpha() && !gray16 => over_white(img),
+        _ => to_rgb8_like_pillow(img, gray16),
+    }
 }
 
 /// Pillow's `Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")` (what

@@ -21,7 +21,7 @@
 mod decode;
 pub mod resize;
 
-pub use decode::{decode_image, decode_image_with, load_image, load_image_with};
+pub use decode::{decode_image, decode_image_with, load_image, load_image_with, to_rgb};
 
 use crate::error::{Error, Result};
 use image::RgbImage;

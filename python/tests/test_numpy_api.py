@@ -1,0 +1,125 @@
+"""The numpy API against the Rust CLI: `logits` and `features` give `resnet infer`'s numbers bit
+for bit (same engine, same batch, hence the same plan and kernels), on the framework fixtures
+of every flavour, square and not, in f32 and f16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import resnet_wgpu
+from conftest import FIXTURES, read_safetensors, resnet, same_bits
+
+FLAVOURS = ["slim_v2", "keras_v2", "timm_v2", "timm_v2_basic", "torchvision",
+            "torchvision_basic", "keras_v1"]  # fmt: skip
+CASES = [f"{f}_small_{size}" for f in FLAVOURS for size in ("32x32", "45x37")] + [
+    "torchvision_50_64x64",
+    "slim_v2_50_64x64",
+]
+
+
+def infer(case: str, tmp_path: Path, *extra: object) -> dict[str, np.ndarray]:
+    out = tmp_path / f"{case}.out.safetensors"
+    x = read_safetensors(FIXTURES / f"{case}.io.safetensors")["input"]
+    resnet(
+        "infer",
+        "--weights", FIXTURES / f"{case}.weights.safetensors",
+        "--input", FIXTURES / f"{case}.io.safetensors",
+        "--output", out,
+        "--batch", x.shape[0],
+        *extra,
+    )  # fmt: skip
+    return read_safetensors(out)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_logits_equal_the_cli_bit_for_bit(case: str, tmp_path: Path) -> None:
+    io = read_safetensors(FIXTURES / f"{case}.io.safetensors")
+    x = io["input"]
+    want = infer(case, tmp_path)["logits"]
+    model = resnet_wgpu.Classifier(FIXTURES / f"{case}.weights.safetensors", batch=x.shape[0])
+    got = model.logits(x)
+    assert got.shape == (x.shape[0], model.classes)
+    same_bits(got, want)
+    # And the framework's answer, within the golden tests' tolerance (1e-3 of max |logit|).
+    scale = float(np.abs(io["logits"]).max())
+    assert np.all(np.abs(got - io["logits"]) <= 1e-3 * scale)
+
+
+def test_f16_logits_equal_the_cli_bit_for_bit(tmp_path: Path) -> None:
+    case = "torchvision_small_45x37"
+    x = read_safetensors(FIXTURES / f"{case}.io.safetensors")["input"]
+    want = infer(case, tmp_path, "--precision", "f16")["logits"]
+    model = resnet_wgpu.Classifier(
+        FIXTURES / f"{case}.weights.safetensors", precision="f16", batch=x.shape[0]
+    )
+    assert model.precision == "f16"
+    same_bits(model.logits(x), want)
+    # f16 storage really differs from f32 (the option reached the engine).
+    f32 = resnet_wgpu.Classifier(FIXTURES / f"{case}.weights.safetensors", batch=x.shape[0])
+    assert not np.array_equal(f32.logits(x), want)
+
+
+@pytest.mark.parametrize("case", ["slim_v2_small_45x37", "torchvision_basic_small_32x32"])
+def test_features_equal_the_cli_bit_for_bit(case: str, tmp_path: Path) -> None:
+    x = read_safetensors(FIXTURES / f"{case}.io.safetensors")["input"]
+    want = infer(case, tmp_path, "--features")
+    model = resnet_wgpu.Classifier(FIXTURES / f"{case}.weights.safetensors", batch=x.shape[0])
+    got = model.features(x)
+    names = {k.removeprefix("feat/") for k in want if k.startswith("feat/")}
+    assert set(got) == names and "pooled" in names and "stage4" in names
+    for name, array in got.items():
+        same_bits(array, want[f"feat/{name}"])
+    # The pooled map is the global average of stage 4 (post-norm for v2).
+    last = got.get("post_norm", got["stage4"])
+    assert np.allclose(got["pooled"], last.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+def test_any_strides_and_sizes_and_a_second_size() -> None:
+    case = "torchvision_basic_small_32x32"
+    x = read_safetensors(FIXTURES / f"{case}.io.safetensors")["input"]
+    model = resnet_wgpu.Classifier(FIXTURES / f"{case}.weights.safetensors", batch=2)
+    want = model.logits(x)
+    # A channels-last array seen through a transpose (not C-contiguous) is read in NCHW order.
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    same_bits(model.logits(nhwc.transpose(0, 3, 1, 2)), want)
+    # One image at a time: the same answer as in the batch up to float rounding (a sub-batch of
+    # another size runs other dispatch sizes; measured worst 3e-7 of max |logit| 2.8).
+    scale = float(np.abs(want).max())
+    for i in range(x.shape[0]):
+        one = model.logits(x[i : i + 1])
+        assert one.shape == (1, model.classes)
+        assert np.all(np.abs(one - want[i : i + 1]) <= 1e-5 * scale)
+    # Another input size gets its own session.
+    big = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+    assert model.logits(big).shape == want.shape
+
+
+# One checkpoint of each other format the CLI reads (tests/formats.rs has them all): a
+# transformers folder, a BF16 safetensors file, ONNX graphs in f32 and f16.
+FORMATS = [
+    ("hf/hf_resnet18_64x64", "hf/hf_resnet18_64x64.io.safetensors"),
+    ("half/timm_v2_small_32x32_bf16.weights.safetensors",
+     "half/timm_v2_small_32x32_bf16.io.safetensors"),
+    ("onnx/tv_resnet18ish_opset13.onnx", "onnx/tv_resnet18ish_opset13.io.safetensors"),
+    ("onnx/zoo_v1_bottleneck_opset7_f16.onnx", "onnx/zoo_v1_bottleneck_opset7_f16.io.safetensors"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weights", "io"), FORMATS, ids=[w for w, _ in FORMATS])
+def test_every_checkpoint_format_loads_and_equals_the_cli(
+    weights: str, io: str, tmp_path: Path
+) -> None:
+    x = read_safetensors(FIXTURES / io)["input"]
+    out = tmp_path / "out.safetensors"
+    resnet("infer", "--weights", FIXTURES / weights, "--input", FIXTURES / io,
+           "--output", out, "--batch", x.shape[0])  # fmt: skip
+    model = resnet_wgpu.Classifier(FIXTURES / weights, batch=x.shape[0])
+    same_bits(model.logits(x), read_safetensors(out)["logits"])
+    assert isinstance(model.notes, list)
+
+
+def test_a_transformers_folder_brings_its_labels() -> None:
+    model = resnet_wgpu.Classifier(FIXTURES / "hf" / "hf_resnet18_64x64")
+    assert model.labels[:3] == ["zero", "one", "two"] and len(model.labels) == 10
