@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the page into web/dist: the library for wasm32 (WebGPU) through wasm-bindgen, the
 # page, and the digits classifier of assets/digits. Serve it with
-# `cargo run -p resnet-web --bin serve` (http://127.0.0.1:8000/).
+# `cargo run --release -p resnet-web --bin serve` (http://127.0.0.1:8000/).
 #
 # Needs the wasm32 target (`rustup target add wasm32-unknown-unknown`) and the wasm-bindgen CLI
 # of exactly the wasm-bindgen version in Cargo.lock (the error below says which).
@@ -27,4 +27,4 @@ wasm-bindgen --target web --no-typescript --out-dir web/dist/pkg \
     target/wasm32-unknown-unknown/release/resnet_web.wasm
 cp web/index.html web/app.js web/dist/
 cp assets/digits/digits.safetensors assets/digits/labels.txt web/dist/digits/
-echo "web/dist: $(du -sh web/dist/pkg/resnet_web_bg.wasm | cut -f1) of wasm; serve it with: cargo run -p resnet-web --bin serve"
+echo "web/dist: $(du -sh web/dist/pkg/resnet_web_bg.wasm | cut -f1) of wasm; serve it with: cargo run --release -p resnet-web --bin serve"

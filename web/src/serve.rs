@@ -1,5 +1,5 @@
 //! A static file server for the built page (`web/dist`), for local use
-//! (`cargo run -p resnet-web --bin serve`) and for the browser tests.
+//! (`cargo run --release -p resnet-web --bin serve`) and for the browser tests.
 //!
 //! Why not `python3 -m http.server`: the page must be served with `application/wasm` for
 //! streaming compilation, and CI has no Python to count on. GET and HEAD only, files under

@@ -1,4 +1,4 @@
-//! `cargo run -p resnet-web --bin serve [DIR] [ADDR]`: serves the built page (default
+//! `cargo run --release -p resnet-web --bin serve [DIR] [ADDR]`: serves the built page (default
 //! `web/dist` on `127.0.0.1:8000`); build it first with `web/build.sh`.
 
 #[cfg(not(target_arch = "wasm32"))]
