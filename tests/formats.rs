@@ -12,10 +12,8 @@
 
 mod common;
 
-use resnet_wgpu::cpu;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{Graph, LowerOptions, lower};
-use resnet_wgpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::arch::{Family, StrideConv, UnitKind};
 use resnet_wgpu::model::flavour::hf_preprocessor_config;
@@ -121,21 +119,7 @@ fn case(name: &str, weights: &Path, io: &Path) -> Case {
 type Outputs = (Vec<f32>, Vec<(String, Vec<f32>)>);
 
 fn cpu_run(c: &Case) -> Outputs {
-    let [n, ch, h, w] = c.input.shape[..] else {
-        unreachable!()
-    };
-    let all = cpu::run_graph(&c.graph, n, &nchw_to_nhwc(&c.input.data, n, ch, h, w));
-    let maps = c
-        .graph
-        .features
-        .iter()
-        .map(|(name, t)| {
-            let i = &c.graph.tensors[*t];
-            let nhwc = all[*t].as_ref().expect("feature computed");
-            (name.clone(), nhwc_to_nchw(nhwc, n, i.h, i.w, i.c))
-        })
-        .collect();
-    (all[c.graph.logits].clone().expect("logits"), maps)
+    common::cpu_logits_and_maps(&c.graph, &c.input.data, &c.input.shape)
 }
 
 fn gpu_run(ctx: &resnet_wgpu::gpu::GpuContext, c: &Case) -> Outputs {

@@ -9,10 +9,8 @@
 
 mod common;
 
-use resnet_wgpu::cpu;
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{Graph, LowerOptions, lower};
-use resnet_wgpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::{LoadOptions, load_network};
 use resnet_wgpu::plan::{DeviceProfile, Precision, WinogradPolicy};
@@ -299,22 +297,7 @@ fn top1_agrees(got: &[f32], want: &[f32], classes: usize, tol: f64) -> Result<()
 #[test]
 fn the_cpu_reference_matches_every_framework() {
     check_all("cpu", REL_TOL, |l| {
-        let [n, c, h, w] = l.input.shape[..] else {
-            unreachable!()
-        };
-        let all = cpu::run_graph(&l.graph, n, &nchw_to_nhwc(&l.input.data, n, c, h, w));
-        let logits = all[l.graph.logits].clone().expect("cpu logits");
-        let maps = l
-            .graph
-            .features
-            .iter()
-            .map(|(name, t)| {
-                let info = &l.graph.tensors[*t];
-                let nhwc = all[*t].as_ref().expect("feature computed");
-                (name.clone(), nhwc_to_nchw(nhwc, n, info.h, info.w, info.c))
-            })
-            .collect();
-        (logits, maps)
+        common::cpu_logits_and_maps(&l.graph, &l.input.data, &l.input.shape)
     });
 }
 

@@ -83,3 +83,27 @@ pub fn gpu() -> resnet_wgpu::gpu::GpuContext {
         },
     )
 }
+
+/// The CPU reference's logits and feature maps (NCHW, by name) of `graph` on an NCHW `input`
+/// of `shape` `[n, c, h, w]`: what the golden and format tests compare with the frameworks.
+pub fn cpu_logits_and_maps(
+    graph: &resnet_wgpu::graph::Graph,
+    input: &[f32],
+    shape: &[usize],
+) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+    use resnet_wgpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
+    let [n, c, h, w] = shape[..] else {
+        panic!("an NCHW input has 4 dimensions, not {shape:?}")
+    };
+    let all = resnet_wgpu::cpu::run_graph(graph, n, &nchw_to_nhwc(input, n, c, h, w));
+    let maps = graph
+        .features
+        .iter()
+        .map(|(name, t)| {
+            let info = &graph.tensors[*t];
+            let nhwc = all[*t].as_ref().expect("feature computed");
+            (name.clone(), nhwc_to_nchw(nhwc, n, info.h, info.w, info.c))
+        })
+        .collect();
+    (all[graph.logits].clone().expect("logits"), maps)
+}
