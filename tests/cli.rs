@@ -752,6 +752,19 @@ fn tune_stores_a_table_that_plans_take_and_bad_files_are_not_trusted() {
         stderr(&o)
     );
 
+    // A cache folder that cannot be written: the measurements are still printed, then the
+    // command fails saying why.
+    let blocker = cache.join("a-file");
+    std::fs::write(&blocker, b"").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args("tune", &["--repeats", "1"]))
+        .env("RESNET_CACHE_DIR", blocker.join("cache"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("whole network"));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+
     // Corrupt, then another engine's: warned about, ignored, the run still succeeds.
     let good = std::fs::read_to_string(&file).unwrap();
     for (text, says) in [

@@ -56,14 +56,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
         args.net.batch, args.net.size, args.net.size
     );
     let report = tune::tune(&ctx, &graph, args.net.batch, &opts)?;
+    // Saved before printing so the report can name the file; a failed save still prints the
+    // measurements (nothing lost) and then fails the command.
     let saved = if args.dry_run {
-        None
+        Ok(None)
     } else {
-        Some(tune::save(&report.device, &report.table)?)
+        tune::save(&report.device, &report.table).map(Some)
     };
+    let path = saved.as_ref().ok().cloned().flatten();
     if args.json {
         let mut v = serde_json::to_value(&report).expect("json");
-        v["file"] = saved.as_ref().map(|p| p.display().to_string()).into();
+        v["file"] = path.as_ref().map(|p| p.display().to_string()).into();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         let key_w = report.shapes.iter().map(|s| s.key.len()).max().unwrap_or(5);
@@ -90,10 +93,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
             report.tuned_s * 1e3,
             report.heuristic_s / report.tuned_s
         );
-        match &saved {
-            Some(p) => println!("stored in {}", p.display()),
-            None => println!("not stored (--dry-run)"),
+        match (&path, args.dry_run) {
+            (Some(p), _) => println!("stored in {}", p.display()),
+            (None, true) => println!("not stored (--dry-run)"),
+            (None, false) => println!("not stored: see the error below"),
         }
     }
-    Ok(())
+    saved.map(|_| ())
 }
