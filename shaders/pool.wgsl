@@ -9,8 +9,7 @@
 //   channels summing over H * W (consecutive invocations read consecutive channels), with the
 //   optional fused v2 post-norm relu(x * scale + shift) applied before the mean.
 //
-// Tensors are f32 or f16 (FLAG_IN_F16 / FLAG_OUT_F16, stored as in conv/io32.wgsl: f16 only
-// for channel counts that are multiples of 4, so 4 channels are always two whole words).
+// Bindings, f16 handling and 4-channel loads/stores: nhwc.wgsl.
 
 struct Params {
     total: u32,      // invocations (max pool) / workgroups (global average pool)
@@ -31,63 +30,7 @@ struct Params {
     _pad0: u32,
 }
 
-const FLAG_ACT: u32 = 1u;    // global average pool: fused bn_relu
-const FLAG_IN_F16: u32 = 2u;
-const FLAG_OUT_F16: u32 = 4u;
-const FLAG_W_F16: u32 = 8u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-// The one activation arena (see conv/io32.wgsl for why it is a single read_write binding).
-@group(0) @binding(1) var<storage, read_write> arena: array<u32>;
-// global_avg_pool only: scale [pad4(c)] | shift [pad4(c)] (a dummy without the act).
-@group(0) @binding(2) var<storage, read> consts: array<u32>;
-
-// Constant i (f32, or f16 with flag 8: the plan's precision).
-fn cst(i: u32) -> f32 {
-    if ((p.flags & 8u) != 0u) {
-        let v = unpack2x16float(consts[i >> 1u]);
-        return select(v.x, v.y, (i & 1u) == 1u);
-    }
-    return bitcast<f32>(consts[i]);
-}
-
-fn cst4(i: u32) -> vec4<f32> {
-    return vec4<f32>(cst(i), cst(i + 1u), cst(i + 2u), cst(i + 3u));
-}
-
-fn has(f: u32) -> bool {
-    return (p.flags & f) != 0u;
-}
-
-// Channels c .. c + 3 of element index e (= pixel * C + c); channels >= C read 0 (f32 only:
-// f16 tensors have C % 4 == 0).
-fn load4(e: u32, c: u32) -> vec4<f32> {
-    if (has(FLAG_IN_F16)) {
-        let w = e >> 1u;
-        return vec4<f32>(unpack2x16float(arena[w]), unpack2x16float(arena[w + 1u]));
-    }
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if (c + j < p.c) {
-            v[j] = bitcast<f32>(arena[e + j]);
-        }
-    }
-    return v;
-}
-
-fn store4(e: u32, c: u32, v: vec4<f32>) {
-    if (has(FLAG_OUT_F16)) {
-        let w = e >> 1u;
-        arena[w] = pack2x16float(v.xy);
-        arena[w + 1u] = pack2x16float(v.zw);
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        if (c + j < p.c) {
-            arena[e + j] = bitcast<u32>(v[j]);
-        }
-    }
-}
+const FLAG_ACT: u32 = 1u;    // global average pool: fused bn_relu (FLAG_*_F16: nhwc.wgsl)
 
 @compute @workgroup_size(64)
 fn max_pool(

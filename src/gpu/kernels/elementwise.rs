@@ -1,4 +1,4 @@
-//! Elementwise ops (`shaders/elementwise.wgsl`).
+//! Elementwise ops (`shaders/elementwise.wgsl`, after `shaders/nhwc.wgsl`).
 
 use super::pool::dtype_flags;
 use super::{Bindings, Kernels, Shader, elem_offset, u32_of};

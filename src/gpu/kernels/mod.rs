@@ -82,8 +82,14 @@ impl Shader {
             Shader::ConvSubgroup => conv_source!("io64.wgsl", "subgroup.wgsl"),
             Shader::Winograd => conv_source!("io32.wgsl", "winograd.wgsl"),
             Shader::Pack => include_str!("../../../shaders/conv/pack.wgsl"),
-            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
-            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Pool => concat!(
+                include_str!("../../../shaders/nhwc.wgsl"),
+                include_str!("../../../shaders/pool.wgsl")
+            ),
+            Shader::Elementwise => concat!(
+                include_str!("../../../shaders/nhwc.wgsl"),
+                include_str!("../../../shaders/elementwise.wgsl")
+            ),
         }
     }
 

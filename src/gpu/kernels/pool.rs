@@ -1,4 +1,4 @@
-//! Max pool and global average pool (`shaders/pool.wgsl`).
+//! Max pool and global average pool (`shaders/pool.wgsl`, after `shaders/nhwc.wgsl`).
 
 use super::{Bindings, Kernels, Shader, elem_offset, u32_of};
 use crate::gpu::Dispatch;
