@@ -111,3 +111,28 @@ fn residual_pixel(m: u32) -> u32 {
     let rx = (rem % p.ow) * p.res_stride;
     return (img * p.res_h + ry) * p.res_w + rx;
 }
+
+// Constants of the op through the io file's w_load / w_load4 (consts as u32 or u64 words).
+fn act_scale(c: u32) -> f32 {
+    return w_load(p.act + c);
+}
+
+fn act_shift(c: u32) -> f32 {
+    return w_load(p.act + p.cinp + c);
+}
+
+fn act_scale4(c: u32) -> vec4<f32> {
+    return w_load4(p.act + c);
+}
+
+fn act_shift4(c: u32) -> vec4<f32> {
+    return w_load4(p.act + p.cinp + c);
+}
+
+// The bias of channels c0 .. c0 + 3 (zero for a Winograd GEMM, whose transform adds it).
+fn bias4(c0: u32) -> vec4<f32> {
+    if (has_flag(FLAG_NO_BIAS)) {
+        return vec4<f32>(0.0);
+    }
+    return w_load4(p.bias + c0);
+}

@@ -80,30 +80,6 @@ fn w_load4(e: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(consts[e], consts[e + 1u], consts[e + 2u], consts[e + 3u]));
 }
 
-fn act_scale(c: u32) -> f32 {
-    return w_load(p.act + c);
-}
-
-fn act_shift(c: u32) -> f32 {
-    return w_load(p.act + p.cinp + c);
-}
-
-fn act_scale4(c: u32) -> vec4<f32> {
-    return w_load4(p.act + c);
-}
-
-fn act_shift4(c: u32) -> vec4<f32> {
-    return w_load4(p.act + p.cinp + c);
-}
-
-// The bias of channels c0 .. c0 + 3 (zero for a Winograd GEMM, whose transform adds it).
-fn bias4(c0: u32) -> vec4<f32> {
-    if (has_flag(FLAG_NO_BIAS)) {
-        return vec4<f32>(0.0);
-    }
-    return w_load4(p.bias + c0);
-}
-
 // Residual, ReLU and the split for output pixel `m`, channels c0 .. c0 + 3 (c0 % 4 == 0) of a
 // value that already includes the bias; `res_pix` = residual_pixel(m); `zc` the element offset
 // of this GEMM's output in a batch (0 for a conv). Channels >= cout (padding) are dropped.

@@ -65,13 +65,6 @@ fn w_load(e: u32) -> f32 {
     return bitcast<f32>(select(lo32(v), hi32(v), (e & 1u) == 1u));
 }
 
-fn bias4(c0: u32) -> vec4<f32> {
-    if (has_flag(FLAG_NO_BIAS)) {
-        return vec4<f32>(0.0);
-    }
-    return w_load4(p.bias + c0);
-}
-
 // Residual, ReLU and split of channels c0 .. c0 + 3 (all inside `at` or all inside the split)
 // of output pixel `m`, bias included; `zc` as in io32.wgsl.
 fn store4_biased(m: u32, res_pix: u32, c0: u32, r: vec4<f32>, zc: u32) {
