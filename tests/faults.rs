@@ -51,18 +51,29 @@ fn one_image_per_submission(
     s
 }
 
+/// A session of `batch` one-image submissions, its input (seeded), the logits of an undisturbed
+/// run, and how long one image takes: what a fault injected mid-run is timed by.
+fn ready_to_fault(
+    ctx: &resnet_wgpu::gpu::GpuContext,
+    g: &Graph,
+    batch: usize,
+    seed: u64,
+) -> (Session, Vec<f32>, Vec<f32>, std::time::Duration) {
+    let session = one_image_per_submission(ctx, g, batch);
+    let x = random_input(batch * 3 * SIDE * SIDE, seed);
+    let want = session.run_nchw(&x, batch).unwrap().logits;
+    let t0 = Instant::now();
+    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
+    (session, x, want, t0.elapsed())
+}
+
 #[test]
 fn a_device_destroyed_mid_run_fails_every_later_call_and_a_new_device_works() {
     let ctx = common::gpu();
     let net = network();
     let g = graph(&net);
     let batch = 48;
-    let session = one_image_per_submission(&ctx, &g, batch);
-    let x = random_input(batch * 3 * SIDE * SIDE, 1);
-    let want = session.run_nchw(&x, batch).unwrap().logits;
-    let t0 = Instant::now();
-    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
-    let per_image = t0.elapsed();
+    let (session, x, want, per_image) = ready_to_fault(&ctx, &g, batch, 1);
 
     // Destroy the device while the 48 submissions are under way.
     let during = std::thread::scope(|s| {
@@ -165,12 +176,7 @@ fn an_error_reported_during_a_pass_fails_that_call_and_the_next_one_runs() {
     let net = network();
     let g = graph(&net);
     let batch = 24;
-    let session = one_image_per_submission(&ctx, &g, batch);
-    let x = random_input(batch * 3 * SIDE * SIDE, 5);
-    let want = session.run_nchw(&x, batch).unwrap().logits;
-    let t0 = Instant::now();
-    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
-    let per_image = t0.elapsed();
+    let (session, x, want, per_image) = ready_to_fault(&ctx, &g, batch, 5);
     let during = std::thread::scope(|s| {
         let run = s.spawn(|| session.run_nchw(&x, batch));
         std::thread::sleep(per_image * 4);
