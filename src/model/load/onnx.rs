@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::model::arch::{Arch, Flavour, Rules, Stage, UnitKind};
 use crate::model::flavour::{
-    Biases, Companion, Family, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
+    Biases, Companion, Family, Layout, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
 };
 use crate::model::params::{BatchNorm, ConvWeights, Params, UnitParams};
 use prost::Message;
@@ -1101,12 +1101,8 @@ impl<'a> Matcher<'a> {
         let out = self.take(i)?;
         Ok((
             ConvWeights {
-                kh: 1,
-                kw: 1,
-                cin: c,
-                cout: classes,
-                weight: dense,
                 bias: Some(bias),
+                ..Layout::Dense.to_hwio(dense, 1, 1, c, classes)
             },
             out,
         ))
@@ -1143,12 +1139,8 @@ impl<'a> Matcher<'a> {
         }
         Ok((
             ConvWeights {
-                kh: 1,
-                kw: 1,
-                cin: c,
-                cout: classes,
-                weight: dense,
                 bias: Some(bias),
+                ..Layout::Dense.to_hwio(dense, 1, 1, c, classes)
             },
             out,
         ))
