@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::gpu::kernels::Kernels;
+use crate::gpu::kernels;
 use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::timing::Timing;
 use crate::graph::{Graph, Op};
@@ -70,9 +70,10 @@ pub struct TuneReport {
     pub tuned_s: f64,
 }
 
-/// The profile a session on `ctx` plans for (see [`Kernels::with_profile`]).
+/// The profile a session on `ctx` plans for ([`kernels::resolve_profile`]; nothing is created
+/// on the device).
 pub fn resolved_profile(ctx: &GpuContext, profile: Option<DeviceProfile>) -> Result<DeviceProfile> {
-    Ok(Kernels::with_profile(&ctx.device, &ctx.limits, profile)?.device_profile())
+    kernels::resolve_profile(&ctx.device, profile)
 }
 
 /// The key a tuning file for `ctx` planning `profile` at `precision` carries.

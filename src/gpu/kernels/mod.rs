@@ -256,6 +256,45 @@ fn env<T: std::str::FromStr<Err = crate::Error>>(name: &str) -> Result<Option<T>
     }
 }
 
+/// The kernel profile of `device` itself: software or GPU, and which variants it can run.
+pub fn adapter_profile(device: &wgpu::Device) -> DeviceProfile {
+    let info = device.adapter_info();
+    let software = info.device_type == wgpu::DeviceType::Cpu;
+    // The subgroup variant's workgroup of 8 must be one subgroup.
+    let subgroups = software
+        && device.features().contains(Shader::ConvSubgroup.features())
+        && info.subgroup_min_size >= 8;
+    DeviceProfile {
+        software,
+        // Not in the browser: Chrome's SwiftShader WebGPU loses the device (its GPU process
+        // dies) minutes into a session with texture convs, while the buffer variants run the
+        // same networks there in milliseconds.
+        textures: software && cfg!(not(target_arch = "wasm32")),
+        subgroups,
+        forced: None,
+        winograd: WinogradPolicy::Auto,
+    }
+}
+
+/// The profile a session on `device` plans for: `profile` if given (e.g. a GPU's kernel mix
+/// on lavapipe), otherwise the adapter's own with the environment's overrides
+/// (RESNET_DEVICE_PROFILE, RESNET_CONV_VARIANT, RESNET_WINOGRAD). What this device cannot run
+/// (the subgroup variant without its features) stays off. Creates nothing on the device.
+pub fn resolve_profile(
+    device: &wgpu::Device,
+    profile: Option<DeviceProfile>,
+) -> crate::Result<DeviceProfile> {
+    let own = adapter_profile(device);
+    let profile = match profile {
+        Some(p) => p,
+        None => profile_from_env(own)?,
+    };
+    Ok(DeviceProfile {
+        subgroups: profile.subgroups && own.software && own.subgroups,
+        ..profile
+    })
+}
+
 impl Kernels {
     /// `limits`: the limits the device was opened with (nothing beyond them is requested).
     /// The profile is the adapter's own; see [`profile_from_env`] for the environment's
@@ -281,25 +320,10 @@ impl Kernels {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let info = device.adapter_info();
-        let software = info.device_type == wgpu::DeviceType::Cpu;
-        // The subgroup variant's workgroup of 8 must be one subgroup.
-        let subgroups = software
-            && device.features().contains(Shader::ConvSubgroup.features())
-            && info.subgroup_min_size >= 8;
         Kernels {
             device: device.clone(),
             max_groups_per_dim: limits.max_compute_workgroups_per_dimension,
-            profile: DeviceProfile {
-                software,
-                // Not in the browser: Chrome's SwiftShader WebGPU loses the device (its GPU
-                // process dies) minutes into a session with texture convs, while the buffer
-                // variants run the same networks there in milliseconds.
-                textures: software && cfg!(not(target_arch = "wasm32")),
-                subgroups,
-                forced: None,
-                winograd: WinogradPolicy::Auto,
-            },
+            profile: adapter_profile(device),
             pipeline_layouts,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -307,25 +331,20 @@ impl Kernels {
         }
     }
 
-    /// What plan-time kernel choices should assume about this device (including a variant
-    /// forced with [`Kernels::set_conv_variant`]).
-    /// As [`Kernels::new`], planning for `profile` if given; otherwise the adapter's own,
-    /// with the environment's overrides (RESNET_DEVICE_PROFILE, RESNET_CONV_VARIANT,
-    /// RESNET_WINOGRAD). What this device cannot run stays off.
+    /// As [`Kernels::new`], planning for [`resolve_profile`]`(device, profile)`.
     pub fn with_profile(
         device: &wgpu::Device,
         limits: &wgpu::Limits,
         profile: Option<DeviceProfile>,
     ) -> crate::Result<Kernels> {
+        let profile = resolve_profile(device, profile)?;
         let mut kernels = Kernels::new(device, limits);
-        let profile = match profile {
-            Some(p) => p,
-            None => profile_from_env(kernels.device_profile())?,
-        };
-        kernels.set_profile(profile);
+        kernels.profile = profile;
         Ok(kernels)
     }
 
+    /// What plan-time kernel choices should assume about this device (including a variant
+    /// forced with [`Kernels::set_conv_variant`]).
     pub fn device_profile(&self) -> DeviceProfile {
         self.profile
     }
@@ -345,16 +364,6 @@ impl Kernels {
     /// largest texture).
     pub fn set_textures(&mut self, on: bool) {
         self.profile.textures = on;
-    }
-
-    /// Plans for another device than this one (e.g. a GPU's kernel mix on lavapipe); what
-    /// this device cannot run (the subgroup variant without its features) stays off.
-    pub fn set_profile(&mut self, profile: DeviceProfile) {
-        let can_subgroup = self.profile.software && self.profile.subgroups;
-        self.profile = DeviceProfile {
-            subgroups: profile.subgroups && can_subgroup,
-            ..profile
-        };
     }
 
     /// Number of distinct pipelines created so far (each costs a driver compile).
