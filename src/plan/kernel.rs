@@ -290,7 +290,8 @@ pub const SUBGROUP_COLS4: u32 = 4;
 pub const SUBGROUP_MAX_ROWS: u32 = 4;
 pub const SUBGROUP_MAX_COLS4: u32 = 8;
 /// Fewer shared-variant workgroups than this leave a large GPU mostly idle (an H100 has 132
-/// SMs): such layers take the smaller register tiles instead. Not yet timed on a real GPU.
+/// SMs): such layers take a smaller shared tile, split K ([`split_k`]), or the register
+/// variant's small tiles. Not yet timed on a real GPU (`resnet tune` measures the choice).
 pub const GPU_MIN_WORKGROUPS: usize = 128;
 
 /// How one GEMM runs: the pipeline (variant + override constants) and its grid.
