@@ -155,6 +155,13 @@ impl Default for ClassifierOptions {
     }
 }
 
+/// `1, 2, 4, ...` below `n`.
+fn powers_of_two_below(n: usize) -> Vec<usize> {
+    std::iter::successors(Some(1usize), |p| p.checked_mul(2))
+        .take_while(|&p| p < n)
+        .collect()
+}
+
 /// One class of a top-k answer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Prediction {
@@ -226,6 +233,9 @@ impl Classifier {
                 precision: opts.precision,
                 profile: opts.profile,
                 tuning: opts.tuning.clone(),
+                // A call with fewer images than `max_batch` runs on the smallest planned size
+                // that holds them: powers of two keep its wasted rows under one half.
+                batch_sizes: powers_of_two_below(opts.max_batch),
                 ..Default::default()
             },
         )

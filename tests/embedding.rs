@@ -1,6 +1,8 @@
 //! The embedding API as an app uses it: its own wgpu device, GPU-resident input and output
 //! encoded into its own command encoder, and several threads sharing one classifier.
 
+mod common;
+
 use resnet_wgpu::gpu::GpuContext;
 use resnet_wgpu::layout::nchw_to_nhwc;
 use resnet_wgpu::preprocess::load_image;
@@ -40,17 +42,77 @@ fn app_device() -> GpuContext {
     GpuContext::from_device(device, queue, adapter.get_info())
 }
 
+/// The first `n` held-out digits, in file order.
 fn images(n: usize) -> Vec<image::RgbImage> {
-    let mut files: Vec<_> = std::fs::read_dir(digits().join("heldout"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    expected(n)
         .iter()
-        .take(n)
-        .map(|f| load_image(f).unwrap())
+        .map(|e| load_image(&digits().join(&e.file)).unwrap())
         .collect()
+}
+
+/// What PyTorch computed for a held-out digit (`assets/digits/expected.json`).
+struct Expected {
+    file: String,
+    top1: usize,
+    top1_probability: f32,
+    logits: Vec<f32>,
+}
+
+/// The framework's answers for the first `n` held-out digits, in file order.
+fn expected(n: usize) -> Vec<Expected> {
+    let text = std::fs::read_to_string(digits().join("expected.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut all: Vec<Expected> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| Expected {
+            file: i["file"].as_str().unwrap().to_string(),
+            top1: i["top1"].as_u64().unwrap() as usize,
+            top1_probability: i["probabilities_top5"][0].as_f64().unwrap() as f32,
+            logits: i["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect(),
+        })
+        .collect();
+    all.sort_by(|a, b| a.file.cmp(&b.file));
+    assert!(all.len() >= n);
+    all.truncate(n);
+    all
+}
+
+/// f32 logits against PyTorch's, relative to max(1, max|logit|) (as tests/golden.rs).
+const TOL: f64 = 1e-5;
+
+/// Asserts that `top` (one answer per image) holds each image's framework top-1 with its
+/// probability (relative [`TOL`]).
+#[track_caller]
+fn assert_top1(top: &[Vec<resnet_wgpu::Prediction>], want: &[Expected]) {
+    assert_eq!(top.len(), want.len());
+    for (t, w) in top.iter().zip(want) {
+        let first = t.first().unwrap_or_else(|| panic!("{}: no answer", w.file));
+        assert_eq!(first.index, w.top1, "{}", w.file);
+        assert_eq!(first.label, w.top1.to_string(), "{}", w.file);
+        let e = f64::from((first.probability - w.top1_probability).abs())
+            / f64::from(w.top1_probability);
+        assert!(
+            e <= TOL,
+            "{}: {} vs {}",
+            w.file,
+            first.probability,
+            w.top1_probability
+        );
+    }
+}
+
+/// Asserts that `logits` (`[n, 10]`) are the framework's.
+#[track_caller]
+fn assert_logits(logits: &[f32], want: &[Expected], what: &str) {
+    let all: Vec<f32> = want.iter().flat_map(|w| w.logits.clone()).collect();
+    common::assert_close(logits, &all, TOL, what);
 }
 
 #[test]
@@ -60,7 +122,8 @@ fn classifier_on_the_apps_device_with_gpu_resident_io() {
     let classifier = Classifier::with_context(&model, &ctx, &options()).unwrap();
     let imgs = images(3);
     let top = classifier.classify(&imgs, 1).unwrap();
-    assert_eq!(top.len(), 3);
+    assert_top1(&top, &expected(3));
+    assert!(top.iter().all(|t| t.len() == 1), "top 1 asked for");
 
     // The app uploads NHWC input itself, encodes the forward pass into its own encoder and
     // copies the logits out: no read-back by the library.
@@ -69,6 +132,7 @@ fn classifier_on_the_apps_device_with_gpu_resident_io() {
         nchw.extend(classifier.preprocess().apply(img).unwrap());
     }
     let want = classifier.logits(&nchw, 3).unwrap();
+    assert_logits(&want, &expected(3), "run_nchw");
     let session = classifier.session();
     let (input, in_off, in_len) = session.input_buffer();
     let nhwc = nchw_to_nhwc(&nchw, 3, 3, 32, 32);
@@ -117,6 +181,7 @@ fn one_classifier_serves_several_threads() {
         .chunks(2)
         .map(|c| classifier.classify(c, 3).unwrap())
         .collect();
+    assert_top1(&serial.concat(), &expected(8));
     std::thread::scope(|s| {
         let handles: Vec<_> = imgs
             .chunks(2)
@@ -156,13 +221,13 @@ fn async_entry_points_give_the_blocking_answers() {
         let bad = c.logits_async(&input[1..], imgs.len()).await;
         (got, logits, bad)
     });
-    assert_eq!(got.len(), 6);
+    assert_top1(&got, &expected(6));
     assert_eq!(got, want, "classify_async vs classify");
     let input: Vec<f32> = imgs
         .iter()
         .flat_map(|i| blocking.preprocess().apply(i).unwrap())
         .collect();
-    assert_eq!(logits.len(), 6 * 10);
+    assert_logits(&logits, &expected(6), "logits_async");
     assert_eq!(logits, blocking.logits(&input, 6).unwrap(), "logits_async");
     match bad {
         Err(resnet_wgpu::Error::Input(m)) => assert!(m.contains("input values"), "{m}"),

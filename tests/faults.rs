@@ -4,14 +4,14 @@
 
 mod common;
 
-use resnet_wgpu::gpu::session::Session;
+use resnet_wgpu::gpu::session::{FailAction, Failpoint, Session, SessionOptions};
 use resnet_wgpu::graph::{Graph, LowerOptions, lower};
 use resnet_wgpu::model::arch::UnitKind;
 use resnet_wgpu::model::random::{random_input, random_params};
 use resnet_wgpu::model::{Arch, Flavour, Network};
 use resnet_wgpu::plan::Limits;
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SIDE: usize = 64;
 
@@ -51,20 +51,27 @@ fn one_image_per_submission(
     s
 }
 
-/// A session of `batch` one-image submissions, its input (seeded), the logits of an undisturbed
-/// run, and how long one image takes: what a fault injected mid-run is timed by.
+/// A session of `batch` one-image submissions, its input (seeded) and the logits of an
+/// undisturbed run; and a failpoint with `action` in the middle of the run: before the middle
+/// step of the middle sub-batch, so that the fault lands mid-run on any adapter, fast or slow.
 fn ready_to_fault(
     ctx: &resnet_wgpu::gpu::GpuContext,
     g: &Graph,
     batch: usize,
     seed: u64,
-) -> (Session, Vec<f32>, Vec<f32>, std::time::Duration) {
+    action: FailAction,
+) -> (Session, Vec<f32>, Vec<f32>) {
     let session = one_image_per_submission(ctx, g, batch);
     let x = random_input(batch * 3 * SIDE * SIDE, seed);
     let want = session.run_nchw(&x, batch).unwrap().logits;
-    let t0 = Instant::now();
-    session.run_nchw(&x[..3 * SIDE * SIDE], 1).unwrap();
-    (session, x, want, t0.elapsed())
+    let steps = &session.plan().steps;
+    let failpoint = Failpoint {
+        sub_batch: batch / 2,
+        step: steps[steps.len() / 2].name.clone(),
+        action,
+    };
+    session.set_failpoint(failpoint).unwrap();
+    (session, x, want)
 }
 
 #[test]
@@ -72,23 +79,11 @@ fn a_device_destroyed_mid_run_fails_every_later_call_and_a_new_device_works() {
     let ctx = common::gpu();
     let net = network();
     let g = graph(&net);
-    let batch = 48;
-    let (session, x, want, per_image) = ready_to_fault(&ctx, &g, batch, 1);
-
-    // Destroy the device while the 48 submissions are under way.
-    let during = std::thread::scope(|s| {
-        let run = s.spawn(|| session.run_nchw(&x, batch));
-        std::thread::sleep(per_image * 4);
-        ctx.device.destroy();
-        run.join().expect("the run must not panic")
-    });
-    match during {
+    let batch = 8;
+    let (session, x, want) = ready_to_fault(&ctx, &g, batch, 1, FailAction::DestroyDevice);
+    match session.run_nchw(&x, batch) {
         Err(Error::DeviceLost(why)) => eprintln!("mid-run: device lost ({why})"),
-        Ok(out) => panic!(
-            "the run finished before the device was destroyed (per image {per_image:?}); \
-             logits equal: {}",
-            out.logits == want
-        ),
+        Ok(_) => panic!("the run ended normally although the device was destroyed mid-run"),
         Err(e) => panic!("expected DeviceLost, got: {e}"),
     }
     // Every later call says so, on the session and on anything new built on the device.
@@ -112,6 +107,39 @@ fn a_device_destroyed_mid_run_fails_every_later_call_and_a_new_device_works() {
     let classifier = Classifier::with_context(&model, &fresh, &options()).unwrap();
     let got = classifier.logits(&x, batch).unwrap();
     common::assert_close(&got, &want, 1e-5, "logits on a fresh device");
+}
+
+/// The device lost while a session is being built (its pipelines being compiled): building
+/// fails with DeviceLost, not a panic or a half-built session, and a new device works.
+#[test]
+fn a_device_lost_while_pipelines_are_built_fails_the_build() {
+    let ctx = common::gpu();
+    let net = network();
+    let g = graph(&net);
+    let opts = SessionOptions {
+        destroy_device_after_pipelines: Some(2),
+        ..Default::default()
+    };
+    match Session::with_options(&ctx, g.clone(), 2, &opts) {
+        Err(Error::DeviceLost(why)) => eprintln!("while building: device lost ({why})"),
+        Ok(s) => panic!(
+            "a session was built on a destroyed device ({} pipelines)",
+            s.pipeline_count()
+        ),
+        Err(e) => panic!("expected DeviceLost, got: {e}"),
+    }
+    let e = Session::new(&ctx, g.clone(), 1)
+        .err()
+        .expect("a lost device");
+    assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+    let fresh = common::gpu();
+    let x = random_input(2 * 3 * SIDE * SIDE, 4);
+    let got = Session::new(&fresh, g.clone(), 2)
+        .unwrap()
+        .run_nchw(&x, 2)
+        .unwrap();
+    let want = common::cpu_logits_and_maps(&g, &x, &[2, 3, SIDE, SIDE]).0;
+    common::assert_close(&got.logits, &want, 1e-5, "logits on a fresh device");
 }
 
 fn options() -> ClassifierOptions {
@@ -149,23 +177,26 @@ fn a_gpu_error_outside_our_calls_fails_the_next_call_once() {
     assert_eq!(got, want);
 }
 
+/// A pass whose wait times out (the failpoint ends its wait as a passed deadline would, with
+/// the pass still in flight): a Timeout naming the setting, and the next call first waits for
+/// the abandoned pass and frees its read-back, then runs normally.
 #[test]
 fn a_wait_past_its_deadline_is_a_timeout_and_the_session_recovers() {
     let ctx = common::gpu();
     let g = graph(&network());
-    let batch = 64;
-    let session = Session::new(&ctx, g, batch).unwrap();
-    let x = random_input(batch * 3 * SIDE * SIDE, 3);
-    let want = session.run_nchw(&x, batch).unwrap().logits;
-    // A zero deadline: the pass has only just been submitted when the wait starts.
-    ctx.set_timeout(Duration::ZERO);
+    let batch = 4;
+    let (session, x, want) = ready_to_fault(&ctx, &g, batch, 3, FailAction::Timeout);
+    ctx.set_timeout(Duration::from_secs(7));
     let e = session.run_nchw(&x, batch).unwrap_err();
-    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    match &e {
+        Error::Timeout { seconds, .. } => assert_eq!(*seconds, 7.0, "{e}"),
+        other => panic!("expected a Timeout, got: {other}"),
+    }
     assert!(e.to_string().contains("RESNET_GPU_TIMEOUT"), "{e}");
-    ctx.set_timeout(Duration::from_secs(120));
-    // The next call first waits for the abandoned pass, then runs normally.
-    let got = session.run_nchw(&x, batch).unwrap().logits;
-    assert_eq!(got, want);
+    for _ in 0..2 {
+        let got = session.run_nchw(&x, batch).unwrap().logits;
+        assert_eq!(got, want);
+    }
 }
 
 /// A GPU error reported while a pass is in flight (by the app, from another thread) fails that
@@ -175,15 +206,12 @@ fn an_error_reported_during_a_pass_fails_that_call_and_the_next_one_runs() {
     let ctx = common::gpu();
     let net = network();
     let g = graph(&net);
-    let batch = 24;
-    let (session, x, want, per_image) = ready_to_fault(&ctx, &g, batch, 5);
-    let during = std::thread::scope(|s| {
-        let run = s.spawn(|| session.run_nchw(&x, batch));
-        std::thread::sleep(per_image * 4);
-        ctx.report_error("an error the app saw on this device");
-        run.join().expect("no panic")
-    });
-    let e = during.expect_err("the error lands during the 24 submissions");
+    let batch = 6;
+    let action = FailAction::ReportError("an error the app saw on this device".into());
+    let (session, x, want) = ready_to_fault(&ctx, &g, batch, 5, action);
+    let e = session
+        .run_nchw(&x, batch)
+        .expect_err("the error lands in the middle of the run");
     assert!(matches!(e, Error::Gpu(_)), "{e}");
     assert!(e.to_string().contains("the app saw"), "{e}");
     for _ in 0..2 {

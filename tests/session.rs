@@ -141,6 +141,14 @@ fn a_session_is_send_and_sync_and_serialises_concurrent_runs() {
         .iter()
         .map(|x| session.run_nchw(x, 2).unwrap().logits)
         .collect();
+    for (x, got) in inputs.iter().zip(&serial) {
+        let reference = cpu::run_graph(session.graph(), 2, &nchw_to_nhwc(x, 2, 3, 33, 33));
+        assert_close(
+            got,
+            reference[session.graph().logits].as_ref().unwrap(),
+            "serial run",
+        );
+    }
     std::thread::scope(|s| {
         let handles: Vec<_> = inputs
             .iter()

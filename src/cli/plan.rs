@@ -92,6 +92,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
             precision: args.precision,
             device,
             tuning,
+            ..Default::default()
         },
     )?;
     if args.json {

@@ -26,6 +26,15 @@ pub const TIMEOUT_ENV: &str = "RESNET_GPU_TIMEOUT";
 /// takes tens of seconds for a large batch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A [`TIMEOUT_ENV`] value: a positive, finite number of seconds (surrounding spaces allowed);
+/// `None` for anything else (the caller warns and keeps [`DEFAULT_TIMEOUT`]).
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let seconds: f64 = v.trim().parse().ok()?;
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
 /// A wgpu backend the user can pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -131,17 +140,13 @@ impl Watch {
     fn install(device: &wgpu::Device) -> Arc<Watch> {
         let timeout = std::env::var(TIMEOUT_ENV)
             .ok()
-            .and_then(
-                |v| match Duration::try_from_secs_f64(v.trim().parse().unwrap_or(-1.0)) {
-                    Ok(d) if !d.is_zero() => Some(d),
-                    _ => {
-                        log::warn!(
-                            "ignoring {TIMEOUT_ENV}={v}: expected a positive number of seconds"
-                        );
-                        None
-                    }
-                },
-            )
+            .and_then(|v| {
+                let d = parse_timeout(&v);
+                if d.is_none() {
+                    log::warn!("ignoring {TIMEOUT_ENV}={v}: expected a positive number of seconds");
+                }
+                d
+            })
             .unwrap_or(DEFAULT_TIMEOUT);
         let watch = Arc::new(Watch {
             lost: Mutex::new(None),
@@ -408,7 +413,17 @@ impl GpuContext {
                 what: what.to_string(),
                 seconds: timeout.as_secs_f64(),
             }),
-            Err(e) => Err(Error::Gpu(format!("waiting for {what}: {e}"))),
+            Err(e) => {
+                // A device destroyed before the submission was made rejects the wait itself;
+                // waiting for what did go through runs wgpu's maintenance, which reports
+                // the loss.
+                let _ = self.device.poll(wgpu::PollType::Wait {
+                    submission_index: None,
+                    timeout: Some(Duration::from_secs(1)),
+                });
+                self.check_lost()?;
+                Err(Error::Gpu(format!("waiting for {what}: {e}")))
+            }
         }
     }
 
@@ -466,5 +481,20 @@ impl GpuContext {
     /// Whether this is a software rasteriser (lavapipe, WARP, SwiftShader).
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_positive_finite_seconds() {
+        assert_eq!(parse_timeout("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_timeout(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("1e-3"), Some(Duration::from_millis(1)));
+        for bad in ["", "0", "-1", "abc", "NaN", "inf", "1e400", "10s", "1,5"] {
+            assert_eq!(parse_timeout(bad), None, "{bad:?}");
+        }
     }
 }

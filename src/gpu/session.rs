@@ -13,9 +13,7 @@ use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, TensorId};
 use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
-use crate::plan::kernel::plan_conv;
 use crate::plan::{self, DeviceProfile, Dtype, Plan, PlanOptions, Precision};
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// A feature map read back from the GPU, NCHW.
@@ -52,22 +50,56 @@ pub struct SessionOptions {
     /// Tuned kernel choices for this adapter (`crate::tune`): the plan takes them where they
     /// match; `None`, the heuristic everywhere.
     pub tuning: Option<std::sync::Arc<plan::tuning::TuningTable>>,
+    /// Sub-batch sizes to plan besides the full one and the batch's trailing one
+    /// ([`PlanOptions::batch_sizes`]): a run of fewer images takes the smallest planned size
+    /// that holds them.
+    pub batch_sizes: Vec<usize>,
+    /// Tests only: destroy the device once this many pipelines exist (a device lost while
+    /// the session is being built, at the same point on any adapter).
+    #[doc(hidden)]
+    pub destroy_device_after_pipelines: Option<usize>,
 }
 
 /// The dispatches of one step (a Winograd conv has three), replayed by every pass.
 type StepDispatches = Vec<Dispatch>;
 
+/// A fault injected into a forward pass at a planned step, for tests of what a fault does to a
+/// run in progress (a lost device, an error reported meanwhile, a wait that times out): it
+/// lands at the same point of the run on any adapter, fast or slow. Not a stable API.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failpoint {
+    /// The pass of the next `run_*` call (0-based sub-batch) it lands in.
+    pub sub_batch: usize,
+    /// The plan step (its name in [`Plan::steps`]) it lands before: the pass's earlier steps
+    /// are submitted first, then the fault, then the rest of the pass.
+    pub step: String,
+    pub action: FailAction,
+}
+
+/// What a [`Failpoint`] does.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum FailAction {
+    /// Destroys the device (as a driver reset or an unplugged GPU would).
+    DestroyDevice,
+    /// Reports an error on the device, as an app sharing it would ([`GpuContext::report_error`]).
+    ReportError(String),
+    /// The pass's wait ends as if its deadline had passed, leaving the pass in flight.
+    Timeout,
+}
+
 /// State a forward pass mutates; behind a mutex so that a session is `Sync` and concurrent
 /// callers take turns on the one arena instead of corrupting each other's activations.
 struct RunState {
-    /// Dispatch lists by sub-batch size: the plan's own size is built with the session, a
-    /// smaller trailing sub-batch on first use (only the uniforms differ; pipelines are shared).
-    dispatches: HashMap<usize, Vec<StepDispatches>>,
     /// Timestamp queries, created on the first timed run.
     timer: Option<Timer>,
     /// A forward pass whose wait failed: the next run waits for it (the read-back buffer may
     /// still be mapping) before it submits anything.
     pending: Option<Pending>,
+    /// A fault to inject and the index of its step, taken by the run it lands in
+    /// ([`Session::set_failpoint`]).
+    failpoint: Option<(Failpoint, usize)>,
 }
 
 /// A submission still in flight after its wait failed.
@@ -90,6 +122,9 @@ pub struct Session {
     input_texture16: Option<wgpu::Texture>,
     weight_textures: Vec<Option<wgpu::Texture>>,
     readback: wgpu::Buffer,
+    /// The dispatch lists of every planned sub-batch size ([`Plan::sub_batch_sizes`], same
+    /// order), all recorded with the session: a run never records, plans or compiles.
+    dispatches: Vec<Vec<StepDispatches>>,
     state: Mutex<RunState>,
 }
 
@@ -223,10 +258,12 @@ impl Session {
             .limits
             .unwrap_or_else(|| plan::Limits::from_wgpu(&ctx.limits));
         let mut kernels = Kernels::with_profile(&ctx.device, &ctx.limits, opts.profile)?;
+        kernels.destroy_device_after_pipelines(opts.destroy_device_after_pipelines);
         let plan_opts = |k: &Kernels| PlanOptions {
             precision: opts.precision,
             device: k.device_profile(),
             tuning: opts.tuning.clone(),
+            batch_sizes: opts.batch_sizes.clone(),
         };
         let mut plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
         let mut textures = TextureSizes::of(&graph, &plan);
@@ -329,19 +366,19 @@ impl Session {
             input_texture16,
             weight_textures,
             readback,
+            dispatches: Vec::new(),
             state: Mutex::new(RunState {
-                dispatches: HashMap::new(),
                 timer: None,
                 pending: None,
+                failpoint: None,
             }),
         };
-        let full = session.record(session.plan.batch)?;
-        session
-            .state
-            .get_mut()
-            .expect("fresh mutex")
-            .dispatches
-            .insert(session.plan.batch, full);
+        session.dispatches = session
+            .plan
+            .sub_batch_sizes
+            .iter()
+            .map(|sub| session.record(sub))
+            .collect();
         // After the weight uploads queued above: fills the weight textures.
         ctx.queue.submit([encoder.finish()]);
         if let Some(e) = oom.pop().await {
@@ -364,8 +401,9 @@ impl Session {
             .sum()
     }
 
-    /// Records the dispatch lists of every step for a sub-batch of `n` images.
-    fn record(&self, n: usize) -> Result<Vec<StepDispatches>> {
+    /// Records the dispatch lists of every step for the planned sub-batch `sub`.
+    fn record(&self, sub: &plan::SubBatch) -> Vec<StepDispatches> {
+        let n = sub.images;
         let tensors = &self.graph.tensors;
         let placements = &self.plan.tensors;
         let weights_dtype = match self.plan.precision {
@@ -380,22 +418,16 @@ impl Session {
             .iter()
             .zip(&self.plan.weights)
             .zip(&self.plan.steps)
-            .map(|((op, slot), step)| {
+            .zip(&sub.convs)
+            .map(|(((op, slot), step), planned)| {
                 let consts = (slot.size_bytes > 0).then(|| wgpu::BufferBinding {
                     buffer: &self.weights[slot.buffer],
                     offset: slot.offset_bytes,
                     size: wgpu::BufferSize::new(slot.size_bytes),
                 });
-                Ok(match op {
+                match op {
                     Op::Conv(o) => {
-                        let planned = step.conv.expect("a conv step has a conv plan");
-                        // The plan's choice; a smaller trailing sub-batch has another M, so
-                        // its tiles (and bounds checks) are chosen again for its size.
-                        let cp = if n == self.plan.batch {
-                            planned
-                        } else {
-                            plan_conv(o, tensors, n, &k.device_profile(), planned.algo)?
-                        };
+                        let cp = planned.expect("the plan has a conv plan for every conv step");
                         let textures =
                             (cp.gemm.variant == ConvVariant::Texture).then(|| ConvTextures {
                                 input: self.input_texture.as_ref().expect("planned"),
@@ -438,7 +470,7 @@ impl Session {
                         consts.expect("bn_relu has constants"),
                         weights_dtype,
                     )],
-                })
+                }
             })
             .collect()
     }
@@ -453,6 +485,31 @@ impl Session {
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Arms `failpoint` for the next untimed `run_*` call that reaches it (tests only). `Err`
+    /// if the plan has no step of that name.
+    #[doc(hidden)]
+    pub fn set_failpoint(&self, failpoint: Failpoint) -> Result<()> {
+        let step = self
+            .plan
+            .steps
+            .iter()
+            .position(|s| s.name == failpoint.step)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "failpoint: the plan has no step `{}`",
+                    failpoint.step
+                ))
+            })?;
+        self.lock()?.failpoint = Some((failpoint, step));
+        Ok(())
+    }
+
+    /// Distinct compute pipelines the session created (each a shader compile in the driver).
+    /// All are made with the session: a forward pass of any size never adds one.
+    pub fn pipeline_count(&self) -> usize {
+        self.kernels.pipeline_count()
     }
 
     /// Where the input lives on the GPU, for apps that produce it there themselves:
@@ -487,20 +544,25 @@ impl Session {
             )));
         }
         self.ctx.check()?;
-        let dispatches: Vec<Dispatch> = {
-            let mut state = self.lock()?;
-            self.dispatches(&mut state, batch)?.concat()
-        };
-        encode_sequence(encoder, "resnet forward", &dispatches, None);
+        encode_sequence(
+            encoder,
+            "resnet forward",
+            &self.dispatches_for(batch).concat(),
+            None,
+        );
         Ok(())
     }
 
-    /// The dispatch list for a sub-batch of `n` images, recorded on first use.
-    fn dispatches<'s>(&self, state: &'s mut RunState, n: usize) -> Result<&'s [StepDispatches]> {
-        Ok(match state.dispatches.entry(n) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.record(n)?),
-        })
+    /// The recorded dispatches that run `n` images (`1..=plan().batch`): those of the smallest
+    /// planned sub-batch holding them ([`Plan::sub_batch_for`]).
+    fn dispatches_for(&self, n: usize) -> &[StepDispatches] {
+        let i = self
+            .plan
+            .sub_batch_sizes
+            .iter()
+            .position(|s| s.images >= n)
+            .unwrap_or(self.plan.sub_batch_sizes.len() - 1);
+        &self.dispatches[i]
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunState>> {
@@ -668,9 +730,9 @@ impl Session {
                 }
             ],
         });
-        for chunk in input.chunks(self.plan.batch * per_image) {
+        for (pass, chunk) in input.chunks(self.plan.batch * per_image).enumerate() {
             let m = chunk.len() / per_image;
-            let (read, times) = self.run_chunk(&mut state, chunk, m, timing).await?;
+            let (read, times) = self.run_chunk(&mut state, chunk, m, pass, timing).await?;
             if let Some(t) = timings.as_mut() {
                 match timing {
                     Timing::PerDispatch => {
@@ -714,6 +776,7 @@ impl Session {
         state: &mut RunState,
         chunk: &[f32],
         m: usize,
+        pass: usize,
         timing: Timing,
     ) -> Result<(Vec<Vec<f32>>, Vec<f64>)> {
         let ctx = &self.ctx;
@@ -730,8 +793,7 @@ impl Session {
         if pairs > 0 && state.timer.as_ref().is_none_or(|t| t.pairs() < pairs) {
             state.timer = Some(Timer::new(device, pairs));
         }
-        self.dispatches(state, m)?;
-        let dispatches = &state.dispatches[&m];
+        let dispatches = self.dispatches_for(m);
         let timer = state.timer.as_ref().filter(|_| pairs > 0);
         let input_offset = self.plan.tensors[self.graph.input].offset_bytes;
         ctx.queue
@@ -739,7 +801,25 @@ impl Session {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("forward"),
         });
-        if timing == Timing::PerDispatch {
+        let fault = match &state.failpoint {
+            Some((f, _)) if f.sub_batch == pass && timing == Timing::Off => state.failpoint.take(),
+            _ => None,
+        };
+        let mut timed_out = false;
+        if let Some((f, at)) = fault {
+            // The steps before the failpoint's run first, then the fault, then the rest.
+            encode_sequence(&mut encoder, "forward", &dispatches[..at].concat(), None);
+            ctx.queue.submit([encoder.finish()]);
+            match f.action {
+                FailAction::DestroyDevice => device.destroy(),
+                FailAction::ReportError(e) => ctx.report_error(&e),
+                FailAction::Timeout => timed_out = true,
+            }
+            encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
+            encode_sequence(&mut encoder, "forward", &dispatches[at..].concat(), None);
+        } else if timing == Timing::PerDispatch {
             // Timestamps around each step's dispatches (a texture GEMM's input copy before
             // its first pass is outside the span; copies between a step's passes are in it).
             for (i, step) in dispatches.iter().enumerate() {
@@ -776,10 +856,6 @@ impl Session {
         // Validation errors of the encoding surface at submission; a failed submission
         // would otherwise only show as a failed wait below.
         if let Some(e) = scope.pop().await {
-            // Whatever this call recorded may be invalid: record it again next time.
-            if m != self.plan.batch {
-                state.dispatches.remove(&m);
-            }
             state.timer = None;
             return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
@@ -787,10 +863,16 @@ impl Session {
         let mapped = Callback::new();
         slice.map_async(wgpu::MapMode::Read, mapped.sender());
         let pending = Pending { index, mapped };
-        match ctx
-            .wait_async(Some(pending.index.clone()), "the forward pass")
-            .await
-        {
+        let waited = if timed_out {
+            Err(Error::Timeout {
+                what: "the forward pass".into(),
+                seconds: ctx.timeout().as_secs_f64(),
+            })
+        } else {
+            ctx.wait_async(Some(pending.index.clone()), "the forward pass")
+                .await
+        };
+        match waited {
             Ok(()) => {}
             Err(e @ Error::DeviceLost(_)) => return Err(e),
             Err(e) => {

@@ -340,6 +340,53 @@ impl Plan {
             errs.push(format!("weights_bytes {} != {total}", self.weights_bytes));
         }
 
+        // Every planned sub-batch size: ascending, the full one last with the steps' own
+        // convs, each smaller one the same pipeline at its own size.
+        let sizes: Vec<usize> = self.sub_batch_sizes.iter().map(|s| s.images).collect();
+        if sizes.last() != Some(&self.batch)
+            || sizes.windows(2).any(|w| w[0] >= w[1])
+            || sizes.first() == Some(&0)
+        {
+            errs.push(format!(
+                "sub-batch sizes {sizes:?} for a sub-batch of {}",
+                self.batch
+            ));
+        }
+        if self.requested_batch % self.batch != 0
+            && !sizes.contains(&(self.requested_batch % self.batch))
+        {
+            errs.push(format!(
+                "the trailing sub-batch of {} images is not planned",
+                self.requested_batch % self.batch
+            ));
+        }
+        for sub in &self.sub_batch_sizes {
+            if sub.convs.len() != self.steps.len() {
+                errs.push(format!(
+                    "sub-batch {}: {} conv plans for {} steps",
+                    sub.images,
+                    sub.convs.len(),
+                    self.steps.len()
+                ));
+            }
+            for ((s, op), cp) in self.steps.iter().zip(&graph.ops).zip(&sub.convs) {
+                let ok = match (op, s.conv, cp) {
+                    (Op::Conv(_), Some(full), Some(cp)) if sub.images == self.batch => *cp == full,
+                    (Op::Conv(c), Some(full), Some(cp)) => {
+                        super::kernel::conv_for_batch(&full, c, &graph.tensors, sub.images)
+                            .is_ok_and(|want| want == *cp)
+                    }
+                    (Op::Conv(_), _, _) => false,
+                    (_, _, cp) => cp.is_none(),
+                };
+                if !ok {
+                    errs.push(format!(
+                        "sub-batch {}: step {} has another conv plan than its size's",
+                        sub.images, s.name
+                    ));
+                }
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {

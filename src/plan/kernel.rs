@@ -618,6 +618,42 @@ pub fn plan_conv_tiled(
     Ok(ConvPlan { algo, gemm, origin })
 }
 
+/// `plan`, made for another number of images, at `batch` images: the same pipeline (the
+/// algorithm, variant, tile and pixels per invocation, so a tuned choice holds and no new
+/// shader variant is needed for it) with that size's rows and grid. The bounds checks stay
+/// on where they were and come on where the tiles no longer divide the rows: a batched GEMM
+/// (Winograd's points, split K's slices) strides its operands by M, so rows past M would
+/// land in the next GEMM's.
+pub fn conv_for_batch(
+    plan: &ConvPlan,
+    op: &ConvOp,
+    tensors: &[TensorInfo],
+    batch: usize,
+) -> Result<ConvPlan, Error> {
+    let to = &tensors[op.output];
+    let per_image = match plan.algo {
+        ConvAlgo::Direct | ConvAlgo::SplitK(_) => to.h * to.w,
+        ConvAlgo::Winograd(t) => t.tiles(to.h) * t.tiles(to.w),
+    };
+    let too_big = || {
+        Error::DeviceLimits(format!(
+            "`{}` at batch {batch}: its GEMM rows exceed the kernels' u32 range; use a \
+             smaller batch",
+            op.name
+        ))
+    };
+    let m = batch.checked_mul(per_image).ok_or_else(too_big)?;
+    let mut gemm = plan.gemm;
+    gemm.m = u32::try_from(m).map_err(|_| too_big())?;
+    gemm.tiles = gemm
+        .m
+        .div_ceil(gemm.tile_m)
+        .checked_mul(gemm.tiles_n)
+        .ok_or_else(too_big)?;
+    gemm.checks |= !gemm.m.is_multiple_of(gemm.tile_m);
+    Ok(ConvPlan { gemm, ..*plan })
+}
+
 /// The variant and tiles of a GEMM on `device`.
 ///
 /// Variant: software adapters get the texture variant (several times faster than buffer loads

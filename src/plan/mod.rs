@@ -155,6 +155,11 @@ pub struct PlanOptions {
     /// Tuned kernel choices ([`tuning`]) taken before the heuristic where their shape matches
     /// and `device` can run them.
     pub tuning: Option<std::sync::Arc<tuning::TuningTable>>,
+    /// Sub-batch sizes to plan besides the full sub-batch and the requested batch's trailing
+    /// one, for callers that run fewer images at a time (a classifier given a few files, a
+    /// server merging requests). A run of `n` images takes the smallest planned size of at
+    /// least `n` ([`Plan::sub_batch_for`]).
+    pub batch_sizes: Vec<usize>,
 }
 
 /// A static plan for a batch size.
@@ -187,6 +192,22 @@ pub struct Plan {
     /// Sum of the slot sizes, unpadded: the model's constant bytes. The buffers' total is
     /// `weight_buffers.iter().sum()`.
     pub weights_bytes: u64,
+    /// Every sub-batch size a session of this plan runs, ascending; the last is `batch`. Each
+    /// is planned here, before the first run, so that a short pass never plans or compiles
+    /// anything: see [`SubBatch`].
+    pub sub_batch_sizes: Vec<SubBatch>,
+}
+
+/// One sub-batch size of a plan: the conv GEMMs for that many images. Each keeps the full
+/// sub-batch's choice ([`kernel::conv_for_batch`]: the same pipelines, tuned choices honoured);
+/// only the rows, grids and bounds checks follow the size. The other ops take the image count
+/// from their uniforms alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubBatch {
+    /// Images per pass.
+    pub images: usize,
+    /// Indexed by step: the conv's plan at this size (`None` for other ops).
+    pub convs: Vec<Option<ConvPlan>>,
 }
 
 /// A tensor the plan adds for a phased step ([`ConvAlgo::phased`]), live only within it: a
@@ -566,7 +587,7 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
 
     let n_graph = graph.tensors.len();
     let mut next_scratch = n_graph;
-    let steps = graph
+    let steps: Vec<Step> = graph
         .ops
         .iter()
         .enumerate()
@@ -617,6 +638,7 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
             })
         })
         .collect::<Result<_>>()?;
+    let sub_batch_sizes = sub_batch_sizes(graph, &steps, batch, sub, &opts.batch_sizes)?;
     let tensors = live
         .iter()
         .zip(&layout.offsets)
@@ -651,13 +673,57 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
         weights,
         weight_buffers,
         weights_bytes,
+        sub_batch_sizes,
     })
+}
+
+/// The sizes a plan of `sub` images per pass runs for a requested `batch` and the caller's
+/// `extra` sizes, each planned ([`SubBatch`]): `sub` itself, the trailing pass of `batch`, and
+/// each extra size (and its trailing pass, if it exceeds `sub`).
+fn sub_batch_sizes(
+    graph: &Graph,
+    steps: &[Step],
+    batch: usize,
+    sub: usize,
+    extra: &[usize],
+) -> Result<Vec<SubBatch>> {
+    let mut sizes: Vec<usize> = [sub, batch % sub]
+        .into_iter()
+        .chain(extra.iter().flat_map(|&s| [s.min(sub), s % sub]))
+        .filter(|&s| s > 0)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .map(|images| {
+            let convs = graph
+                .ops
+                .iter()
+                .zip(steps)
+                .map(|(op, step)| match (op, &step.conv) {
+                    (Op::Conv(c), Some(cp)) if images != sub => {
+                        kernel::conv_for_batch(cp, c, &graph.tensors, images).map(Some)
+                    }
+                    _ => Ok(step.conv),
+                })
+                .collect::<Result<_>>()?;
+            Ok(SubBatch { images, convs })
+        })
+        .collect()
 }
 
 impl Plan {
     /// Passes over the steps needed to run `requested_batch` images (the last may be partial).
     pub fn sub_batches(&self) -> usize {
         self.requested_batch.div_ceil(self.batch)
+    }
+
+    /// The planned sub-batch that runs `n` images (`1..=batch`): the smallest of
+    /// [`Plan::sub_batch_sizes`] holding them. The images past `n` compute on whatever the
+    /// input rows hold and are never read: no op mixes images.
+    pub fn sub_batch_for(&self, n: usize) -> Option<&SubBatch> {
+        self.sub_batch_sizes.iter().find(|s| s.images >= n)
     }
 
     /// Multiply-adds of one image.

@@ -92,6 +92,7 @@ impl Plan {
             "batch": self.requested_batch,
             "sub_batch": self.batch,
             "sub_batches": self.sub_batches(),
+            "sub_batch_sizes": self.sub_batch_sizes.iter().map(|s| s.images).collect::<Vec<_>>(),
             "precision": self.precision.name(),
             "macs_per_image": graph.macs_per_image(),
             "macs_executed_per_image": self.macs_executed_per_image(),
@@ -166,6 +167,15 @@ impl Plan {
             self.requested_batch,
             self.sub_batches(),
             self.batch,
+        );
+        let _ = writeln!(
+            s,
+            "sub-batch sizes planned: {}",
+            self.sub_batch_sizes
+                .iter()
+                .map(|s| s.images.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let _ = writeln!(
             s,

@@ -619,3 +619,137 @@ fn tuned_choices_are_taken_where_they_apply() {
     assert!(json.contains(r#""origin":"tuned""#) && json.contains(r#""origin":"heuristic""#));
     assert!(tuned.describe(&g).contains("tuned)"));
 }
+
+/// Every sub-batch size a session runs is planned with the plan: the full one, the requested
+/// batch's trailing one and the caller's extra sizes (issue 22). Each smaller size runs the
+/// full size's kernels (a tuned choice holds, no other pipeline) at its own rows and grid,
+/// with bounds checks wherever its rows no longer fill the tiles; a run of `n` images takes
+/// the smallest planned size that holds them.
+#[test]
+fn every_sub_batch_size_is_planned_with_the_full_sizes_kernels() {
+    use super::kernel::{ConvAlgo, ConvVariant};
+    use super::tuning::{Choice, TuningTable, key};
+    let mut b = G::new(32, 32, 16);
+    let a = b.conv("a", 0, 3, 1, 16);
+    let s = b.conv("s", a, 3, 2, 64); // 16x16 maps, K 144
+    let p = b.pool("pool", s);
+    let l = b.conv("logits", p, 1, 1, 10);
+    let g = b.done(l);
+    // A sub-batch of 4 (the arena of 4 images, not 5): 10 images run as 4 + 4 + 2.
+    // Direct convs: Winograd's scratch would change the sub-batch (tests/tune.rs runs smaller
+    // sub-batches of Winograd convs on the GPU).
+    let software = DeviceProfile {
+        winograd: WinogradPolicy::Off,
+        ..DeviceProfile::software()
+    };
+    let four = plan_for(&g, 4, &Limits::unlimited(), &software).unwrap();
+    let limits = Limits {
+        max_binding_bytes: four.arena_bytes,
+        ..Limits::unlimited()
+    };
+    let heuristic = plan_for(&g, 10, &limits, &software).unwrap();
+    assert_eq!(heuristic.batch, 4);
+    // Tuned: the register kernel where the heuristic takes another.
+    let mut table = TuningTable::default();
+    for (op, step) in g.ops.iter().zip(&heuristic.steps) {
+        if let (Op::Conv(c), Some(cp)) = (op, step.conv) {
+            let register = Choice {
+                variant: ConvVariant::Register,
+                tile: None,
+                splits: 1,
+            };
+            table
+                .entries
+                .insert(key(c, &g.tensors, 10, cp.algo), register);
+        }
+    }
+    let opts = PlanOptions {
+        device: software,
+        tuning: Some(std::sync::Arc::new(table)),
+        batch_sizes: vec![1, 3, 9],
+        ..Default::default()
+    };
+    let p = plan_with(&g, 10, &limits, &opts).unwrap();
+    p.check(&g, &limits).unwrap();
+    let sizes: Vec<usize> = p.sub_batch_sizes.iter().map(|s| s.images).collect();
+    // 4 itself, 10's tail 2, and 1, 3 and 9's pieces (4 and its tail 1).
+    assert_eq!(sizes, [1, 2, 3, 4]);
+    assert!(
+        p.describe(&g)
+            .contains("sub-batch sizes planned: 1, 2, 3, 4")
+    );
+    assert_eq!(
+        p.to_json(&g)["sub_batch_sizes"],
+        serde_json::json!([1, 2, 3, 4])
+    );
+    for sub in &p.sub_batch_sizes {
+        for ((step, cp), op) in p.steps.iter().zip(&sub.convs).zip(&g.ops) {
+            let Op::Conv(c) = op else {
+                assert!(cp.is_none(), "{}", step.name);
+                continue;
+            };
+            let (full, cp) = (step.conv.unwrap(), cp.unwrap());
+            assert_eq!(cp.gemm.variant, ConvVariant::Register, "{}", step.name);
+            // The same pipeline: everything but the rows, the grid and the checks.
+            let same = |x: super::kernel::ConvConfig| {
+                (
+                    x.variant, x.wg, x.tile_m, x.rows, x.tile_n4, x.cols4, x.k_step, x.splits,
+                )
+            };
+            assert_eq!(same(cp.gemm), same(full.gemm), "{}", step.name);
+            assert_eq!(
+                (cp.algo, cp.origin),
+                (full.algo, full.origin),
+                "{}",
+                step.name
+            );
+            let out = &g.tensors[c.output];
+            let per_image = match cp.algo {
+                ConvAlgo::Winograd(t) => t.tiles(out.h) * t.tiles(out.w),
+                _ => out.h * out.w,
+            };
+            let m = sub.images * per_image;
+            assert_eq!(cp.gemm.m as usize, m, "{} at {}", step.name, sub.images);
+            assert_eq!(
+                cp.gemm.tiles,
+                (m as u32).div_ceil(cp.gemm.tile_m) * cp.gemm.tiles_n,
+                "{}",
+                step.name
+            );
+            assert!(
+                cp.gemm.checks || m % cp.gemm.tile_m as usize == 0,
+                "{} at {}: rows past M unchecked",
+                step.name,
+                sub.images
+            );
+        }
+    }
+    let run = |n| p.sub_batch_for(n).map(|s| s.images);
+    assert_eq!(
+        (run(1), run(2), run(3), run(4), run(5)),
+        (Some(1), Some(2), Some(3), Some(4), None)
+    );
+    // A plan without extra sizes runs 3 images on its 4-image pass.
+    let plain = plan_for(&g, 4, &limits, &software).unwrap();
+    assert_eq!(plain.sub_batch_sizes.len(), 1);
+    assert_eq!(plain.sub_batch_for(3).map(|s| s.images), Some(4));
+    // A plan whose smaller size carries another kernel than its full size fails its check.
+    let mut bad = p.clone();
+    bad.sub_batch_sizes[0].convs[0]
+        .as_mut()
+        .unwrap()
+        .gemm
+        .variant = ConvVariant::Texture;
+    assert!(
+        bad.check(&g, &limits)
+            .unwrap_err()
+            .contains("another conv plan")
+    );
+    let mut bad = p.clone();
+    bad.sub_batch_sizes.remove(1);
+    assert!(
+        bad.check(&g, &limits)
+            .unwrap_err()
+            .contains("trailing sub-batch")
+    );
+}

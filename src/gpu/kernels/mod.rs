@@ -190,6 +190,9 @@ pub struct Kernels {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound as `consts` by kernels whose constants are optional and absent.
     dummy_consts: wgpu::Buffer,
+    /// Tests only: destroy the device once this many pipelines exist
+    /// ([`crate::gpu::session::SessionOptions::destroy_device_after_pipelines`]).
+    destroy_after: Option<usize>,
 }
 
 fn texture_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
@@ -328,6 +331,7 @@ impl Kernels {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummy_consts,
+            destroy_after: None,
         }
     }
 
@@ -357,6 +361,12 @@ impl Kernels {
     /// Sets which convs take Winograd.
     pub fn set_winograd(&mut self, policy: WinogradPolicy) {
         self.profile.winograd = policy;
+    }
+
+    /// Tests only: destroys the device once `n` pipelines exist, so that a test can lose the
+    /// device while a session is being built, at the same point on any adapter.
+    pub(crate) fn destroy_device_after_pipelines(&mut self, n: Option<usize>) {
+        self.destroy_after = n;
     }
 
     /// Allows or forbids the default choice of the texture conv variant (on by default on
@@ -420,7 +430,14 @@ impl Kernels {
             });
         #[cfg(not(target_arch = "wasm32"))]
         log::debug!("pipeline {label}: {:.2} s", started.elapsed().as_secs_f64());
-        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        let count = {
+            let mut pipelines = self.pipelines.lock().unwrap();
+            pipelines.insert(key, pipeline.clone());
+            pipelines.len()
+        };
+        if self.destroy_after == Some(count) {
+            self.device.destroy();
+        }
         pipeline
     }
 
