@@ -333,7 +333,8 @@ fn a_tuned_classifier_runs_a_short_last_batch() {
         avoided > 0,
         "the heuristic picks another kernel than register somewhere"
     );
-    let tuned = classifier(Some(Arc::new(table)));
+    let tuned = classifier(Some(Arc::new(table.clone())));
+    assert_runs_the_table(&graph, heuristic.session(), tuned.session(), &table, 4);
     let built = tuned.session().pipeline_count();
     for (name, c) in [("heuristic", &heuristic), ("tuned", &tuned)] {
         let got = c.logits(&input, 7).unwrap();
