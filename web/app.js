@@ -20,11 +20,15 @@ function status(state, text) {
 // the page says so rather than waiting for ever.
 window.resnetPanicked = (message) => status("failed", `${message} Reload the page.`);
 
-async function fetchBytes(url) {
+// A failed request (404, …) is an error naming the file, never its error page's body.
+async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
+  return response;
 }
+
+const fetchBytes = async (url) => new Uint8Array(await (await fetchOk(url)).arrayBuffer());
+const fetchText = async (url) => (await fetchOk(url)).text();
 
 // Replaces the classifier; `load` returns a promise of the new one.
 async function useModel(what, load) {
@@ -45,7 +49,7 @@ function useDigits() {
   return useModel("the digits classifier", async () => {
     const [weights, labels] = await Promise.all([
       fetchBytes("digits/digits.safetensors"),
-      fetch("digits/labels.txt").then((r) => r.text()),
+      fetchText("digits/labels.txt"),
     ]);
     return WebClassifier.load(weights, "digits.safetensors", labels, 32, 32);
   });

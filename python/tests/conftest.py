@@ -70,6 +70,26 @@ def same_bits(got: np.ndarray, want: np.ndarray) -> None:
     )
 
 
+def rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest |got - want| over max(1, max |want|), as the Rust tests' `rel_err`
+    (tests/common/mod.rs): the shapes must agree, nothing may be empty, and a NaN or an infinity
+    on either side fails (a plain max would skip NaN)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.size > 0, "nothing to compare"
+    assert np.isfinite(want).all(), f"the reference holds {want[~np.isfinite(want)][:4]}"
+    assert np.isfinite(got).all(), f"got {got[~np.isfinite(got)][:4]}"
+    return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, tol: float, what: str) -> float:
+    """`rel_err(got, want) <= tol`; returns the error."""
+    e = rel_err(got, want)
+    assert e <= tol, f"{what}: relative error {e:.3e} exceeds {tol:g}"
+    return e
+
+
 @pytest.fixture(scope="session")
 def heldout() -> list[Path]:
     files = sorted((DIGITS / "heldout").glob("*.png"))

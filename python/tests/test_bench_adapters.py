@@ -31,11 +31,15 @@ def test_bench_has_the_cli_fields_and_figures() -> None:
     assert abs(got["images_per_s"] - 2 / got["mean_s"]) < 1e-9 * got["images_per_s"]
 
 
-def test_bench_of_a_checkpoint_and_the_software_defaults() -> None:
+def test_bench_of_a_checkpoint_and_the_adapters_defaults() -> None:
     got = resnet_wgpu.bench(weights=DIGITS / "digits.safetensors", size=32, batch=4)
     assert got["model"].endswith("digits.safetensors")
-    # lavapipe is a software adapter: 1 warm-up and 3 timed batches unless told otherwise.
-    assert (got["warmup"], got["steps"]) == (1, 3)
+    # Unless told otherwise: 1 warm-up and 3 timed batches on a software adapter (lavapipe,
+    # WARP, SwiftShader: wgpu's device type Cpu), 10 and 100 on a GPU (src/bench.rs).
+    device_type = got["adapter"]["device_type"]
+    assert device_type in {"Cpu", "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Other"}, got
+    want = (1, 3) if device_type == "Cpu" else (10, 100)
+    assert (got["warmup"], got["steps"]) == want, (device_type, got["warmup"], got["steps"])
     assert got["flops_per_image"] > 0 and got["precision"] == "f32"
 
 

@@ -5,11 +5,13 @@ and one Classifier shared by 4 threads answers as it does alone."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import resnet_wgpu
 from conftest import DIGITS, as_cli, cli_top
 from PIL import Image
@@ -94,36 +96,55 @@ def test_four_threads_share_one_classifier(digits, heldout: list[Path]) -> None:
             assert np.array_equal(logits.view(np.uint32), want_logits.view(np.uint32))
 
 
-def test_the_gil_is_released_during_gpu_work(heldout: list[Path]) -> None:
-    # A pure-Python thread notes the time as it counts; while the main thread is inside
-    # classify (decoding and GPU work), it must keep running, which it cannot if the call holds
-    # the GIL: then no note falls in the middle half of the call.
-    model = resnet_wgpu.Classifier(
-        DIGITS / "digits.safetensors", batch=64, labels=DIGITS / "labels.txt", size=32, resize=32
-    )
-    model.classify(heldout[:8])  # builds the session
-    notes: list[float] = []
-    done = threading.Event()
+# Run in a child process: if `classify` held the GIL the child would deadlock, and a timeout
+# in the parent turns that into a failure instead of a hung test run.
+GIL_CHILD = r"""
+import os, sys, threading
+import resnet_wgpu
 
-    def count() -> None:
-        n = 0
-        while not done.is_set():
-            n += 1
-            if n % 1000 == 0:
-                notes.append(time.perf_counter())
+digits, image, pipe = sys.argv[1:4]
+model = resnet_wgpu.Classifier(
+    os.path.join(digits, "digits.safetensors"),
+    labels=os.path.join(digits, "labels.txt"), size=32, resize=32,
+)
+want = model.classify([image])
+data = open(image, "rb").read()
+os.mkfifo(pipe)
 
-    t = threading.Thread(target=count)
-    t.start()
-    time.sleep(0.05)
-    t0 = time.perf_counter()
-    model.classify(heldout)
-    t1 = time.perf_counter()
-    done.set()
-    t.join()
-    quarter = (t1 - t0) / 4
-    middle = [x for x in notes if t0 + quarter <= x <= t1 - quarter]
-    assert t1 - t0 > 0.05, "the call is too short to tell"
-    assert len(middle) > 10, (len(middle), t1 - t0)
+def writer():
+    # open() returns only once a reader has opened the pipe: `classify`, inside native code.
+    # Everything after it is Python bytecode, which runs only while that call lets go of the
+    # GIL; and the call cannot return before the pipe is written and closed.
+    with open(pipe, "wb") as f:
+        f.write(data)
+
+t = threading.Thread(target=writer, daemon=True)
+t.start()
+got = model.classify([pipe])
+t.join()
+assert got == want, (got, want)
+print("classified through the pipe:", got[0][0])
+"""
+
+
+def test_the_gil_is_released_during_native_work(heldout: list[Path], tmp_path: Path) -> None:
+    """`classify` reads, decodes and runs the GPU in one native section with the GIL released.
+    Shown by order of events, not by time: the image is a named pipe that only a Python thread
+    writes, and that thread can start writing only after `classify` has opened the pipe. If the
+    call held the GIL, the writer could not run, the call would wait for ever for its image,
+    and the child is killed at the timeout; on any GPU, however fast, the overlap is forced."""
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", GIL_CHILD, str(DIGITS), str(heldout[0]), str(tmp_path / "pipe")],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(
+            "classify() never returned: it holds the GIL while it waits for its input, so the "
+            f"Python thread that writes the input could not run\n{e.stderr}"
+        )
+    assert run.returncode == 0, run.stderr
+    assert "classified through the pipe: (" in run.stdout, run.stdout
 
 
 def test_errors_return_keeps_the_good_images(digits, heldout: list[Path], tmp_path) -> None:

@@ -5,6 +5,10 @@
 //! in the same order, probabilities within [`PROB_TOL`]; a file that is not an image shows its
 //! error on the page and the files after it are still classified.
 //!
+//! The page's failures, each with the exact text it shows: a browser without WebGPU, a site
+//! missing the model's weights or labels, a picked checkpoint with a labels file of the wrong
+//! length (and, with the right one, its names in the answers), and a panic in the module.
+//!
 //! Also writes a screenshot of the page after classifying (`target/web-page.png`, or
 //! `RESNET_WEB_SCREENSHOT`), the README's picture.
 //!
@@ -27,18 +31,34 @@ use std::time::{Duration, Instant};
 /// (`worst probability difference`), 7e-11 on SwiftShader against lavapipe.
 const PROB_TOL: f64 = 1e-5;
 
-/// The held-out digits the page classifies (one of each label 0..9 where the set has it).
-const DIGITS: &[&str] = &[
-    "000_label0.png",
-    "004_label1.png",
-    "001_label3.png",
-    "002_label4.png",
-    "005_label5.png",
-    "006_label6.png",
-    "009_label7.png",
-    "008_label8.png",
-    "015_label9.png",
-];
+/// The held-out digits the page classifies: the first file (by name) of each label 0..9 in
+/// `assets/digits/heldout`, read from the folder so that no label can go missing.
+fn heldout_digits() -> Vec<String> {
+    let dir = root().join("assets/digits/heldout");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    names.sort();
+    let picked: Vec<String> = (0..10)
+        .map(|label| {
+            names
+                .iter()
+                .find(|n| digit_label(n) == Some(label))
+                .unwrap_or_else(|| panic!("{} has no digit labelled {label}", dir.display()))
+                .clone()
+        })
+        .collect();
+    assert_eq!(picked.len(), 10, "one of each label 0..9");
+    picked
+}
+
+/// `NNN_labelD.png` → D.
+fn digit_label(name: &str) -> Option<u32> {
+    let d = name.strip_suffix(".png")?.rsplit_once("_label")?.1;
+    d.parse().ok()
+}
 
 /// Not an image: must show an error on the page, and not stop the files after it.
 const BAD_FILE: &str = "not-an-image.png";
@@ -176,6 +196,11 @@ impl Driver {
     /// Starts chromedriver (`CHROMEDRIVER`, default `chromedriver` on the PATH) and a session
     /// with the browser options of `web/webdriver.json` (the wasm tests' too).
     fn start() -> Driver {
+        Driver::start_with(&[], &[])
+    }
+
+    /// As [`Driver::start`], without the browser arguments `drop` and with `add`.
+    fn start_with(drop: &[&str], add: &[&str]) -> Driver {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -209,10 +234,14 @@ impl Driver {
         if let Ok(binary) = std::env::var("CHROME") {
             chrome["binary"] = json!(binary);
         }
-        chrome["args"]
-            .as_array_mut()
-            .expect("args")
-            .push(json!("--window-size=900,1400"));
+        let args = chrome["args"].as_array_mut().expect("args");
+        for arg in drop {
+            let before = args.len();
+            args.retain(|a| a != arg);
+            assert!(args.len() < before, "web/webdriver.json has no {arg}");
+        }
+        args.extend(add.iter().map(|a| json!(a)));
+        args.push(json!("--window-size=900,1400"));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": chrome,
@@ -277,6 +306,78 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+
+    /// Opens `url` and waits until the page has loaded its model or failed.
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url})));
+        self.wait_settled("loading the digits classifier");
+    }
+
+    /// Waits until `<body data-state>` is "ready" or "failed".
+    fn wait_settled(&self, what: &str) {
+        self.wait_for(
+            "document.body.dataset.state === 'ready' || document.body.dataset.state === 'failed'",
+            what,
+            Duration::from_secs(300),
+        );
+    }
+
+    /// `<body data-state>` and the status line's text.
+    fn status(&self) -> (String, String) {
+        let v = self.script(
+            "return [document.body.dataset.state, document.getElementById('status').textContent];",
+        );
+        let text = |i: usize| v[i].as_str().unwrap_or_default().to_string();
+        (text(0), text(1))
+    }
+
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
+    fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// The WebDriver reference of the element `css` selects.
+    fn element(&self, css: &str) -> String {
+        let found = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string()
+    }
+
+    /// Types `text` into `css` (for a file input: one path per line, as a visitor picks them).
+    fn send_keys(&self, css: &str, text: &str) {
+        let element = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn send_files(&self, css: &str, files: &[PathBuf]) {
+        let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        self.send_keys(css, &paths.join("\n"));
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
 }
 
 impl Drop for Driver {
@@ -290,8 +391,9 @@ impl Drop for Driver {
     }
 }
 
-/// `resnet classify --json` on `files`, as the README documents it for the digits.
-fn cli_reference(files: &[PathBuf]) -> Vec<Value> {
+/// `resnet classify --json` on `files`, as the README documents it for the digits (`labels`:
+/// the labels file).
+fn cli_reference(files: &[PathBuf], labels: &Path) -> Vec<Value> {
     let digits = root().join("assets/digits");
     let out = Command::new(env_or("CARGO", "cargo"))
         .current_dir(root())
@@ -300,7 +402,7 @@ fn cli_reference(files: &[PathBuf]) -> Vec<Value> {
         .arg("--weights")
         .arg(digits.join("digits.safetensors"))
         .arg("--labels")
-        .arg(digits.join("labels.txt"))
+        .arg(labels)
         .args(["--size", "32", "--resize", "32", "--json"])
         .args(files)
         .output()
@@ -325,66 +427,59 @@ fn base_name(v: &Value) -> String {
         .into_owned()
 }
 
-#[test]
-fn the_page_classifies_like_the_cli() {
+/// The built page (`web/dist`), or a failure saying how to build it.
+fn dist() -> PathBuf {
     let dist = root().join("web/dist");
     assert!(
         dist.join("index.html").is_file() && dist.join("pkg/resnet_web_bg.wasm").is_file(),
         "{} holds no built page: run web/build.sh first",
         dist.display()
     );
-    // The visitor's files: held-out digits with a non-image among them.
-    let dir = std::env::temp_dir().join(format!("resnet-web-page-{}", std::process::id()));
+    dist
+}
+
+/// An empty scratch folder of this test process.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnet-web-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut files: Vec<PathBuf> = DIGITS
-        .iter()
-        .map(|name| {
-            let to = dir.join(name);
-            std::fs::copy(root().join("assets/digits/heldout").join(name), &to).unwrap();
-            to
-        })
-        .collect();
+    dir
+}
+
+/// Copies the held-out digit `name` into `dir`.
+fn digit_file(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(root().join("assets/digits/heldout").join(name), &to).unwrap();
+    to
+}
+
+#[test]
+fn the_page_classifies_like_the_cli() {
+    let dist = dist();
+    let digits = heldout_digits();
+    // The visitor's files: held-out digits with a non-image among them.
+    let dir = scratch("page");
+    let mut files: Vec<PathBuf> = digits.iter().map(|name| digit_file(&dir, name)).collect();
     let bad = dir.join(BAD_FILE);
     std::fs::write(&bad, b"this is text, not a PNG\n").unwrap();
     files.insert(3, bad);
 
-    let reference = cli_reference(&files);
+    let reference = cli_reference(&files, &root().join("assets/digits/labels.txt"));
     assert_eq!(reference.len(), files.len(), "the CLI's answers");
 
     let server = Server::start(&dist, "127.0.0.1:0").expect("the static server starts");
     let driver = Driver::start();
-    driver.call("POST", "/url", Some(json!({"url": server.url()})));
-    driver.wait_for(
-        "document.body.dataset.state === 'ready' || document.body.dataset.state === 'failed'",
-        "loading the digits classifier",
-        Duration::from_secs(300),
-    );
-    let status = driver.script("return document.getElementById('status').textContent;");
+    driver.open(&server.url());
+    let (state, status) = driver.status();
     assert_eq!(
-        driver.script("return document.body.dataset.state;"),
-        json!("ready"),
+        state,
+        "ready",
         "the page did not load the model: {status}{}",
         driver.console()
     );
-    eprintln!("page: {}", status.as_str().unwrap_or(""));
+    eprintln!("page: {status}");
 
-    let input = driver.call(
-        "POST",
-        "/element",
-        Some(json!({"using": "css selector", "value": "#images"})),
-    );
-    let element = input
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(Value::as_str)
-        .expect("an element reference")
-        .to_string();
-    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    driver.call(
-        "POST",
-        &format!("/element/{element}/value"),
-        Some(json!({"text": paths.join("\n")})),
-    );
+    driver.send_files("#images", &files);
     driver.wait_for(
         &format!(
             "document.querySelectorAll('.result[data-json]').length === {}",
@@ -449,12 +544,12 @@ fn the_page_classifies_like_the_cli() {
         let label = name.split("label").nth(1).unwrap().trim_end_matches(".png");
         assert_eq!(g[0]["label"], json!(label), "{name}: top-1");
     }
-    assert_eq!(compared, 5 * DIGITS.len(), "probabilities compared");
+    assert_eq!(compared, 5 * digits.len(), "probabilities compared");
     eprintln!(
         "{} files ({} digits, 1 bad), {compared} probabilities; worst probability difference \
          page vs CLI: {worst:.2e}",
         files.len(),
-        DIGITS.len()
+        digits.len()
     );
 
     let shot = driver.call("GET", "/screenshot", None);
@@ -467,6 +562,244 @@ fn the_page_classifies_like_the_cli() {
     eprintln!("screenshot: {}", out.display());
     drop(driver);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Copies the built page `from` into `to`, leaving out `skip` (a path relative to `from`).
+fn copy_site(from: &Path, to: &Path, skip: &Path) {
+    let mut left_out = false;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        std::fs::create_dir_all(to.join(&rel)).unwrap();
+        for entry in std::fs::read_dir(from.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if rel == skip {
+                left_out = true;
+            } else if entry.file_type().unwrap().is_dir() {
+                stack.push(rel);
+            } else {
+                std::fs::copy(entry.path(), to.join(&rel)).unwrap();
+            }
+        }
+    }
+    assert!(left_out, "{} has no {}", from.display(), skip.display());
+}
+
+/// What the page says without WebGPU: the library's `Error::NoAdapter` (its wasm32 text) after
+/// the page's "Cannot load the digits classifier: ".
+const NO_WEBGPU: &str = "Cannot load the digits classifier: this browser gives no WebGPU \
+    adapter. Open the page in a browser with WebGPU (e.g. Chrome or Edge 113 or later) over \
+    https or localhost, with hardware acceleration on; Chromium on Linux needs \
+    --enable-unsafe-webgpu --enable-features=Vulkan";
+
+/// Without WebGPU the page says how to get it instead of loading for ever: Chromium with its
+/// WebGPU service off (web/webdriver.json's flags less `--enable-unsafe-webgpu`, plus
+/// `--disable-features=WebGPUService`: `navigator.gpu` is there but gives no adapter), and a
+/// browser without `navigator.gpu` at all (removed before the page's scripts run, through the
+/// DevTools protocol: Chromium 156 keeps it under every flag tried).
+#[test]
+fn without_webgpu_the_page_says_how_to_get_it() {
+    let server = Server::start(&dist(), "127.0.0.1:0").expect("the static server starts");
+    let driver = Driver::start_with(
+        &["--enable-unsafe-webgpu"],
+        &["--disable-features=WebGPUService"],
+    );
+    driver.open(&server.url());
+    let adapter = driver.call(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": "const done = arguments[0]; \
+            navigator.gpu.requestAdapter().then((a) => done(a === null), (e) => done(String(e)));",
+            "args": []})),
+    );
+    assert_eq!(
+        adapter,
+        json!(true),
+        "this browser still gives a WebGPU adapter"
+    );
+    assert_eq!(
+        driver.status(),
+        ("failed".to_string(), NO_WEBGPU.to_string()),
+        "{}",
+        driver.console()
+    );
+
+    driver.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": "delete Navigator.prototype.gpu;"}),
+    );
+    driver.open(&server.url());
+    assert_eq!(
+        driver.script("return typeof navigator.gpu;"),
+        json!("undefined")
+    );
+    assert_eq!(
+        driver.status(),
+        ("failed".to_string(), NO_WEBGPU.to_string()),
+        "{}",
+        driver.console()
+    );
+}
+
+/// A site missing the model's weights or its labels: the page names the file and the HTTP
+/// status (a 404 page's text is never taken for labels).
+#[test]
+fn a_missing_model_file_fails_the_page_naming_it() {
+    let dist = dist();
+    let driver = Driver::start();
+    for (tag, missing) in [
+        ("weights", "digits/digits.safetensors"),
+        ("labels", "digits/labels.txt"),
+    ] {
+        let site = scratch(&format!("missing-{tag}"));
+        copy_site(&dist, &site, Path::new(missing));
+        let server = Server::start(&site, "127.0.0.1:0").expect("the static server starts");
+        driver.open(&server.url());
+        assert_eq!(
+            driver.status(),
+            (
+                "failed".to_string(),
+                format!("Cannot load the digits classifier: {missing}: HTTP 404")
+            ),
+            "{}",
+            driver.console()
+        );
+        drop(server);
+        std::fs::remove_dir_all(&site).unwrap();
+    }
+}
+
+/// "Use another checkpoint": Load without a file says to pick one; the digits checkpoint
+/// picked with a labels file of names answers with those names (as the CLI does with the same
+/// file); a labels file with one name too few is refused, counting both.
+#[test]
+fn another_checkpoint_with_its_labels_file_and_a_wrong_label_count() {
+    let dist = dist();
+    let dir = scratch("checkpoint");
+    let weights = dir.join("digits.safetensors");
+    std::fs::copy(root().join("assets/digits/digits.safetensors"), &weights).unwrap();
+    let names = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let labels = dir.join("names.txt");
+    std::fs::write(&labels, names.join("\n") + "\n").unwrap();
+    let short = dir.join("nine-names.txt");
+    std::fs::write(&short, names[..9].join("\n") + "\n").unwrap();
+    let image = digit_file(&dir, "001_label3.png");
+    let want = cli_reference(std::slice::from_ref(&image), &labels);
+
+    let server = Server::start(&dist, "127.0.0.1:0").expect("the static server starts");
+    let driver = Driver::start();
+    driver.open(&server.url());
+    let (state, digits_status) = driver.status();
+    assert_eq!(state, "ready", "{digits_status}{}", driver.console());
+
+    driver.click("details summary");
+    driver.click("#load");
+    driver.wait_for(
+        "document.body.dataset.state === 'failed'",
+        "Load without a checkpoint",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        driver.status().1,
+        "Pick a checkpoint file first.",
+        "{}",
+        driver.console()
+    );
+
+    driver.send_files("#weights", std::slice::from_ref(&weights));
+    driver.send_files("#labels", std::slice::from_ref(&labels));
+    driver.send_keys("#size", "32");
+    driver.send_keys("#resize", "32");
+    driver.click("#load");
+    driver.wait_for(
+        "document.body.dataset.state === 'ready'",
+        "loading the picked checkpoint",
+        Duration::from_secs(300),
+    );
+    // The same checkpoint and input size as the digits the page loads itself, on the same
+    // adapter: the same line.
+    assert_eq!(driver.status().1, digits_status, "{}", driver.console());
+    driver.send_files("#images", std::slice::from_ref(&image));
+    driver.wait_for(
+        "document.querySelectorAll('.result[data-json]').length === 1",
+        "classifying with the picked checkpoint",
+        Duration::from_secs(300),
+    );
+    let json = driver.script("return document.querySelector('.result').dataset.json;");
+    let got: Value = serde_json::from_str(json.as_str().expect("json")).unwrap();
+    let (g, w) = (
+        got["top"].as_array().expect("top"),
+        want[0]["top"].as_array().expect("the CLI's top"),
+    );
+    assert_eq!(g.len(), 5, "top 5: {got}");
+    assert_eq!(
+        g[0]["label"],
+        json!("three"),
+        "the labels file's name: {got}"
+    );
+    for (rank, (g, w)) in g.iter().zip(w).enumerate() {
+        assert_eq!(
+            (&g["index"], &g["label"]),
+            (&w["index"], &w["label"]),
+            "rank {rank}"
+        );
+        let (pg, pw) = (
+            g["probability"].as_f64().unwrap(),
+            w["probability"].as_f64().unwrap(),
+        );
+        assert!(
+            (pg - pw).abs() <= PROB_TOL,
+            "rank {rank}: {pg} vs the CLI's {pw}"
+        );
+    }
+
+    driver.send_files("#labels", std::slice::from_ref(&short));
+    driver.click("#load");
+    driver.wait_for(
+        "document.body.dataset.state === 'failed'",
+        "loading with a labels file one name short",
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        driver.status().1,
+        "Cannot load digits.safetensors: invalid input: the labels file has 9 labels but the \
+         model has 10 classes",
+        "{}",
+        driver.console()
+    );
+    drop(driver);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A panic in the module (a bug: here wgpu's, on a `createBuffer` that throws, made to throw
+/// through the DevTools protocol before the page's scripts run) leaves its promises pending;
+/// the page must say what panicked instead of "Loading…" for ever.
+#[test]
+fn a_panic_in_the_module_fails_the_page_visibly() {
+    const REFUSED: &str = "createBuffer refused by the test";
+    let server = Server::start(&dist(), "127.0.0.1:0").expect("the static server starts");
+    let driver = Driver::start();
+    driver.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": format!(
+            "GPUDevice.prototype.createBuffer = function () {{ throw new Error('{REFUSED}'); }};"
+        )}),
+    );
+    driver.open(&server.url());
+    let (state, status) = driver.status();
+    let console = driver.console();
+    assert_eq!(state, "failed", "{status}{console}");
+    // resnet-web: {the panic's location and message} Reload the page.
+    assert!(
+        status.starts_with("resnet-web: panicked at ")
+            && status.contains("called `Result::unwrap()` on an `Err` value")
+            && status.contains(REFUSED)
+            && status.ends_with(" Reload the page."),
+        "{status}{console}"
+    );
+    assert!(console.contains("resnet-web: panicked at "), "{console}");
 }
 
 #[test]
