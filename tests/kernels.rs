@@ -91,7 +91,8 @@ fn require_subgroups() {
     }
     let lacking = need - g.ctx.features;
     if !lacking.is_empty() {
-        missing.push(format!("device features {lacking:?}"));
+        let names: Vec<&str> = lacking.iter_names().map(|(name, _)| name).collect();
+        missing.push(format!("device features {}", names.join(", ")));
     }
     if g.ctx.info.subgroup_min_size < 8 {
         missing.push(format!(
