@@ -352,7 +352,7 @@ impl Plan {
                 self.batch
             ));
         }
-        if self.requested_batch % self.batch != 0
+        if !self.requested_batch.is_multiple_of(self.batch)
             && !sizes.contains(&(self.requested_batch % self.batch))
         {
             errs.push(format!(
