@@ -27,7 +27,7 @@ pub struct BenchOptions {
     /// A preset (`resnet_v2_152`, `resnet50`, `ResNet50V2`, …) with seeded random weights;
     /// ignored when `weights` is given.
     pub model: String,
-    /// A checkpoint in any format [`Model::load`] reads, instead of random weights.
+    /// A checkpoint in any format [`Model::load`](crate::Model::load) reads, instead of random weights.
     pub weights: Option<PathBuf>,
     /// Input side (square).
     pub size: usize,
@@ -37,7 +37,9 @@ pub struct BenchOptions {
     pub steps: Option<usize>,
     /// Seed of the random weights and input.
     pub seed: u64,
+    /// Storage precision of weights and activations.
     pub precision: Precision,
+    /// Which adapter to open.
     pub adapter: AdapterChoice,
     /// Plan another device's kernels ([`SessionOptions::profile`]); `None`: this adapter's.
     pub profile: Option<DeviceProfile>,
@@ -71,10 +73,15 @@ impl Default for BenchOptions {
 /// One batch size's figures: what `resnet bench --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
+    /// The preset's name or the checkpoint's path.
     pub model: String,
+    /// Images per batch.
     pub batch: usize,
+    /// Input side (square).
     pub size: usize,
+    /// Burn-in batches run before timing.
     pub warmup: usize,
+    /// Timed batches.
     pub steps: usize,
     /// From [`BenchOptions::started`] to this batch size's session ready (context, weights,
     /// plan, pipelines): what a user waits before the first batch can run.
@@ -82,11 +89,17 @@ pub struct BenchResult {
     /// Wall time of the first batch on the session: on a cold driver cache it includes the
     /// shader compiles that drivers (lavapipe among them) defer to the first dispatch.
     pub first_batch_s: f64,
+    /// Mean seconds per batch over the timed batches.
     pub mean_s: f64,
+    /// Standard deviation of the seconds per batch.
     pub sd_s: f64,
+    /// Fastest batch, seconds.
     pub min_s: f64,
+    /// Slowest batch, seconds.
     pub max_s: f64,
+    /// Images per second at the mean batch time.
     pub images_per_s: f64,
+    /// `f32` or `f16` storage.
     pub precision: &'static str,
     /// 2 x the direct convolution's multiply-adds: "effective" FLOPs, as cuDNN and ncnn count.
     pub flops_per_image: u64,
@@ -94,9 +107,13 @@ pub struct BenchResult {
     pub flops_executed_per_image: u64,
     /// Effective GFLOP/s.
     pub gflops: f64,
+    /// Mean GPU seconds per batch from timestamp queries; `None` where the adapter has none.
     pub gpu_mean_s: Option<f64>,
+    /// Bytes of the folded weights on the device.
     pub weights_bytes: u64,
+    /// Bytes of the activation arena.
     pub arena_bytes: u64,
+    /// The adapter that ran it.
     pub adapter: AdapterSummary,
 }
 
@@ -106,7 +123,12 @@ pub enum Progress {
     /// One burn-in batch finished.
     Warmup,
     /// Timed batch `index` took `seconds`.
-    Step { index: usize, seconds: f64 },
+    Step {
+        /// The batch's index among the timed ones.
+        index: usize,
+        /// Its wall time.
+        seconds: f64,
+    },
 }
 
 /// A network lowered for one input size on an open device, ready to be timed at any batch.
@@ -172,6 +194,7 @@ impl Bench {
         })
     }
 
+    /// The adapter the benchmark runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
     }
@@ -181,14 +204,17 @@ impl Bench {
         &self.name
     }
 
+    /// The network's architecture.
     pub fn arch(&self) -> &Arch {
         &self.arch
     }
 
+    /// Burn-in batches per batch size.
     pub fn warmup(&self) -> usize {
         self.warmup
     }
 
+    /// Timed batches per batch size.
     pub fn steps(&self) -> usize {
         self.steps
     }

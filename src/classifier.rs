@@ -41,6 +41,7 @@ use std::path::Path;
 /// A checkpoint, loaded and validated, with the preprocessing and labels its files give.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The architecture and its parameters.
     pub network: Network,
     /// The evaluation preprocessing: the flavour's own, or what the checkpoint's files say
     /// (transformers' `preprocessor_config.json`).
@@ -92,6 +93,7 @@ impl Model {
         Ok(load_bytes(bytes, Path::new(name), opts)?.into())
     }
 
+    /// The flavour the weights were read as.
     pub fn flavour(&self) -> Flavour {
         self.network.arch.flavour
     }
@@ -109,6 +111,7 @@ impl Model {
         }
     }
 
+    /// Number of output classes.
     pub fn classes(&self) -> usize {
         self.network.arch.classes
     }
@@ -165,8 +168,11 @@ fn powers_of_two_below(n: usize) -> Vec<usize> {
 /// One class of a top-k answer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Prediction {
+    /// The class index (into the logits).
     pub index: usize,
+    /// The class's label.
     pub label: String,
+    /// Its softmax probability.
     pub probability: f32,
 }
 
@@ -252,10 +258,12 @@ impl Classifier {
         &self.session
     }
 
+    /// The preprocessing applied to images before the forward pass.
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess
     }
 
+    /// The labels predictions are named with.
     pub fn labels(&self) -> &Labels {
         &self.labels
     }

@@ -5,76 +5,125 @@ use std::path::PathBuf;
 /// Everything that can go wrong between a checkpoint file and a set of logits.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why the read failed.
         #[source]
         source: std::io::Error,
     },
 
+    /// A file could not be written.
     #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why the write failed.
         #[source]
         source: std::io::Error,
     },
 
+    /// A file that is not valid safetensors.
     #[error(
         "{path} is not a valid safetensors file ({reason}); re-export it with `safetensors.torch.save_file` \
          or `safetensors.numpy.save_file` (see README, \"Exporting a checkpoint\")"
     )]
-    Safetensors { path: PathBuf, reason: String },
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors reader found wrong.
+        reason: String,
+    },
 
+    /// A tensor in a dtype this engine does not read.
     #[error(
         "tensor `{name}` has dtype {dtype}, which is not supported here (weights: F32, F16 or BF16; inputs: F32); convert with `.float()` / `.astype(np.float32)`"
     )]
-    Dtype { name: String, dtype: String },
+    Dtype {
+        /// The tensor's name.
+        name: String,
+        /// Its dtype, as the file names it.
+        dtype: String,
+    },
 
+    /// A weight that is NaN or infinite.
     #[error(
         "tensor `{name}` holds {value} at index {index}: the checkpoint is corrupt or was saved from a \
          diverged model; re-export it from a model whose weights are finite"
     )]
     NonFiniteWeight {
+        /// The tensor's name.
         name: String,
+        /// The first bad element's index in the tensor's data.
         index: usize,
+        /// Its value (widened to f32).
         value: f32,
     },
 
+    /// An ONNX file that is not a ResNet graph this engine reads.
     #[error(
         "{path} is not an ONNX ResNet this engine can read: {problem}. It reads the ResNets of \
          the ONNX model zoo (resnet*-v1/-v2) and torch.onnx exports of torchvision and timm \
          ResNets; other graphs need a general ONNX runtime such as onnxruntime"
     )]
-    Onnx { path: PathBuf, problem: String },
+    Onnx {
+        /// The file.
+        path: PathBuf,
+        /// The node and what was expected there.
+        problem: String,
+    },
 
+    /// A configuration file (transformers' `config.json`, `preprocessor_config.json`) that
+    /// is invalid or contradicts the weights.
     #[error("{path} does not fit the weights: {problem}")]
-    Config { path: PathBuf, problem: String },
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Every disagreement, or why it cannot be read.
+        problem: String,
+    },
 
+    /// Logits with NaN or infinity; says where.
     #[error("the network's output is not finite: {0}")]
     NonFiniteOutput(String),
 
+    /// Weights whose names or shapes do not fit the flavour's layout.
     #[error("the weights do not match the {flavour} layout:\n{}", problems.join("\n"))]
     WeightMismatch {
+        /// The flavour the weights were read as.
         flavour: String,
+        /// One line per missing, unexpected or misshapen tensor.
         problems: Vec<String>,
     },
 
+    /// Weights whose tensor names match no flavour; says what was seen.
     #[error(
         "cannot tell which ResNet flavour these weights are ({0}); pass --flavour slim-v2|keras-v2|timm-v2|torchvision|keras-v1|hf"
     )]
     UnknownFlavour(String),
 
+    /// A preset name that does not exist: the name and the known presets.
     #[error("unknown model `{0}`; known presets: {1}")]
     UnknownModel(String, String),
 
+    /// Input the caller got wrong (shape, batch, NaN, an option out of range); says what.
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// An image file that cannot be decoded.
     #[error(
         "cannot decode {path} as an image: {reason}; supported formats are JPEG, PNG, WebP, BMP and GIF"
     )]
-    Image { path: PathBuf, reason: String },
+    Image {
+        /// The file (or the name the caller gave its bytes).
+        path: PathBuf,
+        /// The decoder's reason.
+        reason: String,
+    },
 
+    /// No wgpu adapter, or none that matches the choice; says which were looked for.
     #[cfg_attr(
         not(target_arch = "wasm32"),
         error(
@@ -92,22 +141,32 @@ pub enum Error {
     )]
     NoAdapter(String),
 
+    /// The adapter refused the device (features or limits); wgpu's message.
     #[error("GPU device request failed: {0}")]
     Device(String),
 
+    /// The device was lost (driver reset, removal); the reason wgpu gave.
     #[error(
         "the GPU device was lost ({0}); the work in flight is gone and this device cannot be used \
          again: create a new GpuContext / Classifier (or rerun the command)"
     )]
     DeviceLost(String),
 
+    /// A wait on the GPU passed its deadline.
     #[error(
         "the GPU did not finish {what} within {seconds} s; it may be hung or overloaded. Raise the \
          deadline with RESNET_GPU_TIMEOUT=<seconds> (or GpuContext::set_timeout) if the work is \
          just slow"
     )]
-    Timeout { what: String, seconds: f64 },
+    Timeout {
+        /// The work that was waited for.
+        what: String,
+        /// The deadline that passed.
+        seconds: f64,
+    },
 
+    /// Any other GPU failure (a wgpu validation or out-of-memory error, a failed map, a
+    /// missing capability); says what.
     #[error("GPU error: {0}")]
     Gpu(String),
 
@@ -116,10 +175,12 @@ pub enum Error {
     #[error("{0}")]
     Tuning(String),
 
+    /// The plan needs more than the device's limits allow (binding size, buffer size, …).
     #[error("the model does not fit the device: {0}")]
     DeviceLimits(String),
 }
 
+/// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What kind of failure an [`Error`] is, for front ends that map errors onto their own types
@@ -141,6 +202,7 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { source, .. } | Error::Write { source, .. } => match source.kind() {

@@ -57,14 +57,17 @@ impl Labels {
         Ok(Labels(labels))
     }
 
+    /// The label of class `index`; panics when it is out of range.
     pub fn get(&self, index: usize) -> &str {
         &self.0[index]
     }
 
+    /// Number of labels.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

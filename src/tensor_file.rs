@@ -7,7 +7,9 @@ use std::path::Path;
 /// A float32 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// The shape.
     pub shape: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<f32>,
 }
 

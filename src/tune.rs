@@ -1,7 +1,7 @@
 //! `resnet tune`: times the candidate GEMM kernels of every distinct conv shape of a network on
 //! the adapter at hand (timestamp queries around each dispatch), keeps the fastest per shape,
 //! and stores the table in the user's cache folder, keyed by adapter, driver, backend, profile
-//! and precision ([`plan::tuning::DeviceKey`]). Plans then take the tuned choice per layer.
+//! and precision ([`DeviceKey`]). Plans then take the tuned choice per layer.
 //!
 //! One session per candidate: a candidate (say `shared 64x128`) is a tuning table that names it
 //! for every shape it can run, so the plan, pipelines and dispatches timed are exactly those a
@@ -25,6 +25,7 @@ use std::sync::Arc;
 /// What to tune for.
 #[derive(Clone, Debug)]
 pub struct TuneOptions {
+    /// Storage precision to tune for.
     pub precision: Precision,
     /// The kernel mix to tune (`None`: the adapter's own profile, as a session resolves it).
     pub profile: Option<DeviceProfile>,
@@ -46,12 +47,17 @@ impl Default for TuneOptions {
 /// One distinct conv shape's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ShapeResult {
+    /// The shape's key in the tuning table.
     pub key: String,
     /// Layers of the network with this shape (their times are summed).
     pub layers: usize,
+    /// What the heuristic picks.
     pub heuristic: String,
+    /// Its time, milliseconds (summed over the layers).
     pub heuristic_ms: f64,
+    /// The fastest candidate.
     pub best: String,
+    /// Its time, milliseconds (summed over the layers).
     pub best_ms: f64,
     /// Every candidate that could run this shape, with its time.
     pub candidates: Vec<(String, f64)>,
@@ -60,13 +66,17 @@ pub struct ShapeResult {
 /// What [`tune`] found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TuneReport {
+    /// The device the results are for.
     pub device: DeviceKey,
     #[serde(skip)]
+    /// The tuned choices, as stored.
     pub table: TuningTable,
+    /// Every shape's outcome.
     pub shapes: Vec<ShapeResult>,
     /// Whole-network forward time (mean of the timed runs, seconds) with the heuristic's plan
     /// and with the tuned one, measured interleaved.
     pub heuristic_s: f64,
+    /// The same with the tuned plan.
     pub tuned_s: f64,
 }
 

@@ -49,6 +49,7 @@ impl Tile {
         self.alpha() * self.alpha()
     }
 
+    /// `F(2,3)` or `F(4,3)`.
     pub fn name(self) -> &'static str {
         match self {
             Tile::F2 => "F(2,3)",

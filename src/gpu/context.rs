@@ -38,9 +38,13 @@ fn parse_timeout(v: &str) -> Option<Duration> {
 /// A wgpu backend the user can pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// Vulkan (Linux, Windows, Android).
     Vulkan,
+    /// Metal (macOS, iOS).
     Metal,
+    /// DirectX 12 (Windows).
     Dx12,
+    /// OpenGL / OpenGL ES.
     Gl,
 }
 
@@ -83,10 +87,15 @@ pub struct AdapterChoice {
 /// Adapter identity as printed in logs and benchmark reports.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterSummary {
+    /// The adapter's name.
     pub name: String,
+    /// The wgpu backend, e.g. `Vulkan`.
     pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu`, …
     pub device_type: String,
+    /// The driver's name.
     pub driver: String,
+    /// The driver's version information.
     pub driver_info: String,
 }
 
@@ -115,11 +124,15 @@ impl fmt::Display for AdapterSummary {
 /// An open device and what we know about it.
 #[derive(Clone, Debug)]
 pub struct GpuContext {
+    /// The wgpu device.
     pub device: wgpu::Device,
+    /// Its queue.
     pub queue: wgpu::Queue,
+    /// The adapter the device was opened on.
     pub info: wgpu::AdapterInfo,
     /// The limits the device was opened with (the adapter's own, not wgpu's defaults).
     pub limits: wgpu::Limits,
+    /// The features the device was opened with.
     pub features: wgpu::Features,
     /// Shared by every clone: what the device's callbacks reported, and the wait deadline.
     watch: Arc<Watch>,
@@ -474,6 +487,7 @@ impl GpuContext {
         }
     }
 
+    /// The adapter's identity, as logs and reports print it.
     pub fn summary(&self) -> AdapterSummary {
         AdapterSummary::from(&self.info)
     }

@@ -15,9 +15,13 @@ pub use kernels::texture::TextureCopy;
 /// forward pass.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
+    /// The dispatch's label (its op and kernel), for profiles and wgpu's messages.
     pub label: String,
+    /// The compute pipeline.
     pub pipeline: wgpu::ComputePipeline,
+    /// Its bindings.
     pub bind_group: wgpu::BindGroup,
+    /// The workgroup grid (x, y, z).
     pub workgroups: [u32; 3],
     /// Work that must run first: the texture conv variant's input staging.
     pub stage: Option<Stage>,

@@ -19,9 +19,11 @@ use std::sync::Mutex;
 /// A feature map read back from the GPU, NCHW.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeatureMap {
+    /// The tensor's name (`feat/…`).
     pub name: String,
     /// `[n, c, h, w]`.
     pub shape: [usize; 4],
+    /// The values, NCHW.
     pub data: Vec<f32>,
 }
 
@@ -30,6 +32,7 @@ pub struct FeatureMap {
 pub struct Output {
     /// `[n, classes]`, row-major.
     pub logits: Vec<f32>,
+    /// Number of classes (the logits' row length).
     pub classes: usize,
     /// The `feat/*` maps when the graph was lowered with features, in network order.
     pub features: Vec<FeatureMap>,
@@ -45,7 +48,7 @@ pub struct SessionOptions {
     pub limits: Option<plan::Limits>,
     /// Plan the kernels of another device (e.g. a GPU's mix on lavapipe) instead of this
     /// one's; what this device cannot run stays off. `None`: this adapter's own profile with
-    /// the environment's overrides ([`kernels::profile_from_env`]).
+    /// the environment's overrides ([`profile_from_env`](crate::gpu::kernels::profile_from_env)).
     pub profile: Option<DeviceProfile>,
     /// Tuned kernel choices for this adapter (`crate::tune`): the plan takes them where they
     /// match; `None`, the heuristic everywhere.
@@ -475,14 +478,17 @@ impl Session {
             .collect()
     }
 
+    /// The lowered network the session runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
 
+    /// The plan the session executes.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
 
+    /// The device the session runs on.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }

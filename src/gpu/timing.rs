@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 /// What to time in a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timing {
+    /// No timing.
     Off,
     /// One pair of timestamps around the whole pass.
     Whole,

@@ -15,9 +15,13 @@ pub type TensorId = usize;
 /// An activation tensor, NHWC, per image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The tensor's name.
     pub name: String,
+    /// Height.
     pub h: usize,
+    /// Width.
     pub w: usize,
+    /// Channels.
     pub c: usize,
 }
 
@@ -27,6 +31,7 @@ impl TensorInfo {
         self.h * self.w * self.c
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -35,7 +40,9 @@ impl TensorInfo {
 /// A per-channel `relu(x * scale + shift)`: an unfoldable v2 batch norm (preact, post-norm).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BnRelu {
+    /// Per-channel multiplier.
     pub scale: Vec<f32>,
+    /// Per-channel offset, added after the multiplier.
     pub shift: Vec<f32>,
 }
 
@@ -43,7 +50,9 @@ pub struct BnRelu {
 /// `stride` 2 is slim's/Keras' subsampled identity shortcut `x[:, ::2, ::2]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Residual {
+    /// The tensor added.
     pub tensor: TensorId,
+    /// Its sampling stride (1 or 2).
     pub stride: usize,
 }
 
@@ -52,8 +61,11 @@ pub struct Residual {
 /// pre-activated input (their weights are concatenated along Cout).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SplitOutput {
+    /// First output channel that goes to `tensor`.
     pub at: usize,
+    /// The second output tensor.
     pub tensor: TensorId,
+    /// Whether ReLU applies to the channels that go to `tensor`.
     pub relu: bool,
 }
 
@@ -68,27 +80,44 @@ pub struct SplitOutput {
 ///   size is that of the output tensor (`floor((n + 2 pad - k) / stride) + 1`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvOp {
+    /// The op's name.
     pub name: String,
+    /// Input tensor.
     pub input: TensorId,
+    /// Output tensor.
     pub output: TensorId,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride (both axes).
     pub stride: usize,
+    /// Zero padding on each side.
     pub pad: usize,
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// `[kh][kw][cin][cout]`, batch norm folded in.
     pub weight: Vec<f32>,
+    /// Per output channel, batch norm folded in.
     pub bias: Vec<f32>,
+    /// The v2 pre-activation applied to the input, if any.
     pub in_act: Option<BnRelu>,
+    /// A residual added before the activation, if any.
     pub residual: Option<Residual>,
+    /// ReLU after the bias and residual.
     pub relu: bool,
+    /// Output channels that go to a second tensor, if any.
     pub split: Option<SplitOutput>,
 }
 
 /// What the stem max pool pads with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadValue {
+    /// Negative infinity (PyTorch, TF).
     NegInf,
+    /// Zero (Keras' `ZeroPadding2D`).
     Zero,
 }
 
@@ -96,22 +125,34 @@ pub enum PadValue {
 /// input read `pad_value`. The output size is the output tensor's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaxPoolOp {
+    /// The op's name.
     pub name: String,
+    /// Input tensor.
     pub input: TensorId,
+    /// Output tensor.
     pub output: TensorId,
+    /// Window side.
     pub size: usize,
+    /// Stride (both axes).
     pub stride: usize,
+    /// Rows of padding above the input.
     pub pad_top: usize,
+    /// Columns of padding left of the input.
     pub pad_left: usize,
+    /// What padded positions read.
     pub pad_value: PadValue,
 }
 
 /// Mean over H and W, optionally of `bn_relu(x)` (the fused v2 post-norm). Output `1 x 1 x C`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GlobalAvgPoolOp {
+    /// The op's name.
     pub name: String,
+    /// Input tensor.
     pub input: TensorId,
+    /// Output tensor, `1 x 1 x C`.
     pub output: TensorId,
+    /// The fused v2 post-norm applied before averaging, if any.
     pub in_act: Option<BnRelu>,
 }
 
@@ -121,22 +162,33 @@ pub struct GlobalAvgPoolOp {
 /// which cannot fold into the stem conv exactly because the conv zero-pads its output).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BnReluOp {
+    /// The op's name.
     pub name: String,
+    /// Input tensor.
     pub input: TensorId,
+    /// Output tensor.
     pub output: TensorId,
+    /// The per-channel affine.
     pub act: BnRelu,
+    /// Whether ReLU follows the affine.
     pub relu: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// One op of a lowered network.
 pub enum Op {
+    /// A convolution with its fused epilogue.
     Conv(ConvOp),
+    /// The stem's max pool.
     MaxPool(MaxPoolOp),
+    /// The global average pool before the classifier.
     GlobalAvgPool(GlobalAvgPoolOp),
+    /// An elementwise batch norm (+ ReLU).
     BnRelu(BnReluOp),
 }
 
 impl Op {
+    /// The op's name.
     pub fn name(&self) -> &str {
         match self {
             Op::Conv(o) => &o.name,
@@ -295,8 +347,11 @@ pub fn pad4(n: usize) -> usize {
 /// A lowered network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
+    /// Every tensor, indexed by [`TensorId`].
     pub tensors: Vec<TensorInfo>,
+    /// The ops in execution order.
     pub ops: Vec<Op>,
+    /// The input image tensor.
     pub input: TensorId,
     /// `1 x 1 x classes`.
     pub logits: TensorId,
@@ -305,6 +360,7 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Multiply-adds per image, summed over the ops.
     pub fn macs_per_image(&self) -> u64 {
         self.ops
             .iter()
@@ -312,6 +368,7 @@ impl Graph {
             .sum()
     }
 
+    /// Number of classes (the logits' channels).
     pub fn classes(&self) -> usize {
         self.tensors[self.logits].c
     }

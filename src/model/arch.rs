@@ -8,6 +8,7 @@ pub use crate::model::flavour::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The kind of residual unit.
 pub enum UnitKind {
     /// Two 3x3 convs (ResNet-18/34).
     Basic,
@@ -19,9 +20,13 @@ pub enum UnitKind {
 /// (`4 * width` for bottlenecks, `width` for basic units), downsampling by `stride`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage {
+    /// Residual units.
     pub units: usize,
+    /// Inner channels.
     pub width: usize,
+    /// Output channels.
     pub out: usize,
+    /// Downsampling stride (1 or 2).
     pub stride: usize,
 }
 
@@ -33,14 +38,20 @@ pub struct Arch {
     /// How the network computes: the flavour's rules unless a config file or an ONNX graph
     /// said otherwise.
     pub rules: Rules,
+    /// Basic or bottleneck units.
     pub unit: UnitKind,
+    /// Channels of the input image.
     pub in_channels: usize,
+    /// Output channels of the stem conv.
     pub stem_width: usize,
+    /// The stages, in order.
     pub stages: Vec<Stage>,
+    /// Number of output classes.
     pub classes: usize,
 }
 
 impl Arch {
+    /// Post- or pre-activation.
     pub fn family(&self) -> Family {
         self.rules.family
     }
@@ -160,16 +171,21 @@ pub fn standard_units(depth: usize) -> Option<(UnitKind, [usize; 4])> {
     })
 }
 
+/// Inner channels of the four stages of the standard (ImageNet) ResNets.
 pub const STANDARD_WIDTHS: [usize; 4] = [64, 128, 256, 512];
 
 /// A named preset: a flavour at a standard depth with ImageNet widths and classes.
 pub struct Preset {
+    /// The preset's name (`resnet_v2_152`, `ResNet50V2`, …).
     pub name: &'static str,
+    /// Its flavour.
     pub flavour: Flavour,
+    /// Its depth (50, 101, …).
     pub depth: usize,
 }
 
 impl Preset {
+    /// The preset's architecture.
     pub fn arch(&self) -> Arch {
         let (unit, units) = standard_units(self.depth).expect("presets use standard depths");
         Arch::new(
@@ -191,6 +207,7 @@ const fn preset(name: &'static str, flavour: Flavour, depth: usize) -> Preset {
     }
 }
 
+/// Every named preset.
 pub const PRESETS: &[Preset] = &[
     preset("resnet_v2_50", Flavour::SlimV2, 50),
     preset("resnet_v2_101", Flavour::SlimV2, 101),

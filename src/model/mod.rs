@@ -13,6 +13,8 @@ pub use params::Params;
 /// An architecture with its parameters.
 #[derive(Clone, Debug)]
 pub struct Network {
+    /// The architecture.
     pub arch: Arch,
+    /// Its parameters.
     pub params: Params,
 }

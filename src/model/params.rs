@@ -5,14 +5,20 @@
 /// Inference batch norm: `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm {
+    /// Per-channel scale.
     pub gamma: Vec<f32>,
+    /// Per-channel offset.
     pub beta: Vec<f32>,
+    /// Running mean.
     pub mean: Vec<f32>,
+    /// Running variance.
     pub var: Vec<f32>,
+    /// Added to the variance.
     pub eps: f32,
 }
 
 impl BatchNorm {
+    /// Number of channels.
     pub fn channels(&self) -> usize {
         self.gamma.len()
     }
@@ -46,12 +52,17 @@ impl BatchNorm {
 /// A convolution's weights, HWIO.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvWeights {
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
     /// `[kh][kw][cin][cout]`, row-major.
     pub weight: Vec<f32>,
+    /// Per output channel, if the checkpoint has one.
     pub bias: Option<Vec<f32>>,
 }
 
@@ -85,11 +96,15 @@ impl ConvWeights {
 pub struct UnitParams {
     /// v2 only: BN+ReLU applied to the unit input.
     pub preact: Option<BatchNorm>,
+    /// The first conv: a bottleneck's 1x1 reduce, a basic unit's first 3x3.
     pub conv1: ConvWeights,
+    /// BN after conv1.
     pub bn1: BatchNorm,
+    /// The second conv: the 3x3.
     pub conv2: ConvWeights,
     /// BN after conv2: always for bottlenecks; for basic units only in v1.
     pub bn2: Option<BatchNorm>,
+    /// Bottlenecks only: the 1x1 expand.
     pub conv3: Option<ConvWeights>,
     /// v1 only: BN after the last conv.
     pub bn3: Option<BatchNorm>,
@@ -103,6 +118,7 @@ pub struct Params {
     /// A batch norm on the input image, without ReLU (MXNet Gluon's v2 starts with
     /// `BatchNorm(scale=False, center=False)`); no flavour's checkpoint has one.
     pub input_norm: Option<BatchNorm>,
+    /// The stem conv.
     pub stem: ConvWeights,
     /// v1 only.
     pub stem_bn: Option<BatchNorm>,

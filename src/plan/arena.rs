@@ -12,15 +12,19 @@ use crate::graph::{Graph, Op};
 /// Steps `first..=last` at which a tensor holds live data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
+    /// First live step.
     pub first: usize,
+    /// Last live step (inclusive).
     pub last: usize,
 }
 
 impl Interval {
+    /// Whether the two intervals share a step.
     pub fn intersects(&self, other: &Interval) -> bool {
         self.first <= other.last && other.first <= self.last
     }
 
+    /// Whether `step` is in the interval.
     pub fn contains(&self, step: usize) -> bool {
         self.first <= step && step <= self.last
     }

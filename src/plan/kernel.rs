@@ -30,6 +30,7 @@ pub enum ConvVariant {
 }
 
 impl ConvVariant {
+    /// Every variant.
     pub const ALL: [ConvVariant; 4] = [
         ConvVariant::Shared,
         ConvVariant::Register,
@@ -37,6 +38,7 @@ impl ConvVariant {
         ConvVariant::Subgroup,
     ];
 
+    /// The variant's name (`shared`, `register`, `texture`, `subgroup`).
     pub fn name(self) -> &'static str {
         match self {
             ConvVariant::Shared => "shared",
@@ -65,6 +67,7 @@ impl FromStr for ConvVariant {
 /// How a conv computes: directly (one implicit GEMM) or by Winograd's minimal filtering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvAlgo {
+    /// One implicit GEMM.
     Direct,
     /// Input transform, `a^2` batched GEMMs, output transform (3x3, stride 1 only).
     Winograd(Tile),
@@ -75,6 +78,7 @@ pub enum ConvAlgo {
 }
 
 impl ConvAlgo {
+    /// The algorithm's name for reports.
     pub fn name(self) -> String {
         match self {
             ConvAlgo::Direct => "direct".into(),
@@ -175,11 +179,14 @@ impl Default for DeviceProfile {
 /// tested end to end without one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PlanFor {
+    /// A GPU's kernel mix.
     Gpu,
+    /// A software adapter's (lavapipe's) kernel mix.
     Software,
 }
 
 impl PlanFor {
+    /// The device profile for this kind of device.
     pub fn profile(self) -> DeviceProfile {
         match self {
             PlanFor::Gpu => DeviceProfile::gpu(),
@@ -204,26 +211,36 @@ impl FromStr for PlanFor {
 /// Register variant: invocations per workgroup; pixels and vec4 columns per invocation (the
 /// last two are WGSL `const`s: they size private arrays).
 pub const REGISTER_WG: u32 = 32;
+/// Register variant: pixels per invocation.
 pub const REGISTER_ROWS: u32 = 1;
+/// Register variant: vec4 columns per invocation.
 pub const REGISTER_COLS4: u32 = 2;
 /// A workgroup-memory tile: WG_M x WG_N invocations of TM pixels x TN4 vec4 columns each, a
 /// BK-deep K step (the shader's override constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SharedTile {
+    /// Invocations along M.
     pub wg_m: u32,
+    /// Invocations along N.
     pub wg_n: u32,
+    /// Pixels per invocation.
     pub tm: u32,
+    /// vec4 columns per invocation.
     pub tn4: u32,
+    /// K per staged step.
     pub bk: u32,
 }
 
 impl SharedTile {
+    /// Pixels (GEMM rows) per tile.
     pub const fn bm(self) -> u32 {
         self.wg_m * self.tm
     }
+    /// vec4 columns per tile.
     pub const fn bn4(self) -> u32 {
         self.wg_n * self.tn4
     }
+    /// Invocations per workgroup.
     pub const fn invocations(self) -> u32 {
         self.wg_m * self.wg_n
     }
@@ -275,19 +292,26 @@ pub const SHARED_MAX: (u32, u32, u32, u32, u32, u32) = (8, 2, 16, 128, 32, 4);
 /// Split K: at least this deep a GEMM (7x7x512 3x3 convs: 4608), at most this many slices,
 /// each at least this many K steps deep.
 pub const SPLIT_K_MIN_K: usize = 1024;
+/// Split K: the most slices.
 pub const SPLIT_K_MAX: u32 = 16;
+/// Split K: the fewest K steps per slice.
 pub const SPLIT_K_MIN_STEPS: u32 = 4;
 /// Texture variant: invocations per workgroup (one SIMD group of lavapipe; 8, 32 and 64
 /// measured alike, and the smallest wastes the least on partial tiles), vec4 columns per
 /// invocation, and the most pixels per invocation (`TMAX` in the shader).
 pub const TEXTURE_WG: u32 = 8;
+/// Texture variant: vec4 columns per invocation.
 pub const TEXTURE_COLS4: u32 = 4;
+/// Texture variant: the most pixels per invocation (`TMAX`).
 pub const TEXTURE_MAX_ROWS: u32 = 16;
 /// Subgroup variant: pixels per lane and vec4 columns per workgroup (a sweep of resnet_v2_50 on
 /// lavapipe: 4 x 4 best of 1..4 x 2..8), and their maxima (`BRMAX`, `BN4MAX`).
 pub const SUBGROUP_ROWS: u32 = 4;
+/// Subgroup variant: vec4 columns per workgroup.
 pub const SUBGROUP_COLS4: u32 = 4;
+/// Subgroup variant: the most pixels per lane (`BRMAX`).
 pub const SUBGROUP_MAX_ROWS: u32 = 4;
+/// Subgroup variant: the most vec4 columns per workgroup (`BN4MAX`).
 pub const SUBGROUP_MAX_COLS4: u32 = 8;
 /// Fewer shared-variant workgroups than this leave a large GPU mostly idle (an H100 has 132
 /// SMs): such layers take a smaller shared tile, split K ([`split_k`]), or the register
@@ -297,6 +321,7 @@ pub const GPU_MIN_WORKGROUPS: usize = 128;
 /// How one GEMM runs: the pipeline (variant + override constants) and its grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvConfig {
+    /// The kernel variant.
     pub variant: ConvVariant,
     /// Invocations per workgroup.
     pub wg: u32,
@@ -323,10 +348,13 @@ pub struct ConvConfig {
     pub m_fastest: bool,
     /// GEMM shape: M = batch * OH * OW (Winograd: tiles), N = cout, K = KH * KW * Cin.
     pub m: u32,
+    /// GEMM columns (output channels).
     pub n: u32,
+    /// GEMM depth.
     pub k: u32,
     /// Workgroup tiles along N and in all (per GEMM of a batch).
     pub tiles_n: u32,
+    /// Workgroup tiles in all, per GEMM of a batch.
     pub tiles: u32,
     /// Independent GEMMs of this shape (Winograd: the a^2 points; 1 for a conv).
     pub batch: u32,
@@ -335,7 +363,9 @@ pub struct ConvConfig {
 /// A conv step: its algorithm and the GEMM that does its multiply-adds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvPlan {
+    /// Direct, Winograd or split K.
     pub algo: ConvAlgo,
+    /// The GEMM's kernel and grid.
     pub gemm: ConvConfig,
     /// Where the choice came from: the heuristic, a tuning table, or a forcing override.
     pub origin: super::tuning::Origin,
@@ -804,7 +834,7 @@ fn lane_use(m: usize, rows: u32) -> f64 {
     m as f64 / (invocations.div_ceil(TEXTURE_WG as usize) * (TEXTURE_WG * rows) as usize) as f64
 }
 
-/// [`lane_use`] at the chosen pixel count: under 0.5 the texture variant loses to the register
+/// `lane_use` at the chosen pixel count: under 0.5 the texture variant loses to the register
 /// one (the classifier: M = batch rows, far fewer than one 8 x 7-pixel group).
 pub fn texture_efficiency(m: usize) -> f64 {
     lane_use(m, texture_rows(m))

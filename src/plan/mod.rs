@@ -2,7 +2,7 @@
 //! buffer layout, for one batch size. Pure data, no GPU: the session turns it into buffers and
 //! bind groups once and replays it.
 //!
-//! * **Liveness** ([`arena`]): a tensor lives from the step that writes it (the graph input from
+//! * **Liveness** (`arena`): a tensor lives from the step that writes it (the graph input from
 //!   step 0: it is uploaded before the first dispatch) to the last step that reads it, inclusive;
 //!   `logits` and every `features` map live until the last step. An op's inputs and outputs are
 //!   live at the same step, so they never share memory (no in-place ops). The arena is planned
@@ -10,7 +10,7 @@
 //!   input, writes the V scratch), GEMMs (V to M) and output transform (M and the residual to
 //!   its output). Its input is dead after the first phase and its output born in the last, so
 //!   the two may share memory, as may V and the output.
-//! * **Offsets** ([`arena`]): every activation lives in one arena buffer. Offsets are assigned
+//! * **Offsets** (`arena`): every activation lives in one arena buffer. Offsets are assigned
 //!   by a few greedy heuristics over the live intervals (largest tensor first, first-fit /
 //!   best-fit, chronological first-fit, ...) and the smallest arena wins.
 //! * **Sub-batching**: if the arena for the requested batch exceeds the device's largest
@@ -18,7 +18,7 @@
 //!   loops over sub-batches (a last, partial sub-batch uses the same offsets, it just touches
 //!   less of each tensor). If one image does not fit, planning fails with
 //!   [`Error::DeviceLimits`].
-//! * **Weights** ([`weights`]): each op's [`Op::constants`] get an aligned slot in one of
+//! * **Weights** (`weights`): each op's [`Op::constants`] get an aligned slot in one of
 //!   several weight buffers, each no bigger than the device allows.
 
 mod arena;
@@ -96,6 +96,7 @@ impl Limits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     #[default]
+    /// f32 storage.
     F32,
     /// f16 storage of activations and constants (half the bytes), f32 arithmetic; the API's
     /// input and logits stay f32.
@@ -103,6 +104,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// `f32` or `f16`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
@@ -127,11 +129,14 @@ impl std::str::FromStr for Precision {
 /// The storage type of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dtype {
+    /// 4 bytes.
     F32,
+    /// 2 bytes.
     F16,
 }
 
 impl Dtype {
+    /// Bytes per element.
     pub fn bytes(self) -> u64 {
         match self {
             Dtype::F32 => 4,
@@ -139,6 +144,7 @@ impl Dtype {
         }
     }
 
+    /// `f32` or `f16`.
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
@@ -150,7 +156,9 @@ impl Dtype {
 /// How to plan: precision, the device the kernel choices are for, and its tuning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanOptions {
+    /// Storage precision.
     pub precision: Precision,
+    /// The kind of device the kernel choices are for.
     pub device: DeviceProfile,
     /// Tuned kernel choices ([`tuning`]) taken before the heuristic where their shape matches
     /// and `device` can run them.
@@ -169,6 +177,7 @@ pub struct Plan {
     pub batch: usize,
     /// The batch asked for; `sub_batches()` passes of `batch` images cover it.
     pub requested_batch: usize,
+    /// Storage precision.
     pub precision: Precision,
     /// One per graph op, in execution order (`steps[i].op == i`).
     pub steps: Vec<Step>,
@@ -218,6 +227,7 @@ pub struct Scratch {
     /// `<op>:winograd_m` (the GEMMs' output, `[a^2][tiles][cout]`) or `<op>:splitk_partials`
     /// (`[splits][pixels][coutp]`).
     pub name: String,
+    /// The step it belongs to.
     pub step: usize,
     /// Elements per image.
     pub elems_per_image: u64,
@@ -281,6 +291,7 @@ pub fn scratch_dtype(precision: Precision, tile: Tile) -> Dtype {
 pub struct Step {
     /// Index into [`Graph::ops`].
     pub op: usize,
+    /// The op's name.
     pub name: String,
     /// `"conv"`, `"max_pool"`, `"global_avg_pool"` or `"bn_relu"`.
     pub kind: &'static str,
@@ -313,11 +324,15 @@ impl Step {
 /// Where a tensor lives in the arena, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
+    /// Byte offset in the arena.
     pub offset_bytes: u64,
+    /// Bytes in the arena.
     pub size_bytes: u64,
+    /// Storage type.
     pub dtype: Dtype,
     /// First and last step (inclusive) at which the tensor holds live data.
     pub first_step: usize,
+    /// Last live step (inclusive).
     pub last_step: usize,
     /// The same in phases (`step * PHASES + k`), the unit the arena is planned in: a
     /// Winograd conv's input dies after its first phase and its output is born in its last.
@@ -346,6 +361,7 @@ impl Placement {
 pub struct WeightSlot {
     /// Index into [`Plan::weight_buffers`].
     pub buffer: usize,
+    /// Byte offset in that buffer.
     pub offset_bytes: u64,
     /// `op.constants_len_for(its algorithm)` elements of the plan's precision.
     pub size_bytes: u64,

@@ -33,6 +33,7 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// `heuristic`, `tuned` or `forced`.
     pub fn name(self) -> &'static str {
         match self {
             Origin::Heuristic => "heuristic",
@@ -91,6 +92,7 @@ impl Choice {
         }
     }
 
+    /// The shared variant's tile, if the choice names one.
     pub fn shared_tile(self) -> Option<SharedTile> {
         self.tile.and_then(|i| SHARED_TILES.get(i).copied())
     }
@@ -145,8 +147,11 @@ pub fn key(op: &ConvOp, tensors: &[TensorInfo], batch: usize, algo: ConvAlgo) ->
 /// for, the precision, and the engine that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceKey {
+    /// The adapter's name.
     pub adapter: String,
+    /// Its driver and driver version.
     pub driver: String,
+    /// Its wgpu backend.
     pub backend: String,
     /// `gpu` or `software`: the kernel mix the choices are for.
     pub profile: String,
@@ -172,18 +177,22 @@ impl DeviceKey {
 /// Tuned choices by [`key`], for one [`DeviceKey`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TuningTable {
+    /// Choices by shape key.
     pub entries: BTreeMap<String, Choice>,
 }
 
 impl TuningTable {
+    /// The choice for shape `key`.
     pub fn get(&self, key: &str) -> Option<Choice> {
         self.entries.get(key).copied()
     }
 
+    /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -43,8 +43,11 @@ pub enum Resize {
     /// torchvision / timm eval: shorter side to `resize` (longer side truncated as torchvision
     /// does), then centre crop `crop` x `crop` (zero-padded first if the image is smaller).
     ShorterThenCrop {
+        /// Shorter side after resizing.
         resize: usize,
+        /// Side of the centre crop.
         crop: usize,
+        /// Resampling filter.
         filter: Filter,
     },
     /// transformers' ConvNeXT image processor (`ConvNextImageProcessorPil`, what
@@ -53,14 +56,20 @@ pub enum Resize {
     /// `(H - crop) // 2` (an image smaller than the crop is zero-padded, the larger half of the
     /// padding before).
     HfShorterThenCrop {
+        /// Shorter side after resizing.
         resize: usize,
+        /// Side of the centre crop.
         crop: usize,
+        /// Resampling filter.
         filter: Filter,
     },
     /// Keras `load_img(target_size=(h, w))`: squash to exactly h x w (nearest by default).
     Squash {
+        /// Output height.
         height: usize,
+        /// Output width.
         width: usize,
+        /// Resampling filter.
         filter: Filter,
     },
     /// TF-slim inception eval preprocessing: `tf.image.central_crop` of `fraction` (0.875) of
@@ -69,9 +78,19 @@ pub enum Resize {
     /// The resize is slim's own `tf.image.resize_bilinear(align_corners=False)`, i.e. TF1's
     /// legacy mapping without half-pixel centres (source = x * in/out), not TF2's
     /// `tf.image.resize`; see [`SLIM_HALF_PIXEL_CENTERS`].
-    CentralCropThenResize { fraction: f32, size: usize },
+    CentralCropThenResize {
+        /// Fraction of each side kept by the central crop.
+        fraction: f32,
+        /// Output side.
+        size: usize,
+    },
     /// `--no-resize`: the image must already be `height x width`; anything else is an error.
-    None { height: usize, width: usize },
+    None {
+        /// The required height.
+        height: usize,
+        /// The required width.
+        width: usize,
+    },
 }
 
 /// Most bytes an intermediate image of preprocessing may take (RGB8), the same bound as
@@ -108,10 +127,13 @@ pub const SLIM_HALF_PIXEL_CENTERS: bool = false;
 /// `convert_image_dtype` does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preprocess {
+    /// How the image is brought to the network's size.
     pub resize: Resize,
     /// Multiplier of the u8 values: 1/255, 1/127.5 or 1.
     pub scale: f32,
+    /// Per output channel, subtracted after scaling.
     pub mean: [f32; 3],
+    /// Per output channel, divided by after subtracting the mean.
     pub std: [f32; 3],
     /// Output channel 0 is blue (Keras' "caffe" mode).
     pub bgr: bool,

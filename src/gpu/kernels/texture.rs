@@ -134,9 +134,13 @@ pub fn copy_of_buffer(
 /// first texels of a texture.
 #[derive(Clone, Debug)]
 pub struct TextureCopy {
+    /// The buffer copied from.
     pub buffer: wgpu::Buffer,
+    /// Byte offset in `buffer`.
     pub offset: u64,
+    /// Number of vec4 texels copied.
     pub texels: u64,
+    /// The texture copied to.
     pub texture: wgpu::Texture,
 }
 

@@ -2,9 +2,9 @@
 //! how it lays it out, which names give it away, the rules its network computes by (stride
 //! placement, shortcuts, stem pool, eps, biases) and its evaluation preprocessing.
 //!
-//! Everything else loops over [`Flavour::ALL`] and asks the flavour's [`Spec`]: detection,
-//! loading, export, preprocessing. Adding a flavour is a new file here implementing [`Spec`],
-//! a variant of [`Flavour`] with its line in [`Flavour::spec`], and fixtures.
+//! Everything else loops over [`Flavour::ALL`] and asks the flavour's `Spec`: detection,
+//! loading, export, preprocessing. Adding a flavour is a new file here implementing `Spec`,
+//! a variant of [`Flavour`] with its line in `Flavour::spec`, and fixtures.
 
 mod hf;
 mod keras;
@@ -72,15 +72,18 @@ pub enum ShortcutRule {
 /// Which convs carry a bias (checkpoint-side; BN folding adds biases everywhere later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Biases {
+    /// The stem conv.
     pub stem: bool,
     /// conv1 / conv2 of a bottleneck, conv1 of a basic unit.
     pub inner: bool,
     /// The unit's last conv (conv3 / basic conv2).
     pub last: bool,
+    /// The projection shortcut's 1x1 conv.
     pub shortcut: bool,
 }
 
 impl Biases {
+    /// No conv carries a bias.
     pub const NONE: Biases = Biases {
         stem: false,
         inner: false,
@@ -91,17 +94,24 @@ impl Biases {
 
 /// How a network computes, as far as it differs between the frameworks (`RESNET_SPEC.md`
 /// section 4). A flavour has default rules; a config file (transformers) or the graph itself
-/// (ONNX) may set others, so an [`Arch`](crate::model::Arch) carries its own copy.
+/// (ONNX) may set others, so an [`Arch`] carries its own copy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rules {
+    /// Post- or pre-activation.
     pub family: Family,
+    /// Which unit of a stage downsamples.
     pub stride_unit: StrideUnit,
+    /// Which conv of a bottleneck carries the stride.
     pub stride_conv: StrideConv,
+    /// How the stem max pool pads.
     pub stem_pool: StemPoolPadding,
+    /// When a unit gets a projection shortcut.
     pub shortcut: ShortcutRule,
     /// The stem conv is followed by BN + ReLU (every v1; MXNet Gluon's v2 too).
     pub stem_norm: bool,
+    /// The batch norms' epsilon.
     pub bn_eps: f32,
+    /// Which convs carry a bias in the checkpoint.
     pub biases: Biases,
 }
 
@@ -133,6 +143,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The tensor shape of a `kh x kw`, `cin` to `cout` conv in this layout.
     pub fn shape(self, kh: usize, kw: usize, cin: usize, cout: usize) -> Vec<usize> {
         match self {
             Layout::Oihw => vec![cout, cin, kh, kw],
@@ -267,16 +278,22 @@ pub struct Companion {
 /// The flavours of weights people hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flavour {
+    /// TF-slim's `resnet_v2_*`.
     SlimV2,
+    /// Keras' `ResNet50V2`, `ResNet101V2`, `ResNet152V2`.
     KerasV2,
+    /// timm's `resnetv2_*`.
     TimmV2,
+    /// torchvision's `resnet18` … `resnet152` (v1.5).
     Torchvision,
+    /// Keras' `ResNet50`, `ResNet101`, `ResNet152`.
     KerasV1,
     /// Hugging Face transformers' `ResNetForImageClassification`.
     Hf,
 }
 
 impl Flavour {
+    /// Every flavour.
     pub const ALL: [Flavour; 6] = [
         Flavour::SlimV2,
         Flavour::KerasV2,
@@ -298,6 +315,7 @@ impl Flavour {
         }
     }
 
+    /// The flavour's name (`slim-v2`, `torchvision`, …).
     pub fn name(self) -> &'static str {
         self.spec().name()
     }
@@ -307,10 +325,12 @@ impl Flavour {
         self.spec().rules()
     }
 
+    /// Post- or pre-activation.
     pub fn family(self) -> Family {
         self.rules().family
     }
 
+    /// The batch norms' epsilon.
     pub fn bn_eps(self) -> f32 {
         self.rules().bn_eps
     }

@@ -1,6 +1,6 @@
 //! Loading checkpoints in any flavour's own names and layouts (see `RESNET_SPEC.md` and
 //! `model/flavour/`), from safetensors files, transformers hub folders and ONNX graphs
-//! ([`onnx`]), and writing them back out.
+//! (`onnx`), and writing them back out.
 //!
 //! Everything about the network is read off the checkpoint: the flavour from the names, the
 //! depth from the unit indices, every channel count from the shapes. Presets are never
@@ -42,21 +42,27 @@ pub struct LoadOptions {
 /// An in-memory float32 tensor, for building checkpoints without a file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorData {
+    /// The tensor's shape.
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub data: Vec<f32>,
 }
 
 /// A tensor's name, shape and dtype (safetensors spelling: `F32`, `F16`, `BF16`, `I64`, …).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The tensor's name.
     pub name: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// Its dtype.
     pub dtype: String,
 }
 
 /// Anything tensors can be loaded from. Shapes and dtypes are listed separately from the data
 /// so that a mismatching checkpoint is diagnosed without decoding any of it.
 pub trait TensorSource {
+    /// Every tensor's name, shape and dtype.
     fn infos(&self) -> Vec<TensorInfo>;
     /// The values of tensor `name`, widened to f32 if stored as F16 or BF16; [`Error::Dtype`]
     /// for any other dtype.
@@ -137,6 +143,7 @@ pub const WEIGHT_DTYPES: [&str; 3] = ["F32", "F16", "BF16"];
 /// A loaded checkpoint with what its files say about using it.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// The architecture and its parameters.
     pub network: Network,
     /// The file the weights came from (inside a folder: its `model.safetensors`).
     pub file: PathBuf,

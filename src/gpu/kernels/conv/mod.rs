@@ -1,7 +1,7 @@
 //! The convolution family (`shaders/conv/`): every conv is an implicit GEMM run by one of four
-//! variants, each a WGSL file of its own plus a type here ([`Variant`]) that turns the plan's
+//! variants, each a WGSL file of its own plus a type here (`Variant`) that turns the plan's
 //! [`ConvConfig`] into pipeline override constants; a Winograd conv adds the two transforms of
-//! [`winograd`] around a batched GEMM of the same variants.
+//! `winograd` around a batched GEMM of the same variants.
 
 mod register;
 mod shared;
@@ -84,9 +84,13 @@ pub(crate) trait Variant {
 /// storage type) and, for the texture variant, its textures.
 #[derive(Clone, Debug)]
 pub struct ConvIo<'a> {
+    /// The activation arena.
     pub arena: &'a wgpu::Buffer,
+    /// The op's slot of the weights buffer.
     pub consts: wgpu::BufferBinding<'a>,
+    /// The storage type of the weights.
     pub weights: Dtype,
+    /// The texture variant's textures; `None` for the other variants.
     pub textures: Option<ConvTextures<'a>>,
 }
 

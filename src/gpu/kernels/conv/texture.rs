@@ -14,6 +14,7 @@ pub struct ConvTextures<'a> {
     /// texels as A has vec4s): rgba32float for f32 inputs (and packed ones), rgba16float for
     /// f16 inputs (f16 plans only).
     pub input: &'a wgpu::Texture,
+    /// The rgba16float staging texture for f16 inputs (f16 plans only).
     pub input16: Option<&'a wgpu::Texture>,
     /// Texture copy of the weights buffer holding the op's constants.
     pub weights: &'a wgpu::Texture,
