@@ -826,7 +826,7 @@ fn info_lists_the_adapter_and_its_limits() {
         ("max_buffer_size", l.max_buffer_size),
         (
             "max_storage_buffer_binding_size",
-            u64::from(l.max_storage_buffer_binding_size),
+            l.max_storage_buffer_binding_size,
         ),
         (
             "max_compute_workgroup_storage_size",

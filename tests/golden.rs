@@ -224,11 +224,15 @@ fn compare(
 
 /// Runs `backend` on every case and checks logits and all maps; prints the worst error per
 /// flavour.
-fn check_all(what: &str, tol: f64, mut backend: impl FnMut(&Loaded) -> Outputs) {
-    let cases = cases();
+fn check_all(what: &str, tol: f64, backend: impl FnMut(&Loaded) -> Outputs) {
+    check_cases(&cases(), what, tol, backend);
+}
+
+/// [`check_all`] over `cases`.
+fn check_cases(cases: &[Case], what: &str, tol: f64, mut backend: impl FnMut(&Loaded) -> Outputs) {
     let mut failures = Vec::new();
     let mut worst: Vec<(Flavour, f64)> = Vec::new();
-    for case in &cases {
+    for case in cases {
         let loaded = load(case);
         let (logits, maps) = backend(&loaded);
         assert_eq!(
@@ -293,6 +297,35 @@ fn top1_agrees(got: &[f32], want: &[f32], classes: usize, tol: f64) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The GL backend, which a machine without a Vulkan driver falls back to (OpenGL 4.3+ or GLES
+/// 3.1 compute; here Mesa's llvmpipe through EGL): every small case (both input sizes, every
+/// flavour: 14 of the 27; the deep nets add only time on GL's slow compile) at the golden
+/// tolerance. Without a GL adapter it fails, saying what to install.
+#[test]
+fn the_gl_backend_matches_every_framework_on_the_small_cases() {
+    use resnet_wgpu::gpu::{AdapterChoice, Backend, GpuContext};
+    let choice = AdapterChoice {
+        backend: Some(Backend::Gl),
+        adapter: None,
+    };
+    let ctx = GpuContext::new(&choice).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nthe GL test needs an OpenGL adapter: on a machine without a GPU install \
+             Mesa's (Debian: apt-get install libegl1 libgl1-mesa-dri)"
+        )
+    });
+    assert_eq!(ctx.summary().backend, "Gl", "{}", ctx.summary());
+    eprintln!("adapter: {}", ctx.summary());
+    let small: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.name.contains("_small_"))
+        .collect();
+    assert_eq!(small.len(), 14, "the small cases of the committed set");
+    check_cases(&small, "gl", REL_TOL, |l| {
+        gpu_run(&ctx, l, &SessionOptions::default())
+    });
 }
 
 /// Lowering and BN folding against the frameworks, with the naive CPU reference: needs no GPU.

@@ -84,7 +84,9 @@ fn mismatches(got: &[Vec<Prediction>], want: &[&Top3]) -> usize {
         .filter(|(g, w)| {
             g.len() != 3
                 || g.iter().zip(w.iter()).any(|(p, &(class, q))| {
-                    p.index != class || !((p.probability - q).abs() <= PROB_TOL * q)
+                    // NaN-aware: a NaN probability is a mismatch.
+                    let close = (p.probability - q).abs() <= PROB_TOL * q;
+                    p.index != class || !close
                 })
         })
         .count()
