@@ -1,13 +1,14 @@
 //! The lowered graphs of every preset against the figures the frameworks themselves report
-//! (RESNET_SPEC.md section 5: parameters, BN statistics and multiply-adds at 224x224). The
-//! multiply-adds pin down every stride placement; the parameter counts every bias and BN.
+//! (`docs/models.md`, "Reference figures": parameters, BN statistics and multiply-adds at
+//! 224x224). The multiply-adds pin down every stride placement; the parameter counts every bias
+//! and BN.
 
 use resnet_wgpu::graph::{LowerOptions, Op, lower};
 use resnet_wgpu::model::Arch;
 use resnet_wgpu::model::params::{BatchNorm, ConvWeights, Params};
 use resnet_wgpu::model::random::random_params;
 
-/// (preset, params, BN stats, MACs @224 in units of 1e6, rounded as the spec prints them).
+/// (preset, params, BN stats, MACs @224 in units of 1e6, rounded as `docs/models.md` prints them).
 const TABLE: &[(&str, u64, u64, u64)] = &[
     ("resnet18", 11_689_512, 9_600, 1_814),
     ("resnet34", 21_797_672, 17_024, 3_664),
@@ -92,7 +93,7 @@ fn presets_match_the_frameworks_parameter_and_mac_counts() {
             (want_params, want_stats),
             "{name}: params, BN stats"
         );
-        // The spec prints GMACs with 3 decimals: compare at that precision.
+        // docs/models.md prints GMACs with 3 decimals: compare at that precision.
         let got = mmacs(&arch, &params, 224);
         assert!(
             got.abs_diff(want_mmacs) <= 1,

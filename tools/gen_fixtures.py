@@ -18,7 +18,7 @@ biases), runs it on a seeded N(0,1) input and writes
   [N,classes] and the intermediate maps ``feat/*`` (all NCHW, float32);
 * ``tests/fixtures/manifest.json`` - one object per case.
 
-See RESNET_SPEC.md (shared/) for the semantics of the five flavours and
+See docs/models.md for the semantics of the five flavours and
 tools/README.md for details.
 
 How to run
@@ -33,7 +33,7 @@ How to run
 Each framework family runs in its own subprocess (torch / Keras-3-on-TF /
 TF-slim in TF1 graph mode) so they never share a process.  Everything is
 deterministic: the seeds derive from the case name (crc32).  The script ends
-with a self-check (feature shapes against the spec rules, finite logits,
+with a self-check (feature shapes against the flavours' rules, finite logits,
 max|logit| per case) and fails loudly if anything is off.
 """
 
@@ -671,7 +671,7 @@ def self_check(case, out_dir):
     mx = float(np.max(np.abs(io["logits"])))
     if not (0.5 < mx < 100.0):
         raise SystemExit(f"{case['case']}: max|logit| {mx} out of the sane range")
-    # Independent float64 re-implementation of the spec, fed only with the
+    # Independent float64 re-implementation of docs/models.md, fed only with the
     # saved checkpoint: it must reproduce every saved output.
     sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

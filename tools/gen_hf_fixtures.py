@@ -29,14 +29,14 @@ downsample_in_bottleneck=True, 7 labels), hf_resnet26_dfs_45x37 (bottleneck [2,2
 downsample_in_first_stage=True, 5 labels left at transformers' default LABEL_0..LABEL_4, 45x37).
 
 What the installed transformers (5.23.0) does, read from models/resnet/modeling_resnet.py and
-configuration_resnet.py, compared with RESNET_SPEC.md's HF section
+configuration_resnet.py, compared with docs/models.md's transformers section
 ------------------------------------------------------------------------------------------------
-* Everything in the spec's HF section holds: ResNetConvLayer = Conv2d(padding k//2, bias=False) -> BatchNorm2d
+* Everything in that section holds: ResNetConvLayer = Conv2d(padding k//2, bias=False) -> BatchNorm2d
   (eps 1e-5) -> ReLU (Identity for the last conv of a layer); stem 7x7/2 -> MaxPool2d(3, 2, 1);
   bottleneck reduction 4 (inner width = hidden_size // 4); stride on layer.1 (3x3) or on layer.0
   (first 1x1) with downsample_in_bottleneck; shortcut 1x1(stride)+BN only when in != out or
   stride != 1; head Flatten + Linear (``classifier.1.*``).
-* Additional details the spec does not spell out:
+* Additional details:
   - The stage-1 input width is ``embedding_size``, not hidden_sizes[0]: a basic net whose
     embedding_size == hidden_sizes[0] has NO shortcut in stage 1 (hf_resnet18_64x64), a bottleneck
     net always has one there (embedding 8 -> hidden 16).

@@ -1,10 +1,10 @@
 """Independent float64 NumPy reference for the five ResNet flavours.
 
-Built only from the rules in shared/RESNET_SPEC.md and the checkpoint's own
+Built only from the rules in docs/models.md and the checkpoint's own
 weight names (no framework code).  gen_fixtures.py uses it as a cross-check:
 every fixture's logits and intermediate maps must agree with it, which proves
 that the saved checkpoint is exactly what produced the saved outputs and that
-the spec's rules (stride placement, stem pool padding, shortcut source, biases,
+the documented rules (stride placement, stem pool padding, shortcut source, biases,
 BN eps) describe what the frameworks really do.
 
     forward(flavour, weights: dict[str, np.ndarray], x_nchw) -> dict of outputs

@@ -1,5 +1,5 @@
 //! The network description as plain data: which ResNet, with which of the five real-world
-//! flavours' rules (see `RESNET_SPEC.md`). Nothing here knows about weights or GPUs.
+//! flavours' rules (see `docs/models.md`). Nothing here knows about weights or GPUs.
 
 use crate::error::{Error, Result};
 

@@ -1,6 +1,6 @@
 //! From an image file to the network's input tensor, exactly as each flavour's framework does
-//! it in evaluation (see `RESNET_SPEC.md`, `tests/fixtures/preprocess/rules.json` and
-//! `hf_rules.json`). Each flavour's recipe lives with the flavour (`model/flavour/`);
+//! it in evaluation (see `docs/models.md`, "Preprocessing", `tests/fixtures/preprocess/rules.json`
+//! and `hf_rules.json`). Each flavour's recipe lives with the flavour (`model/flavour/`);
 //! transformers checkpoints bring theirs in `preprocessor_config.json`.
 //!
 //! [`load_image`] decodes like `PIL.Image.open(p).convert("RGB")`; [`Preprocess::apply`]

@@ -1,4 +1,4 @@
-//! Loading checkpoints in any flavour's own names and layouts (see `RESNET_SPEC.md` and
+//! Loading checkpoints in any flavour's own names and layouts (see `docs/models.md` and
 //! `model/flavour/`), from safetensors files, transformers hub folders and ONNX graphs
 //! (`onnx`), and writing them back out.
 //!
