@@ -241,3 +241,45 @@ fn statistics_that_fold_to_non_finite_values_are_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("stem/conv"), "{e}");
 }
+
+/// A pre-activation bottleneck whose graph strides the 1x1 reduce conv (the ONNX loader reads
+/// the stride's place off the graph) is lowered with the stride there, not silently moved to
+/// the 3x3: the same multiply-adds as that graph, and the 3x3 at stride 1.
+#[test]
+fn a_v2_bottleneck_strides_the_conv_its_rules_name() {
+    use resnet_wgpu::model::arch::StrideConv;
+    let mut arch = Arch::preset("resnetv2_50").unwrap();
+    let p = random_params(&arch, 4);
+    let strides = |arch: &Arch| -> Vec<(String, usize)> {
+        let g = lower(arch, &p, 64, 64, &LowerOptions::default()).unwrap();
+        g.ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Conv(c) if c.name.starts_with("stage2/unit1/") => {
+                    Some((c.name.clone(), c.stride))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let spatial = strides(&arch);
+    arch.rules.stride_conv = StrideConv::Reduce1x1;
+    let reduce = strides(&arch);
+    let stride_of = |convs: &[(String, usize)], suffix: &str| {
+        convs
+            .iter()
+            .find(|(n, _)| n.contains(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} in {convs:?}"))
+            .1
+    };
+    assert_eq!(
+        (stride_of(&spatial, "conv1"), stride_of(&spatial, "conv2")),
+        (1, 2),
+        "{spatial:?}"
+    );
+    assert_eq!(
+        (stride_of(&reduce, "conv1"), stride_of(&reduce, "conv2")),
+        (2, 1),
+        "{reduce:?}"
+    );
+}

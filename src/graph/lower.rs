@@ -278,7 +278,9 @@ pub fn lower(
             let name = format!("stage{}/unit{}", s + 1, u + 1);
             let stride = arch.unit_stride(s, u);
             x = match (v2, arch.unit) {
-                (true, UnitKind::Bottleneck) => v2_bottleneck(&mut b, &name, x, unit, stride)?,
+                (true, UnitKind::Bottleneck) => {
+                    v2_bottleneck(&mut b, &name, x, unit, stride, arch.rules.stride_conv)?
+                }
                 (true, UnitKind::Basic) => v2_basic(&mut b, &name, x, unit, stride)?,
                 (false, kind) => {
                     v1_unit(&mut b, &name, x, unit, stride, kind, arch.rules.stride_conv)?
@@ -475,6 +477,7 @@ fn v2_bottleneck(
     x: TensorId,
     unit: &UnitParams,
     stride: usize,
+    stride_conv: StrideConv,
 ) -> Result<TensorId> {
     let preact = unit
         .preact
@@ -484,18 +487,23 @@ fn v2_bottleneck(
         .shortcut
         .as_ref()
         .map(|(conv, bn)| (fold(conv, bn.as_ref()), stride));
-    // v2: the reduce conv never strides (the stride sits in the 3x3), the projection does.
+    // Every v2 flavour strides the 3x3; a graph that strides the reduce conv instead (the ONNX
+    // loader reads either off the graph) gets it there, as for v1.
+    let (s1, s2) = match stride_conv {
+        StrideConv::Reduce1x1 => (stride, 1),
+        StrideConv::Spatial3x3 => (1, stride),
+    };
     let (r1, shortcut) = reduce_and_projection(
         b,
         name,
         x,
         fold(&unit.conv1, Some(&unit.bn1)),
-        1,
+        s1,
         projection,
         Some(preact),
     )?;
     let r2 = b.conv(
-        ConvSpec::new(format!("{name}/conv2"), r1, stride, true),
+        ConvSpec::new(format!("{name}/conv2"), r1, s2, true),
         fold(&unit.conv2, unit.bn2.as_ref()),
         None,
     )?;
