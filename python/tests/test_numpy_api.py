@@ -6,6 +6,8 @@ runs the same engine and would share its mistakes."""
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,17 @@ def test_features_equal_the_cli_bit_for_bit(case: str, tmp_path: Path) -> None:
     assert np.allclose(got["pooled"], last.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
 
 
-def test_any_strides_and_sizes_and_a_second_size() -> None:
+def write_input(path: Path, x: np.ndarray) -> None:
+    """A safetensors file holding `x` (float32) as tensor `input`, for `resnet infer`."""
+    data = np.ascontiguousarray(x, "<f4").tobytes()
+    header = json.dumps(
+        {"input": {"dtype": "F32", "shape": list(x.shape), "data_offsets": [0, len(data)]}}
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def test_any_strides_and_sizes_and_a_second_size(tmp_path: Path) -> None:
     case = "torchvision_basic_small_32x32"
     io = read_safetensors(FIXTURES / f"{case}.io.safetensors")
     x = io["input"]
@@ -109,9 +121,17 @@ def test_any_strides_and_sizes_and_a_second_size() -> None:
         assert one.shape == (1, model.classes)
         assert np.all(np.abs(one - want[i : i + 1]) <= 1e-5 * scale)
         assert_close(one, io["logits"][i : i + 1], F32_TOL, f"{case}: image {i} alone")
-    # Another input size gets its own session.
+    # Another input size gets its own session: the numbers `resnet infer` gives at that size
+    # (no framework ran this input; the CLI's session at 64x64 is checked against the CPU
+    # reference by the Rust tests).
     big = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
-    assert model.logits(big).shape == want.shape
+    got = model.logits(big)
+    assert got.shape == want.shape
+    write_input(tmp_path / "big.safetensors", big)
+    resnet("infer", "--weights", FIXTURES / f"{case}.weights.safetensors",
+           "--input", tmp_path / "big.safetensors", "--output", tmp_path / "out.safetensors",
+           "--batch", 2)  # fmt: skip
+    same_bits(got, read_safetensors(tmp_path / "out.safetensors")["logits"])
 
 
 # One checkpoint of each other format the CLI reads (tests/formats.rs has them all): a
