@@ -114,13 +114,8 @@ fn stored_tuning(
     ctx: &GpuContext,
     precision: Precision,
 ) -> (Option<Arc<TuningTable>>, Option<String>) {
-    match resnet_wgpu::tune::load(ctx, None, precision) {
-        Ok(table) => (table.map(|(_, t)| Arc::new(t)), None),
-        Err(e) => (
-            None,
-            Some(format!("{e}; planning with the heuristic's kernels")),
-        ),
-    }
+    let (found, warning) = resnet_wgpu::tune::load_or_warn(ctx, None, precision);
+    (found.map(|(_, t)| t), warning)
 }
 
 /// A `RuntimeWarning` (the CLI prints `warning:` lines; Python code filters warnings).
