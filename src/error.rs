@@ -152,6 +152,11 @@ pub enum Error {
     )]
     DeviceLost(String),
 
+    /// An image that was never run because the run stopped first (the device was lost);
+    /// says why.
+    #[error("not classified: {0}")]
+    NotClassified(String),
+
     /// A wait on the GPU passed its deadline.
     #[error(
         "the GPU did not finish {what} within {seconds} s; it may be hung or overloaded. Raise the \
@@ -224,6 +229,7 @@ impl Error {
             Error::NoAdapter(_)
             | Error::Device(_)
             | Error::DeviceLost(_)
+            | Error::NotClassified(_)
             | Error::Gpu(_)
             | Error::DeviceLimits(_) => ErrorKind::Gpu,
             Error::Timeout { .. } => ErrorKind::Timeout,

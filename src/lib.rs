@@ -69,6 +69,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod classifier;
+pub mod classify;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

@@ -349,6 +349,23 @@ pub fn load(
     Ok(load_file(&path, &device)?.map(|t| (path, t)))
 }
 
+/// The tuning table front ends plan with on `ctx` (the CLI's commands, the Python package):
+/// what [`load`] finds, with the file it came from, or `None`. A file that cannot be used is
+/// not trusted: `None`, and the second value says why, for the caller to warn with.
+pub fn load_or_warn(
+    ctx: &GpuContext,
+    profile: Option<DeviceProfile>,
+    precision: Precision,
+) -> (Option<(PathBuf, Arc<TuningTable>)>, Option<String>) {
+    match load(ctx, profile, precision) {
+        Ok(found) => (found.map(|(path, t)| (path, Arc::new(t))), None),
+        Err(e) => (
+            None,
+            Some(format!("{e}; planning with the heuristic's kernels")),
+        ),
+    }
+}
+
 /// Writes `table` as the tuning file of `device`, merged over the entries of a valid file
 /// already there (other models and batch sizes keep theirs); returns its path. Written to a
 /// temporary file and renamed, so a crash never leaves half a file.

@@ -859,3 +859,55 @@ fn info_lists_the_adapter_and_its_limits() {
         );
     }
 }
+
+/// `plan --tuned` without `--plan-for` plans the profile the adapter at hand resolves to (a
+/// software one on lavapipe), the one `resnet tune` stored its table for: right after `tune`,
+/// the same flags plan every conv whose shape the table holds with its tuned kernel.
+#[test]
+fn plan_tuned_takes_the_table_tune_stored_for_this_adapter() {
+    let cache = scratch("plan-tuned-own-profile");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_resnet"))
+            .args(args)
+            .env("RESNET_CACHE_DIR", &cache)
+            .env_remove("RESNET_DEVICE_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let small = ["--model", "resnet18", "--size", "32", "--batch", "2"];
+    let with = |cmd: &'static str, extra: &[&'static str]| {
+        let mut a = vec![cmd];
+        a.extend(small);
+        a.extend(extra);
+        a
+    };
+    let o = run(&with("tune", &["--repeats", "1", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Conv steps whose shape the stored table holds.
+    let held: u64 = report["shapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["layers"].as_u64().unwrap())
+        .sum();
+    assert!(held >= 12, "{report}");
+
+    let o = run(&with("plan", &["--tuned", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let origins: Vec<&str> = plan["dispatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["kernel"]["origin"].as_str())
+        .collect();
+    let tuned = origins.iter().filter(|o| **o == "tuned").count() as u64;
+    assert_eq!(tuned, held, "{origins:?}");
+
+    let o = run(&with("plan", &["--tuned"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let tuned = table.lines().filter(|l| l.contains("tuned)")).count() as u64;
+    assert_eq!(tuned, held, "{table}");
+}

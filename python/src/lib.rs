@@ -19,7 +19,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use resnet_wgpu::bench::{Bench, BenchOptions};
-use resnet_wgpu::classifier::{check_finite_logits, softmax};
+use resnet_wgpu::classify::{ClassifyOptions, Sizing, Source, classify_with};
 use resnet_wgpu::gpu::context::list_adapters;
 use resnet_wgpu::gpu::{AdapterChoice, Backend, GpuContext};
 use resnet_wgpu::labels::Labels;
@@ -27,9 +27,7 @@ use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::load::LoadOptions;
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::tuning::TuningTable;
-use resnet_wgpu::preprocess::{
-    Alpha, Preprocess, Resize, decode_image_with, load_image_with, to_rgb,
-};
+use resnet_wgpu::preprocess::{Preprocess, Resize};
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, ErrorKind, Model, Prediction};
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -39,6 +37,11 @@ use std::time::Instant;
 /// The Python exception for an engine error: a missing file `FileNotFoundError`, other I/O
 /// `OSError`, bad data `ValueError`, the GPU `RuntimeError`, a GPU deadline `TimeoutError`.
 fn py_err(e: Error) -> PyErr {
+    py_err_ref(&e)
+}
+
+/// [`py_err`] of an error shared by several images (the classify service's outcomes).
+fn py_err_ref(e: &Error) -> PyErr {
     let message = e.to_string();
     match e.kind() {
         ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
@@ -111,13 +114,8 @@ fn stored_tuning(
     ctx: &GpuContext,
     precision: Precision,
 ) -> (Option<Arc<TuningTable>>, Option<String>) {
-    match resnet_wgpu::tune::load(ctx, None, precision) {
-        Ok(table) => (table.map(|(_, t)| Arc::new(t)), None),
-        Err(e) => (
-            None,
-            Some(format!("{e}; planning with the heuristic's kernels")),
-        ),
-    }
+    let (found, warning) = resnet_wgpu::tune::load_or_warn(ctx, None, precision);
+    (found.map(|(_, t)| t), warning)
 }
 
 /// A `RuntimeWarning` (the CLI prints `warning:` lines; Python code filters warnings).
@@ -142,6 +140,9 @@ struct Key {
     width: usize,
     features: bool,
 }
+
+/// One image's classes, or its error (shared by the images of a batch that failed together).
+type ImageResult = Result<Vec<Prediction>, Arc<Error>>;
 
 /// Sessions kept besides `classify`'s: each holds its own copy of the weights on the GPU.
 const KEPT_SESSIONS: usize = 4;
@@ -272,52 +273,37 @@ impl PyClassifier {
         Ok((data, shape))
     }
 
-    /// Decodes and preprocesses each image and classifies those that succeeded in one run.
-    /// The outer error is the GPU's (no image can be classified); the inner ones belong to
-    /// single images. `fail_fast`: the first bad image ends the call before any GPU work.
+    /// Decodes and preprocesses each image and classifies those that succeeded, through the
+    /// library's classify service ([`resnet_wgpu::classify`]) on this classifier's kept
+    /// session. The outer error is the GPU's (no image can be classified); the inner ones
+    /// belong to single images. `fail_fast`: the first bad image ends the call (a decode
+    /// error before any GPU work).
     fn classify_sources(
         &self,
         sources: Vec<Source>,
         top: usize,
         fail_fast: bool,
-    ) -> Result<Vec<Result<Vec<Prediction>, Error>>, Error> {
-        let classifier = &self.session(self.classify_key())?;
-        let mut results: Vec<Option<Result<Vec<Prediction>, Error>>> =
-            (0..sources.len()).map(|_| None).collect();
-        let mut names = Vec::with_capacity(sources.len());
-        let mut input = Vec::new();
-        let mut rows = Vec::new();
-        for (i, source) in sources.into_iter().enumerate() {
-            names.push(source.name(i));
-            let decoded = source.decode(i, self.preprocess.alpha);
-            match decoded.and_then(|img| self.preprocess.apply(&img)) {
-                Ok(x) => {
-                    input.extend(x);
-                    rows.push(i);
-                }
-                Err(e) if fail_fast => return Err(e),
-                Err(e) => results[i] = Some(Err(e)),
-            }
+    ) -> Result<Vec<ImageResult>, Arc<Error>> {
+        let report = classify_with(
+            |_| self.session(self.classify_key()),
+            self.preprocess,
+            self.options.max_batch,
+            sources,
+            &ClassifyOptions {
+                top,
+                sizing: Sizing::Fixed,
+                fail_fast,
+                lose_device_after: None,
+            },
+        )?;
+        if let Some(e) = report.stopped {
+            return Err(e);
         }
-        if !rows.is_empty() {
-            let logits = classifier.logits(&input, rows.len())?;
-            let classes = classifier.labels().len();
-            for (row, &i) in logits.chunks(classes).zip(&rows) {
-                let mut row = row.to_vec();
-                let result = check_finite_logits(&row, &names[i]).map(|()| {
-                    softmax(&mut row);
-                    classifier.top_k(&row, top)
-                });
-                match result {
-                    Err(e) if fail_fast => return Err(e),
-                    r => results[i] = Some(r),
-                }
-            }
+        let results: Vec<_> = report.outcomes.into_iter().map(|o| o.result).collect();
+        if fail_fast && let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            return Err(e.clone());
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Input("not classified".into()))))
-            .collect())
+        Ok(results)
     }
 }
 
@@ -459,8 +445,8 @@ impl PyClassifier {
         let data = py
             .detach(|| {
                 let mut data = Vec::new();
-                for (i, s) in sources.into_iter().enumerate() {
-                    data.extend(pre.apply(&s.decode(i, pre.alpha)?)?);
+                for s in sources {
+                    data.extend(pre.apply(&s.decode(pre.alpha)?)?);
                 }
                 Ok(data)
             })
@@ -505,7 +491,7 @@ impl PyClassifier {
         let sources = sources(images)?;
         let results = py
             .detach(|| self.classify_sources(sources, top, fail_fast))
-            .map_err(py_err)?;
+            .map_err(|e| py_err_ref(&e))?;
         let out = PyList::empty(py);
         for r in results {
             match r {
@@ -523,7 +509,7 @@ impl PyClassifier {
                     }
                     out.append(row)?;
                 }
-                Err(e) => out.append(py_err(e).into_value(py))?,
+                Err(e) => out.append(py_err_ref(&e).into_value(py))?,
             }
         }
         Ok(out)
@@ -595,34 +581,6 @@ impl PyClassifier {
     }
 }
 
-/// One image of a `classify` call, owned (copied out of Python while the GIL is held).
-enum Source {
-    Path(PathBuf),
-    Bytes(Vec<u8>),
-    Pixels(image::DynamicImage),
-}
-
-impl Source {
-    /// What errors call image `i`.
-    fn name(&self, i: usize) -> String {
-        match self {
-            Source::Path(p) => p.display().to_string(),
-            Source::Bytes(_) => format!("image {i} (bytes)"),
-            Source::Pixels(_) => format!("image {i} (pixel array)"),
-        }
-    }
-
-    /// RGB8 as the preprocessing recipe wants it: Pillow's `.convert("RGB")`, or with
-    /// `alpha` composited onto white (transformers' `convert_to_rgb`).
-    fn decode(self, i: usize, alpha: Alpha) -> Result<image::RgbImage, Error> {
-        match self {
-            Source::Path(p) => load_image_with(&p, alpha),
-            Source::Bytes(b) => decode_image_with(&b, &format!("image {i} (bytes)"), alpha),
-            Source::Pixels(img) => Ok(to_rgb(img, alpha)),
-        }
-    }
-}
-
 fn type_name(x: &Bound<'_, PyAny>) -> String {
     x.get_type()
         .name()
@@ -653,15 +611,24 @@ fn sources(images: &Bound<'_, PyAny>) -> PyResult<Vec<Source>> {
     Ok(out)
 }
 
+/// Image `i` of a `classify` call, owned (copied out of Python while the GIL is held); errors
+/// call it by its path, else `image {i} (bytes)` or `image {i} (pixel array)`.
 fn source(item: &Bound<'_, PyAny>, i: usize) -> PyResult<Source> {
+    let bytes = |bytes| Source::Bytes {
+        name: format!("image {i} (bytes)"),
+        bytes,
+    };
     if let Ok(b) = item.cast::<PyBytes>() {
-        return Ok(Source::Bytes(b.as_bytes().to_vec()));
+        return Ok(bytes(b.as_bytes().to_vec()));
     }
     if let Ok(b) = item.cast::<PyByteArray>() {
-        return Ok(Source::Bytes(b.to_vec()));
+        return Ok(bytes(b.to_vec()));
     }
     if let Ok(a) = item.cast::<PyUntypedArray>() {
-        return pixels(a, i).map(Source::Pixels);
+        return pixels(a, i).map(|image| Source::Image {
+            name: format!("image {i} (pixel array)"),
+            image,
+        });
     }
     if item.is_instance_of::<PyString>() || item.hasattr("__fspath__")? {
         return Ok(Source::Path(item.extract()?));

@@ -99,22 +99,18 @@ impl GpuArgs {
         if self.no_tuning {
             return Ok(None);
         }
-        let profile = self.profile()?;
-        match resnet_wgpu::tune::load(ctx, profile, precision) {
-            Ok(Some((path, table))) => {
-                eprintln!(
-                    "tuning: {} tuned conv shapes from {}",
-                    table.len(),
-                    path.display()
-                );
-                Ok(Some(Arc::new(table)))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => {
-                eprintln!("warning: {e}; planning with the heuristic's kernels");
-                Ok(None)
-            }
+        let (found, warning) = resnet_wgpu::tune::load_or_warn(ctx, self.profile()?, precision);
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
         }
+        Ok(found.map(|(path, table)| {
+            eprintln!(
+                "tuning: {} tuned conv shapes from {}",
+                table.len(),
+                path.display()
+            );
+            table
+        }))
     }
 }
 

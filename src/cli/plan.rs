@@ -27,7 +27,7 @@ pub struct PlanArgs {
     #[arg(long)]
     max_binding_bytes: Option<u64>,
     /// Plan the kernels a `gpu` or a `software` adapter (lavapipe) gets (default: gpu, or
-    /// RESNET_DEVICE_PROFILE).
+    /// RESNET_DEVICE_PROFILE; with --tuned, the profile the adapter itself resolves to).
     #[arg(long, value_parser = super::parse_plan_for)]
     plan_for: Option<PlanFor>,
     /// Same as `--plan-for software`.
@@ -72,17 +72,29 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if let Some(b) = args.max_binding_bytes {
         limits.max_binding_bytes = b;
     }
-    // No adapter here: the flag, else RESNET_DEVICE_PROFILE over a GPU's profile; the
+    // The flag, else RESNET_DEVICE_PROFILE over a GPU's profile (no adapter needed); the
     // RESNET_CONV_VARIANT / RESNET_WINOGRAD overrides apply as in a session.
-    let device = match (args.plan_for, args.software) {
-        (Some(kind), _) => with_env_overrides(kind.profile())?,
-        (None, true) => with_env_overrides(PlanFor::Software.profile())?,
-        (None, false) => profile_from_env(DeviceProfile::gpu())?,
+    let asked = match (args.plan_for, args.software) {
+        (Some(kind), _) => Some(with_env_overrides(kind.profile())?),
+        (None, true) => Some(with_env_overrides(PlanFor::Software.profile())?),
+        (None, false) => None,
     };
-    let tuning = if args.tuned {
-        Some(std::sync::Arc::new(stored_tuning(&args, &device)?))
+    let (device, tuning) = if args.tuned {
+        // --tuned opens the adapter anyway: without --plan-for its profile is the one a
+        // session on it resolves to (software on lavapipe), the one `resnet tune` stored for.
+        let ctx = GpuContext::new(&AdapterChoice {
+            backend: None,
+            adapter: args.adapter.clone(),
+        })?;
+        let device = tune::resolved_profile(&ctx, asked)?;
+        let table = stored_tuning(&ctx, &device, args.precision)?;
+        (device, Some(std::sync::Arc::new(table)))
     } else {
-        None
+        let device = match asked {
+            Some(p) => p,
+            None => profile_from_env(DeviceProfile::gpu())?,
+        };
+        (device, None)
     };
     let plan = plan_with(
         &graph,
@@ -106,13 +118,13 @@ pub fn run(args: PlanArgs) -> Result<()> {
     Ok(())
 }
 
-/// The tuning table stored for the adapter `--adapter` names, for `device`'s kernel mix.
-fn stored_tuning(args: &PlanArgs, device: &DeviceProfile) -> Result<TuningTable> {
-    let ctx = GpuContext::new(&AdapterChoice {
-        backend: None,
-        adapter: args.adapter.clone(),
-    })?;
-    let key = tune::device_key(&ctx, device, args.precision);
+/// The tuning table stored for the adapter of `ctx`, for `device`'s kernel mix.
+fn stored_tuning(
+    ctx: &GpuContext,
+    device: &DeviceProfile,
+    precision: Precision,
+) -> Result<TuningTable> {
+    let key = tune::device_key(ctx, device, precision);
     let path = tune::tuning_path(&key).ok_or_else(|| {
         Error::Input("no cache folder to read tuning from: set RESNET_CACHE_DIR (or HOME)".into())
     })?;
@@ -123,10 +135,10 @@ fn stored_tuning(args: &PlanArgs, device: &DeviceProfile) -> Result<TuningTable>
             key.profile,
             key.precision,
             path.display(),
-            if device.software {
-                ""
-            } else {
-                " (with --plan-for gpu on a software adapter)"
+            match (device.software, ctx.is_software()) {
+                (false, true) => " (with --plan-for gpu)",
+                (true, false) => " (with --plan-for software)",
+                _ => "",
             }
         ))
     })
