@@ -13,53 +13,21 @@
 //! `RESNET_FUZZ_ITERATIONS` (default 300 per front door) and `RESNET_FUZZ_SEED` run longer or
 //! other campaigns: `RESNET_FUZZ_ITERATIONS=20000 cargo test --release --test fuzz`.
 
+mod common;
+
+use common::alloc::{LIVE, PEAK};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::model::load::{LoadOptions, export_tensors, load_network_from_bytes};
 use resnet_wgpu::model::{Flavour, Network};
 use resnet_wgpu::plan::{Limits, plan};
 use resnet_wgpu::preprocess::{Preprocess, decode_image};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Live and peak heap bytes of the whole test binary.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + (new_size - layout.size());
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::alloc::Counting = common::alloc::Counting;
 
 /// Most bytes one corrupt input may make us allocate beyond what was live before it: the image
 /// decoder's own limit (`MAX_DECODE_BYTES`, 512 MiB) plus room for the RGB copy and the

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod alloc;
+
 /// Largest `|got - want|` divided by `max(1, max |want|)`, computed in f64.
 ///
 /// `Err` (saying where) if the lengths differ, if either side is empty, or if any element of
