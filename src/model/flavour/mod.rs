@@ -94,7 +94,7 @@ impl Biases {
 
 /// How a network computes, as far as it differs between the frameworks (`docs/models.md`,
 /// "The rules per flavour"). A flavour has default rules; a config file (transformers) or the
-/// graph itself (ONNX) may set others, so an [`Arch`](crate::model::Arch) carries its own copy.
+/// graph itself (ONNX) may set others, so an [`Arch`] carries its own copy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rules {
     /// Post- or pre-activation.
