@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use batcher::{Batcher, Failure, Job, Kind};
 use clap::Parser;
+use http_body_util::BodyExt;
 use metrics::Metrics;
 use protocol::Spec;
 use resnet_wgpu::classifier::{Classifier, ClassifierOptions, Model, softmax};
@@ -105,31 +106,37 @@ fn json_ok(v: Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
+/// A 404's message.
+struct NotFound(String);
+
+impl IntoResponse for NotFound {
+    fn into_response(self) -> Response {
+        error(StatusCode::NOT_FOUND, self.0)
+    }
+}
+
 impl App {
-    fn kind(&self, model: &str) -> Result<Kind, Response> {
+    /// Which model `model` names; else the 404 to answer.
+    fn kind(&self, model: &str) -> Result<Kind, NotFound> {
         if model == self.spec.name {
             Ok(Kind::Tensor)
         } else if model == self.spec.image_name {
             Ok(Kind::Image)
         } else {
-            Err(error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "unknown model `{model}`; this server serves `{}` and `{}`",
-                    self.spec.name, self.spec.image_name
-                ),
-            ))
+            Err(NotFound(format!(
+                "unknown model `{model}`; this server serves `{}` and `{}`",
+                self.spec.name, self.spec.image_name
+            )))
         }
     }
 
-    fn version(&self, version: &str) -> Result<(), Response> {
+    fn version(&self, version: &str) -> Result<(), NotFound> {
         if version == "1" {
             Ok(())
         } else {
-            Err(error(
-                StatusCode::NOT_FOUND,
-                format!("unknown model version `{version}`; the only version is `1`"),
-            ))
+            Err(NotFound(format!(
+                "unknown model version `{version}`; the only version is `1`"
+            )))
         }
     }
 }
@@ -149,7 +156,7 @@ async fn server_metadata() -> Response {
 async fn model_ready(State(app): State<Shared>, Path(model): Path<String>) -> Response {
     match app.kind(&model) {
         Ok(_) => StatusCode::OK.into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -158,7 +165,7 @@ async fn model_ready_v(
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = app.version(&v) {
-        return r;
+        return r.into_response();
     }
     model_ready(State(app), Path(m)).await
 }
@@ -166,7 +173,7 @@ async fn model_ready_v(
 async fn model_metadata(State(app): State<Shared>, Path(model): Path<String>) -> Response {
     match app.kind(&model) {
         Ok(k) => json_ok(app.spec.metadata(k)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -175,7 +182,7 @@ async fn model_metadata_v(
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = app.version(&v) {
-        return r;
+        return r.into_response();
     }
     model_metadata(State(app), Path(m)).await
 }
@@ -183,7 +190,7 @@ async fn model_metadata_v(
 async fn model_config(State(app): State<Shared>, Path(model): Path<String>) -> Response {
     match app.kind(&model) {
         Ok(k) => json_ok(app.spec.config(k, app.delay_us, app.max_queue)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -192,7 +199,7 @@ async fn model_config_v(
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = app.version(&v) {
-        return r;
+        return r.into_response();
     }
     model_config(State(app), Path(m)).await
 }
@@ -213,7 +220,7 @@ async fn infer_v(
     body: Body,
 ) -> Response {
     if let Err(r) = app.version(&v) {
-        return r;
+        return r.into_response();
     }
     infer(State(app), Path(m), headers, body).await
 }
@@ -226,7 +233,7 @@ async fn infer(
 ) -> Response {
     let kind = match app.kind(&model) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let started = Instant::now();
     let result = infer_inner(&app, kind, headers, body, started).await;
@@ -258,24 +265,14 @@ async fn infer_inner(
                 )?,
         ),
     };
-    let bytes = match tokio::time::timeout(
-        app.body_timeout,
-        axum::body::to_bytes(body, app.max_body),
-    )
-    .await
-    {
+    let bytes = match tokio::time::timeout(app.body_timeout, read_body(body, app.max_body)).await {
         Err(_) => {
             return Err(bad(format!(
                 "the request body did not arrive within {} s",
                 app.body_timeout.as_secs()
             )));
         }
-        Ok(Err(e)) => {
-            return Err(bad(format!(
-                "the request body could not be read (at most {} bytes are accepted): {e}",
-                app.max_body
-            )));
-        }
+        Ok(Err(e)) => return Err(bad(e)),
         Ok(Ok(b)) => b,
     };
     // Parsing, decoding and preprocessing on the blocking pool, never on the GPU's thread.
@@ -347,6 +344,37 @@ async fn infer_inner(
         )
             .into_response(),
     })
+}
+
+/// Bytes of an over-the-limit body still read (and dropped) so that the client sees the 400
+/// rather than a reset connection; a larger body's connection is closed unread.
+const DRAIN: usize = 16 << 20;
+
+/// The request body, at most `limit` bytes.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut over = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the request body could not be read: {e}"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over > 0 || out.len() + data.len() > limit {
+            over += data.len();
+            out = Vec::new();
+            if over > DRAIN {
+                break;
+            }
+        } else {
+            out.extend_from_slice(&data);
+        }
+    }
+    if over > 0 {
+        return Err(format!(
+            "the request body is over the limit of {limit} bytes (--max-body)"
+        ));
+    }
+    Ok(out)
 }
 
 async fn shutdown_signal() {

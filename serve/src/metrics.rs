@@ -7,6 +7,9 @@ use std::sync::Mutex;
 /// Upper bounds of the batch-size histogram's buckets.
 const BATCH_BUCKETS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
+/// A counter's name, help text and value.
+type Counter = (&'static str, &'static str, fn(&PerModel) -> u64);
+
 #[derive(Default, Clone, Copy)]
 struct PerModel {
     success: u64,
@@ -87,7 +90,7 @@ impl Metrics {
     pub fn render(&self, pipelines: usize) -> String {
         let i = self.inner.lock().expect("metrics lock");
         let mut s = String::new();
-        let counters: [(&str, &str, fn(&PerModel) -> u64); 7] = [
+        let counters: [Counter; 7] = [
             (
                 "nv_inference_request_success",
                 "Number of successful inference requests",
