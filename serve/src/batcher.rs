@@ -102,6 +102,11 @@ impl Batcher {
         }
     }
 
+    /// Whether the device was lost (every request then gets a 503).
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     /// Closes the queue, lets the GPU thread answer what it holds, and waits for it.
     pub fn stop(&self) {
         self.tx.lock().expect("batcher lock").take();
@@ -121,6 +126,8 @@ fn gpu_loop(
     metrics: &Metrics,
 ) {
     let classes = classifier.labels().len();
+    let lose_device_after = failpoint_device_lost_after();
+    let mut batches_run = 0usize;
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -168,6 +175,10 @@ fn gpu_loop(
         };
         let compute_us = started.elapsed().as_micros() as u64;
         metrics.record_batch(total, jobs.iter().map(|j| j.kind));
+        batches_run += 1;
+        if lose_device_after == Some(batches_run) {
+            classifier.session().context().device.destroy();
+        }
         match result {
             Ok(logits) => {
                 let mut row = 0;
@@ -198,4 +209,14 @@ fn gpu_loop(
             }
         }
     }
+}
+
+/// Test hook, as `resnet classify`'s: `RESNET_FAILPOINT=device-lost-after-batches:N` destroys
+/// the device after the N-th forward pass, to see what a lost device does to the server.
+fn failpoint_device_lost_after() -> Option<usize> {
+    std::env::var("RESNET_FAILPOINT")
+        .ok()?
+        .strip_prefix("device-lost-after-batches:")?
+        .parse()
+        .ok()
 }

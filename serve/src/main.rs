@@ -153,9 +153,17 @@ async fn server_metadata() -> Response {
     }))
 }
 
+async fn ready(State(app): State<Shared>) -> StatusCode {
+    if app.batcher.lost() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
 async fn model_ready(State(app): State<Shared>, Path(model): Path<String>) -> Response {
     match app.kind(&model) {
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(_) => ready(State(app)).await.into_response(),
         Err(r) => r.into_response(),
     }
 }
@@ -467,7 +475,7 @@ fn run(args: Args) -> Result<(), String> {
     let router = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(live))
+        .route("/v2/health/ready", get(ready))
         .route("/v2/models/{m}", get(model_metadata))
         .route("/v2/models/{m}/ready", get(model_ready))
         .route("/v2/models/{m}/config", get(model_config))

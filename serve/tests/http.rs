@@ -27,8 +27,13 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Self::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let d = digits();
         let mut child = Command::new(env!("CARGO_BIN_EXE_resnet-serve"))
+            .envs(env.iter().copied())
             .args(["--weights", d.join("digits.safetensors").to_str().unwrap()])
             .args(["--labels", d.join("labels.txt").to_str().unwrap()])
             .args(["--size", "32", "--resize", "32", "--http", "127.0.0.1:0"])
@@ -715,4 +720,32 @@ fn sigterm_with_requests_in_flight_answers_them_and_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_lost_device_answers_503_with_retry_after_and_the_server_stays_up() {
+    let s = Server::start_with_env(&[], &[("RESNET_FAILPOINT", "device-lost-after-batches:1")]);
+    let body = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32],
+        "data": vec![0.5f32; 3072]}]})
+    .to_string();
+    // The first batch runs, then the device is destroyed.
+    assert_eq!(
+        s.post("/v2/models/digits/infer", &[], body.as_bytes())
+            .status,
+        200
+    );
+    for _ in 0..3 {
+        let r = s.post("/v2/models/digits/infer", &[], body.as_bytes());
+        assert_eq!(r.status, 503);
+        assert_eq!(r.retry_after.as_deref(), Some("1"));
+        let v = r.json();
+        assert!(
+            v["error"].as_str().unwrap().contains("device was lost"),
+            "{v}"
+        );
+    }
+    assert_eq!(s.get("/v2/health/live").0, 200);
+    assert_eq!(s.get("/v2/health/ready").0, 503);
+    assert_eq!(s.get("/v2/models/digits/ready").0, 503);
+    assert_eq!(s.metric("nv_inference_request_failure"), 3.0);
 }
