@@ -911,3 +911,50 @@ fn plan_tuned_takes_the_table_tune_stored_for_this_adapter() {
     let tuned = table.lines().filter(|l| l.contains("tuned)")).count() as u64;
     assert_eq!(tuned, held, "{table}");
 }
+
+/// `resnet serve` runs the `resnet-serve` binary beside it with the same arguments and exit
+/// status (here a stand-in script records them); without it, it says how to build it.
+#[cfg(unix)]
+#[test]
+fn serve_runs_the_server_binary_beside_it_or_says_how_to_build_it() {
+    let dir = scratch("serve");
+    // Both executables are written by child processes: a file this test process held open for
+    // writing could be inherited by another test's fork and make the exec fail ("text file
+    // busy").
+    let resnet = dir.join("resnet");
+    let copied = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_resnet"))
+        .arg(&resnet)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let serve = |args: &[&str]| {
+        Command::new(&resnet)
+            .arg("serve")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = serve(&["--weights", "w.safetensors"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cargo build --release -p resnet-serve"),
+        "{}",
+        stderr(&o)
+    );
+    let server = dir.join("resnet-serve");
+    let written = Command::new("sh")
+        .arg("-c")
+        .arg(r#"printf '#!/bin/sh\necho "args: $*"\nexit 7\n' > "$1" && chmod 755 "$1""#)
+        .arg("sh")
+        .arg(&server)
+        .status()
+        .unwrap();
+    assert!(written.success());
+    let o = serve(&["--weights", "w.safetensors", "--max-batch", "4", "--help"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "args: --weights w.safetensors --max-batch 4 --help"
+    );
+}

@@ -5,6 +5,7 @@ mod classify;
 mod infer;
 mod info;
 mod plan;
+mod serve;
 mod tune;
 
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Command {
     Tune(tune::TuneArgs),
     /// List the adapters wgpu finds, with their limits and features.
     Info(info::InfoArgs),
+    /// Serve checkpoints over HTTP (KServe v2 / Triton's protocol) with dynamic batching: runs
+    /// the `resnet-serve` binary built beside this one (`resnet serve --help` for its flags).
+    Serve(serve::ServeArgs),
 }
 
 /// Adapter selection, shared by every command that touches the GPU.
@@ -168,5 +172,6 @@ pub fn run(cli: Cli, started: std::time::Instant) -> Result<()> {
         Command::Plan(a) => plan::run(a),
         Command::Info(a) => info::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
