@@ -71,7 +71,16 @@ impl Batcher {
         let (q, l) = (queued.clone(), lost.clone());
         let thread = std::thread::Builder::new()
             .name("gpu".into())
-            .spawn(move || gpu_loop(&classifier, &rx, max_batch, delay, &q, &l, &metrics))
+            .spawn(move || {
+                // A panic on the GPU thread ends the batcher: later requests and readiness
+                // then say the device is gone (503) instead of "shutting down".
+                let run = std::panic::AssertUnwindSafe(|| {
+                    gpu_loop(&classifier, &rx, max_batch, delay, &q, &l, &metrics)
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    l.store(true, Ordering::SeqCst);
+                }
+            })
             .expect("spawn the GPU thread");
         Batcher {
             tx: Mutex::new(Some(tx)),

@@ -84,6 +84,14 @@ struct App {
     max_queue: usize,
     max_body: usize,
     body_timeout: Duration,
+    /// Requests whose body is being read or parsed at once: each may hold a body of up to
+    /// `max_body` and its parsed form, before `--max-queue` counts it.
+    reading: Arc<tokio::sync::Semaphore>,
+}
+
+/// Bodies read and parsed at once, at most: four batches' worth, within 16..=256.
+fn reading_permits(max_batch: usize) -> usize {
+    (4 * max_batch).clamp(16, 256)
 }
 
 type Shared = Arc<App>;
@@ -116,6 +124,11 @@ impl IntoResponse for NotFound {
 }
 
 impl App {
+    /// How many bodies may be read and parsed at once.
+    fn reading_limit(&self) -> usize {
+        reading_permits(self.spec.max_batch)
+    }
+
     /// Which model `model` names; else the 404 to answer.
     fn kind(&self, model: &str) -> Result<Kind, NotFound> {
         if model == self.spec.name {
@@ -273,6 +286,16 @@ async fn infer_inner(
                 )?,
         ),
     };
+    // Admission: a bounded number of bodies in memory at once; the rest are told to retry.
+    let Ok(reading) = app.reading.clone().try_acquire_owned() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} requests are being read already; retry later",
+                app.reading_limit()
+            ),
+        ));
+    };
     let bytes = match tokio::time::timeout(app.body_timeout, read_body(body, app.max_body)).await {
         Err(_) => {
             return Err(bad(format!(
@@ -285,15 +308,17 @@ async fn infer_inner(
     };
     // Parsing, decoding and preprocessing on the blocking pool, never on the GPU's thread.
     let a = app.clone();
-    let req =
+    let mut req =
         tokio::task::spawn_blocking(move || protocol::parse(&a.spec, kind, &bytes, header_len))
             .await
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(bad)?;
+    // The body is parsed: from here `--max-queue` bounds what waits.
+    drop(reading);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job = Job {
         kind,
-        input: req.input.clone(),
+        input: std::mem::take(&mut req.input),
         n: req.n,
         enqueued: Instant::now(),
         reply: tx,
@@ -471,6 +496,7 @@ fn run(args: Args) -> Result<(), String> {
         max_queue: args.max_queue,
         max_body: args.max_body,
         body_timeout: Duration::from_secs(args.body_timeout_s),
+        reading: Arc::new(tokio::sync::Semaphore::new(reading_permits(args.max_batch))),
     });
     let router = Router::new()
         .route("/v2", get(server_metadata))

@@ -194,7 +194,13 @@ pub fn parse(
     };
     let input_data: Vec<f32> = match kind {
         Kind::Tensor => {
-            let count = n * c * h * w;
+            // n is at most --max-batch and c, h, w are the model's: the product is checked
+            // all the same, and nothing is reserved from the claimed shape before the data
+            // is there (a short request must not make the server allocate for a big one).
+            let count = [c, h, w]
+                .iter()
+                .try_fold(n, |a, &b| a.checked_mul(b))
+                .ok_or_else(|| format!("input `{want}`: shape {shape:?} is too large"))?;
             let values: Vec<f32> = if binary_size.is_some() {
                 let raw = bytes_in(&mut binary)?;
                 if raw.len() != count * 4 {
@@ -211,7 +217,7 @@ pub fn parse(
                 let data = input.get("data").ok_or_else(|| {
                     format!("input `{want}` has neither \"data\" nor binary_data_size")
                 })?;
-                let mut out = Vec::with_capacity(count);
+                let mut out = Vec::new();
                 flatten_numbers(data, &mut out)
                     .map_err(|e| format!("input `{want}`: {e}; expected FP32 numbers"))?;
                 out
