@@ -367,3 +367,15 @@ pub fn classify_with(
     }
     Ok(Report { outcomes, stopped })
 }
+
+/// Test hook of `resnet classify` and `resnet-serve`: `RESNET_FAILPOINT=device-lost-after-batches:N`
+/// destroys the GPU device after the N-th forward pass, so that a test can see what a lost
+/// device does to a run (it cannot be provoked from outside the process). `None` when unset.
+#[doc(hidden)]
+pub fn failpoint_device_lost_after() -> Option<usize> {
+    std::env::var("RESNET_FAILPOINT")
+        .ok()?
+        .strip_prefix("device-lost-after-batches:")?
+        .parse()
+        .ok()
+}

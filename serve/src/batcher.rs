@@ -135,7 +135,7 @@ fn gpu_loop(
     metrics: &Metrics,
 ) {
     let classes = classifier.labels().len();
-    let lose_device_after = failpoint_device_lost_after();
+    let lose_device_after = resnet_wgpu::classify::failpoint_device_lost_after();
     let mut batches_run = 0usize;
     let mut carry: Option<Job> = None;
     loop {
@@ -218,14 +218,4 @@ fn gpu_loop(
             }
         }
     }
-}
-
-/// Test hook, as `resnet classify`'s: `RESNET_FAILPOINT=device-lost-after-batches:N` destroys
-/// the device after the N-th forward pass, to see what a lost device does to the server.
-fn failpoint_device_lost_after() -> Option<usize> {
-    std::env::var("RESNET_FAILPOINT")
-        .ok()?
-        .strip_prefix("device-lost-after-batches:")?
-        .parse()
-        .ok()
 }

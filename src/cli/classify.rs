@@ -99,7 +99,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             top: args.top,
             sizing: if own_size { Sizing::Own } else { Sizing::Fixed },
             fail_fast: false,
-            lose_device_after: failpoint_device_lost_after(),
+            lose_device_after: resnet_wgpu::classify::failpoint_device_lost_after(),
         },
     )?;
     let stopped = report.stopped;
@@ -153,15 +153,4 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Test hook: `RESNET_FAILPOINT=device-lost-after-batches:N` destroys the GPU device after N
-/// batches, so that a test can see what a lost device does to a run (it cannot be provoked from
-/// outside the process).
-fn failpoint_device_lost_after() -> Option<usize> {
-    std::env::var("RESNET_FAILPOINT")
-        .ok()?
-        .strip_prefix("device-lost-after-batches:")?
-        .parse()
-        .ok()
 }
