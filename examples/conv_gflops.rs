@@ -18,13 +18,14 @@
 //! `CONV_GFLOPS_FIRST_RUNS=1` the first run of each config is printed: with an empty driver
 //! cache (`MESA_SHADER_CACHE_DIR`), the compile cost of its pipelines.
 
-use resnet_wgpu::gpu::kernels::conv::{ConvIo, ConvTensors};
-use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
+use resnet_wgpu::gpu::kernels::{Kernels, Resources, texture};
 use resnet_wgpu::gpu::{AdapterChoice, Dispatch, GpuContext, encode_sequence};
 use resnet_wgpu::graph::{BnRelu, ConvOp, Op, TensorInfo};
 use resnet_wgpu::plan::kernel::{
-    ConvAlgo, DeviceProfile, WinogradPolicy, choose_conv, plan_conv, winograd_tile,
+    ConvAlgo, DeviceProfile, WinogradPolicy, choose_algo, plan_conv, winograd_tile,
 };
+use resnet_wgpu::plan::launch::{self, Emitter, conv::ConvOperands};
+use resnet_wgpu::plan::{ConvVariant, WeightSlot};
 use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_for};
 use resnet_wgpu::winograd::Tile;
 use std::time::{Duration, Instant};
@@ -66,8 +67,8 @@ fn main() {
     let first_runs = std::env::var_os("CONV_GFLOPS_FIRST_RUNS").is_some();
     let ctx = GpuContext::new(&AdapterChoice::default()).expect("a wgpu adapter");
     println!("adapter: {}, batch {batch}", ctx.summary());
-    let kernels = Kernels::new(&ctx.device, &ctx.limits);
-    let base = kernels.device_profile();
+    let kernels = Kernels::new(&ctx.device);
+    let base = resnet_wgpu::gpu::kernels::adapter_profile(&ctx.device);
     // (column, forced variant, algorithm: None = the plan's own choice)
     let mut configs: Vec<(String, Option<ConvVariant>, Option<ConvAlgo>)> =
         vec![("plan".into(), None, None)];
@@ -133,7 +134,13 @@ fn main() {
             };
             let plan = match algo {
                 Some(a) => plan_conv(&op, &tensors, batch, &profile, *a),
-                None => choose_conv(&op, &tensors, batch, &profile),
+                None => plan_conv(
+                    &op,
+                    &tensors,
+                    batch,
+                    &profile,
+                    choose_algo(&op, &tensors, batch, &profile, false),
+                ),
             };
             let Ok(plan) = plan else { continue };
             let eligible = winograd_tile(
@@ -188,28 +195,34 @@ fn main() {
                     contents: bytemuck::cast_slice(&Op::Conv(op.clone()).constants_for(tile)),
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 });
-            let a_elems = *sizes.get(2).unwrap_or(&sizes[0]) as u64;
-            let input_texture = texture::create(&ctx.device, a_elems, Dtype::F32, "input");
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            let weights_texture =
-                texture::copy_of_buffer(&ctx.device, &mut enc, &weights, Dtype::F32, "weights");
-            ctx.queue.submit([enc.finish()]);
-            let io = ConvIo {
-                arena: &arena,
-                consts: weights.as_entire_buffer_binding(),
-                weights: Dtype::F32,
-                textures: Some(ConvTextures {
-                    input: &input_texture,
-                    input16: None,
-                    weights: &weights_texture,
-                    weights_texel: 0,
-                }),
-            };
-            let conv_tensors = ConvTensors {
+            let operands = ConvOperands {
                 placements: &placements,
                 scratch: &placements[2..],
+                weights: WeightSlot {
+                    buffer: 0,
+                    offset_bytes: 0,
+                    size_bytes: weights.size(),
+                },
+                weights_dtype: Dtype::F32,
             };
-            let d = kernels.conv_step(&plan, &op, &tensors, batch as u32, &conv_tensors, &io);
+            let mut e = Emitter::new(batch, 0, ctx.limits.max_compute_workgroups_per_dimension);
+            launch::conv::launches(&mut e, &plan, &op, &tensors, batch, &operands);
+            // The texture variant's textures, sized as a plan sizes them.
+            let t = launch::textures(&e.launches, 1);
+            let staging = (t.staging_f32 > 0)
+                .then(|| texture::create(&ctx.device, t.staging_f32, Dtype::F32, "input"));
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let weights_texture = t.weights[0].then(|| {
+                texture::copy_of_buffer(&ctx.device, &mut enc, &weights, Dtype::F32, "weights")
+            });
+            ctx.queue.submit([enc.finish()]);
+            let res = Resources {
+                arena: &arena,
+                weights: std::slice::from_ref(&weights),
+                staging: [staging.as_ref(), None],
+                weight_textures: std::slice::from_ref(&weights_texture),
+            };
+            let d = kernels.record(&e.launches, &res);
             // A Winograd conv's three dispatches are also timed one by one (where its time goes).
             let parts: Vec<(String, Vec<Dispatch>)> = if d.len() > 1 && split {
                 ["input transform", "GEMMs", "output transform"]

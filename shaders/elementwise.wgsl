@@ -17,7 +17,7 @@ struct Params {
     _pad2: u32,
 }
 
-const FLAG_NO_RELU: u32 = 16u;
+const BN_NO_RELU: u32 = 16u;
 
 @compute @workgroup_size(256)
 fn bn_relu(
@@ -38,7 +38,7 @@ fn bn_relu(
     let sc = cst4(c);
     let sh = cst4(p.cp + c);
     var y = fma(x, sc, sh);
-    if (!has(FLAG_NO_RELU)) {
+    if (!has(BN_NO_RELU)) {
         y = select(y, vec4<f32>(0.0), y < vec4<f32>(0.0)); // NaN-keeping ReLU
     }
     store4(eo, c, y);

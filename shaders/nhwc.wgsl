@@ -3,12 +3,12 @@
 // loads/stores of 4 channels. Each kernel file declares its own `Params` with at least
 // `c` (channels), `cp` (pad4(c)) and `flags`.
 //
-// Tensors are f32 or f16 (FLAG_IN_F16 / FLAG_OUT_F16, stored as in conv/io32.wgsl: f16 only
+// Tensors are f32 or f16 (NHWC_IN_F16 / NHWC_OUT_F16, stored as in conv/io32.wgsl: f16 only
 // for channel counts that are multiples of 4, so 4 channels are always two whole words).
 
-const FLAG_IN_F16: u32 = 2u;
-const FLAG_OUT_F16: u32 = 4u;
-const FLAG_W_F16: u32 = 8u;
+const NHWC_IN_F16: u32 = 2u;
+const NHWC_OUT_F16: u32 = 4u;
+const NHWC_W_F16: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The one activation arena (see conv/io32.wgsl for why it is a single read_write binding).
@@ -17,9 +17,9 @@ const FLAG_W_F16: u32 = 8u;
 // its fused act).
 @group(0) @binding(2) var<storage, read> consts: array<u32>;
 
-// Constant i (f32, or f16 with FLAG_W_F16: the plan's precision).
+// Constant i (f32, or f16 with NHWC_W_F16: the plan's precision).
 fn cst(i: u32) -> f32 {
-    if (has(FLAG_W_F16)) {
+    if (has(NHWC_W_F16)) {
         let v = unpack2x16float(consts[i >> 1u]);
         return select(v.x, v.y, (i & 1u) == 1u);
     }
@@ -37,7 +37,7 @@ fn has(f: u32) -> bool {
 // Channels c .. c + 3 of element index e (= pixel * C + c); channels >= C read 0 (f32 only:
 // f16 tensors have C % 4 == 0).
 fn load4(e: u32, c: u32) -> vec4<f32> {
-    if (has(FLAG_IN_F16)) {
+    if (has(NHWC_IN_F16)) {
         let w = e >> 1u;
         return vec4<f32>(unpack2x16float(arena[w]), unpack2x16float(arena[w + 1u]));
     }
@@ -51,7 +51,7 @@ fn load4(e: u32, c: u32) -> vec4<f32> {
 }
 
 fn store4(e: u32, c: u32, v: vec4<f32>) {
-    if (has(FLAG_OUT_F16)) {
+    if (has(NHWC_OUT_F16)) {
         let w = e >> 1u;
         arena[w] = pack2x16float(v.xy);
         arena[w + 1u] = pack2x16float(v.zw);

@@ -25,12 +25,12 @@ struct Params {
     in_off: u32,     // element offsets in the arena
     out_off: u32,
     pad_value: f32,  // from the uniform because WGSL cannot spell -inf as a constant
-    flags: u32,      // FLAG_*
+    flags: u32,      // POOL_ACT, NHWC_*
     cp: u32,         // pad4(c): offset of the shift in `consts`
     _pad0: u32,
 }
 
-const FLAG_ACT: u32 = 1u;    // global average pool: fused bn_relu (FLAG_*_F16: nhwc.wgsl)
+const POOL_ACT: u32 = 1u;    // global average pool: fused bn_relu (NHWC_*_F16: nhwc.wgsl)
 
 @compute @workgroup_size(64)
 fn max_pool(
@@ -87,7 +87,7 @@ fn global_avg_pool(
         return;
     }
     let hw = p.h * p.w;
-    let act = has(FLAG_ACT);
+    let act = has(POOL_ACT);
     var sc = vec4<f32>(1.0);
     var sh = vec4<f32>(0.0);
     if (act) {

@@ -113,6 +113,15 @@ pub struct BenchResult {
     pub weights_bytes: u64,
     /// Bytes of the activation arena.
     pub arena_bytes: u64,
+    /// Bytes of weights resident on the device ([`Plan::resident_weight_bytes`]: the buffers
+    /// launches bind and the texture variant's copies).
+    ///
+    /// [`Plan::resident_weight_bytes`]: crate::plan::Plan::resident_weight_bytes
+    pub resident_weight_bytes: u64,
+    /// Bytes the session holds on the device in all: arena, resident weights, textures.
+    pub resident_bytes: u64,
+    /// Distinct pipelines the session created.
+    pub pipelines: usize,
     /// The adapter that ran it.
     pub adapter: AdapterSummary,
 }
@@ -319,6 +328,9 @@ impl Bench {
             gpu_mean_s: (!gpu.is_empty()).then(|| mean_sd(&gpu).0),
             weights_bytes: plan.weights_bytes,
             arena_bytes: plan.arena_bytes,
+            resident_weight_bytes: plan.resident_weight_bytes(),
+            resident_bytes: plan.resident_bytes(),
+            pipelines: session.pipeline_count(),
             adapter: self.adapter.clone(),
         })
     }

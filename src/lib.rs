@@ -71,6 +71,7 @@ pub mod bench;
 pub mod classifier;
 pub mod classify;
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod graph;

@@ -11,7 +11,6 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::gpu::kernels;
 use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::timing::Timing;
 use crate::graph::{Graph, Op};
@@ -78,12 +77,6 @@ pub struct TuneReport {
     pub heuristic_s: f64,
     /// The same with the tuned plan.
     pub tuned_s: f64,
-}
-
-/// The profile a session on `ctx` plans for ([`kernels::resolve_profile`]; nothing is created
-/// on the device).
-pub fn resolved_profile(ctx: &GpuContext, profile: Option<DeviceProfile>) -> Result<DeviceProfile> {
-    kernels::resolve_profile(&ctx.device, profile)
 }
 
 /// The key a tuning file for `ctx` planning `profile` at `precision` carries.
@@ -181,7 +174,7 @@ pub fn tune(
     batch: usize,
     opts: &TuneOptions,
 ) -> Result<TuneReport> {
-    let profile = resolved_profile(ctx, opts.profile)?;
+    let profile = crate::engine::resolve_profile(ctx, opts.profile)?;
     let device = device_key(ctx, &profile, opts.precision);
     let session_opts = |tuning: Option<TuningTable>| SessionOptions {
         precision: opts.precision,
@@ -341,7 +334,7 @@ pub fn load(
     profile: Option<DeviceProfile>,
     precision: Precision,
 ) -> Result<Option<(PathBuf, TuningTable)>> {
-    let profile = resolved_profile(ctx, profile)?;
+    let profile = crate::engine::resolve_profile(ctx, profile)?;
     let device = device_key(ctx, &profile, precision);
     let Some(path) = tuning_path(&device) else {
         return Ok(None);

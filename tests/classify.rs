@@ -284,7 +284,7 @@ fn a_tuning_table_and_a_short_last_batch_classify_every_image() {
         .collect();
     // The table, written where `resnet tune` writes it for this adapter's own profile.
     let ctx = resnet_wgpu::gpu::GpuContext::new(&Default::default()).unwrap();
-    let profile = resnet_wgpu::tune::resolved_profile(&ctx, None).unwrap();
+    let profile = resnet_wgpu::engine::resolve_profile(&ctx, None).unwrap();
     let device = resnet_wgpu::tune::device_key(&ctx, &profile, Default::default());
     let net = resnet_wgpu::model::load::load_network(
         &assets().join("digits.safetensors"),
@@ -296,7 +296,7 @@ fn a_tuning_table_and_a_short_last_batch_classify_every_image() {
         device: profile,
         ..Default::default()
     };
-    let limits = resnet_wgpu::plan::Limits::from_wgpu(&ctx.limits);
+    let limits = ctx.plan_limits();
     let heuristic = resnet_wgpu::plan::plan_with(&g, 4, &limits, &opts).unwrap();
     let mut table = TuningTable::default();
     let mut avoided = 0;

@@ -44,7 +44,7 @@ fn one_image_per_submission(
         .arena_bytes;
     let limits = Limits {
         max_binding_bytes: one + one / 2,
-        ..Limits::from_wgpu(&ctx.limits)
+        ..ctx.plan_limits()
     };
     let s = Session::with_limits(ctx, g.clone(), batch, &limits).unwrap();
     assert_eq!(s.plan().batch, 1);

@@ -431,11 +431,11 @@ fn the_gpu_plans_shared_and_split_k_kernels_are_exact() {
 #[test]
 fn the_gpu_with_winograd_everywhere_matches_every_framework() {
     let ctx = common::gpu();
-    let probe = resnet_wgpu::gpu::kernels::Kernels::new(&ctx.device, &ctx.limits);
+    let own = resnet_wgpu::gpu::kernels::adapter_profile(&ctx.device);
     let opts = SessionOptions {
         profile: Some(DeviceProfile {
             winograd: WinogradPolicy::Force(Tile::F4),
-            ..probe.device_profile()
+            ..own
         }),
         ..Default::default()
     };

@@ -23,9 +23,8 @@
 
 mod common;
 
-use resnet_wgpu::gpu::kernels::conv::{ConvIo, ConvTensors};
-use resnet_wgpu::gpu::kernels::{ConvTextures, ConvVariant, Kernels, texture};
-use resnet_wgpu::gpu::{Dispatch, GpuContext, encode_sequence};
+use resnet_wgpu::gpu::kernels::{Kernels, Resources, texture};
+use resnet_wgpu::gpu::{GpuContext, encode_sequence};
 use resnet_wgpu::graph::{
     BnRelu, BnReluOp, ConvOp, GlobalAvgPoolOp, MaxPoolOp, Op, PadValue, Residual, SplitOutput,
     TensorInfo,
@@ -33,7 +32,11 @@ use resnet_wgpu::graph::{
 use resnet_wgpu::plan::kernel::{
     ConvAlgo, DeviceProfile, SHARED_TILES, SharedTile, WinogradPolicy, plan_conv, plan_conv_tiled,
 };
-use resnet_wgpu::plan::{Dtype, Interval, Placement, Precision, scratch_for};
+use resnet_wgpu::plan::launch::conv::ConvOperands;
+use resnet_wgpu::plan::launch::{self, Emitter, conv, elementwise, pool};
+use resnet_wgpu::plan::{
+    ConvVariant, Dtype, Interval, Launch, Placement, Precision, WeightSlot, scratch_for,
+};
 use resnet_wgpu::winograd::Tile;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -49,8 +52,8 @@ fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         let ctx = common::gpu();
-        let kernels = Kernels::new(&ctx.device, &ctx.limits);
-        let subgroups = kernels.device_profile().subgroups;
+        let kernels = Kernels::new(&ctx.device);
+        let subgroups = resnet_wgpu::gpu::kernels::adapter_profile(&ctx.device).subgroups;
         Gpu {
             ctx,
             kernels,
@@ -248,12 +251,18 @@ struct Run<'a> {
     check: Check,
 }
 
-/// Runs the dispatches `make` records on an arena holding the run's inputs and checks its
+/// The launches `f` emits for `images` images, grids folded within this device's limit.
+fn emit(images: usize, f: impl FnOnce(&mut Emitter)) -> Vec<Launch> {
+    let max = gpu().ctx.limits.max_compute_workgroups_per_dimension;
+    let mut e = Emitter::new(images, 0, max);
+    f(&mut e);
+    e.launches
+}
+
+/// Runs the launches `make` plans (given every tensor's placement and the op's weight slot)
+/// on an arena holding the run's inputs, with the textures they read, and checks its
 /// expected outputs (and that nothing else changed).
-fn run_and_check(
-    run: Run<'_>,
-    make: impl FnOnce(&wgpu::Buffer, &[Placement], Option<wgpu::BufferBinding<'_>>) -> Vec<Dispatch>,
-) {
+fn run_and_check(run: Run<'_>, make: impl FnOnce(&[Placement], Option<WeightSlot>) -> Vec<Launch>) {
     use wgpu::util::DeviceExt;
     let g = gpu();
     let dev = &g.ctx.device;
@@ -284,13 +293,33 @@ fn run_and_check(
         contents: &wdata,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     });
-    let binding = (!run.consts.is_empty()).then(|| wgpu::BufferBinding {
-        buffer: &weights,
-        offset: (2 * calign) as u64,
-        size: wgpu::BufferSize::new(clen as u64),
+    let slot = (!run.consts.is_empty()).then_some(WeightSlot {
+        buffer: 0,
+        offset_bytes: (2 * calign) as u64,
+        size_bytes: clen as u64,
     });
     let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-    let dispatches = make(&arena, &placements, binding);
+    let launches = make(&placements, slot);
+    // The texture variant's textures, as a session sizes them from its plan.
+    let t = launch::textures(&launches, 1);
+    let staging = |texels: u64, dtype: Dtype| {
+        (texels > 0).then(|| texture::create(dev, texels, dtype, "test staging texture"))
+    };
+    let (t32, t16) = (
+        staging(t.staging_f32, Dtype::F32),
+        staging(t.staging_f16, Dtype::F16),
+    );
+    let mut enc = dev.create_command_encoder(&Default::default());
+    let wt = t.weights[0]
+        .then(|| texture::copy_of_buffer(dev, &mut enc, &weights, run.weights, "test weights"));
+    g.ctx.queue.submit([enc.finish()]);
+    let res = Resources {
+        arena: &arena,
+        weights: std::slice::from_ref(&weights),
+        staging: [t32.as_ref(), t16.as_ref()],
+        weight_textures: std::slice::from_ref(&wt),
+    };
+    let dispatches = g.kernels.record(&launches, &res);
 
     let readback = dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some("test readback"),
@@ -681,7 +710,6 @@ fn check_conv(
     rng: &mut Rng,
     nan: bool,
 ) -> bool {
-    let g = gpu();
     if mode.variant == ConvVariant::Subgroup {
         require_subgroups();
     }
@@ -832,32 +860,17 @@ fn check_conv(
                 Check::Tolerance(tol)
             },
         },
-        |arena, placements, binding| {
-            let binding = binding.unwrap();
-            let a_elems = match winograd {
-                Some(_) => elems[scratch[0]],
-                None => elems[0],
-            };
+        |placements, slot| {
             let scratch: Vec<Placement> = scratch.iter().map(|&t| placements[t]).collect();
-            let (t32, t16, wt) = conv_textures(a_elems, binding.buffer, weights);
-            let texel = 4 * weights.bytes();
-            let io = ConvIo {
-                arena,
-                consts: binding.clone(),
-                weights,
-                textures: Some(ConvTextures {
-                    input: &t32,
-                    input16: Some(&t16),
-                    weights: &wt,
-                    weights_texel: (binding.offset / texel) as u32,
-                }),
-            };
-            let at = ConvTensors {
+            let at = ConvOperands {
                 placements,
                 scratch: &scratch,
+                weights: slot.expect("a conv has weights"),
+                weights_dtype: weights,
             };
-            g.kernels
-                .conv_step(&plan, op, tensors, c.batch as u32, &at, &io)
+            emit(c.batch, |e| {
+                conv::launches(e, &plan, op, tensors, c.batch, &at)
+            })
         },
     );
     true
@@ -1058,24 +1071,6 @@ fn winograd_matches_cpu_reference() {
     runs.assert_exactly(&expected);
 }
 
-/// The texture variant's staging textures (f32 and f16, for A of `a_elems` values) and a
-/// texture copy of `weights`.
-fn conv_textures(
-    a_elems: usize,
-    weights: &wgpu::Buffer,
-    dtype: Dtype,
-) -> (wgpu::Texture, wgpu::Texture, wgpu::Texture) {
-    let g = gpu();
-    let dev = &g.ctx.device;
-    // Generously sized: pixels * ceil(cin / 4) texels <= a_elems when cin >= 1.
-    let t32 = texture::create(dev, a_elems as u64, Dtype::F32, "test input texture");
-    let t16 = texture::create(dev, a_elems as u64, Dtype::F16, "test input texture (f16)");
-    let mut enc = dev.create_command_encoder(&Default::default());
-    let wt = texture::copy_of_buffer(dev, &mut enc, weights, dtype, "test weights texture");
-    g.ctx.queue.submit([enc.finish()]);
-    (t32, t16, wt)
-}
-
 /// A NaN in the input must come out as NaN where the frameworks' arithmetic puts it (their
 /// ReLU and max pool propagate NaN); `max(x, 0.0)` on the GPU may return 0 for NaN and would
 /// hide a broken input behind a finite answer. Convs: every variant direct, Winograd F(2,3)
@@ -1083,7 +1078,6 @@ fn conv_textures(
 /// split K, each in f32 and with f16 storage; then the pools and bn_relu.
 #[test]
 fn nan_propagates_through_every_kernel() {
-    let g = gpu();
     let mut rng = Rng(0x5eed_0000_0bad_f00d);
     // The shapes of `conv_cases` (the same pipelines): a fused 3x3 (Winograd and split K
     // take it too), a 1x1 stride-2 projection, a split output.
@@ -1185,7 +1179,7 @@ fn nan_propagates_through_every_kernel() {
                 &[],
                 Check::NanWhereExpected(1e-4),
             ),
-            |arena, placements, _| vec![g.kernels.max_pool(&op, &tensors, 2, arena, placements)],
+            |placements, _| emit(2, |e| pool::max_pool(e, &op, &tensors, 2, placements)),
         );
     }
     let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 1, 1, 5)];
@@ -1212,11 +1206,10 @@ fn nan_propagates_through_every_kernel() {
             &consts,
             Check::NanWhereExpected(1e-4),
         ),
-        |arena, placements, consts| {
-            vec![
-                g.kernels
-                    .global_avg_pool(&op, &tensors, 2, arena, placements, consts, Dtype::F32),
-            ]
+        |placements, consts| {
+            emit(2, |e| {
+                pool::global_avg_pool(e, &op, &tensors, 2, placements, consts, Dtype::F32)
+            })
         },
     );
     let tensors = vec![tensor("in", 7, 7, 5), tensor("out", 7, 7, 5)];
@@ -1244,16 +1237,10 @@ fn nan_propagates_through_every_kernel() {
             &consts,
             Check::NanWhereExpected(1e-4),
         ),
-        |arena, placements, consts| {
-            vec![g.kernels.bn_relu(
-                &op,
-                &tensors,
-                2,
-                arena,
-                placements,
-                consts.unwrap(),
-                Dtype::F32,
-            )]
+        |placements, consts| {
+            emit(2, |e| {
+                elementwise::bn_relu(e, &op, &tensors, 2, placements, consts.unwrap(), Dtype::F32)
+            })
         },
     );
 }
@@ -1285,7 +1272,6 @@ fn simple_run<'a>(
 
 #[test]
 fn max_pool_matches_cpu_reference() {
-    let g = gpu();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     // (h, w, c, size, stride, pad_top, pad_left, pad value, out h, out w, batch)
     let cases = [
@@ -1332,11 +1318,10 @@ fn max_pool_matches_cpu_reference() {
                     &[],
                     Check::Exact,
                 ),
-                |arena, placements, _| {
-                    vec![
-                        g.kernels
-                            .max_pool(&op, &tensors, batch as u32, arena, placements),
-                    ]
+                |placements, _| {
+                    emit(batch, |e| {
+                        pool::max_pool(e, &op, &tensors, batch, placements)
+                    })
                 },
             );
         }
@@ -1345,7 +1330,6 @@ fn max_pool_matches_cpu_reference() {
 
 #[test]
 fn global_avg_pool_matches_cpu_reference() {
-    let g = gpu();
     let mut rng = Rng(0x1234_5678_9abc_def1);
     // (h, w, c, batch, in_act): c 300 spans two 256-channel workgroups.
     for (h, w, c, batch, act) in [
@@ -1388,16 +1372,10 @@ fn global_avg_pool_matches_cpu_reference() {
                     &consts,
                     Check::Tolerance(tol),
                 ),
-                |arena, placements, consts| {
-                    vec![g.kernels.global_avg_pool(
-                        &op,
-                        &tensors,
-                        batch as u32,
-                        arena,
-                        placements,
-                        consts,
-                        dtype,
-                    )]
+                |placements, consts| {
+                    emit(batch, |e| {
+                        pool::global_avg_pool(e, &op, &tensors, batch, placements, consts, dtype)
+                    })
                 },
             );
         }
@@ -1406,7 +1384,6 @@ fn global_avg_pool_matches_cpu_reference() {
 
 #[test]
 fn bn_relu_matches_cpu_reference() {
-    let g = gpu();
     let mut rng = Rng(0x0bad_cafe_f00d_d00d);
     // relu off: the affine only (MXNet Gluon v2's input normalisation).
     for (h, w, c, batch, relu) in [
@@ -1452,16 +1429,18 @@ fn bn_relu_matches_cpu_reference() {
                     &consts,
                     Check::Tolerance(tol),
                 ),
-                |arena, placements, consts| {
-                    vec![g.kernels.bn_relu(
-                        &op,
-                        &tensors,
-                        batch as u32,
-                        arena,
-                        placements,
-                        consts.unwrap(),
-                        dtype,
-                    )]
+                |placements, consts| {
+                    emit(batch, |e| {
+                        elementwise::bn_relu(
+                            e,
+                            &op,
+                            &tensors,
+                            batch,
+                            placements,
+                            consts.unwrap(),
+                            dtype,
+                        )
+                    })
                 },
             );
         }
@@ -1481,7 +1460,7 @@ fn bn_relu_matches_cpu_reference() {
 fn large_grids_fold_into_two_dimensions() {
     let g = gpu();
     let max = g.ctx.limits.max_compute_workgroups_per_dimension as usize;
-    let folded = |d: &Dispatch| {
+    let folded = |d: &Launch| {
         assert!(
             d.workgroups[1] > 1,
             "expected a folded grid: {:?}",
@@ -1517,18 +1496,12 @@ fn large_grids_fold_into_two_dimensions() {
             &consts,
             Check::Tolerance(1e-6),
         ),
-        |arena, placements, consts| {
-            let d = g.kernels.bn_relu(
-                &op,
-                &tensors,
-                1,
-                arena,
-                placements,
-                consts.unwrap(),
-                Dtype::F32,
-            );
-            folded(&d);
-            vec![d]
+        |placements, consts| {
+            let d = emit(1, |e| {
+                elementwise::bn_relu(e, &op, &tensors, 1, placements, consts.unwrap(), Dtype::F32)
+            });
+            folded(&d[0]);
+            d
         },
     );
 
@@ -1559,10 +1532,10 @@ fn large_grids_fold_into_two_dimensions() {
             &[],
             Check::Exact,
         ),
-        |arena, placements, _| {
-            let d = g.kernels.max_pool(&op, &tensors, 1, arena, placements);
-            folded(&d);
-            vec![d]
+        |placements, _| {
+            let d = emit(1, |e| pool::max_pool(e, &op, &tensors, 1, placements));
+            folded(&d[0]);
+            d
         },
     );
 }
@@ -1635,7 +1608,7 @@ fn conv_variant_choice() {
     let profile = DeviceProfile {
         forced: None,
         winograd: WinogradPolicy::Off,
-        ..g.kernels.device_profile()
+        ..resnet_wgpu::gpu::kernels::adapter_profile(&g.ctx.device)
     };
     let variant = |op: &ConvOp, t: &[TensorInfo]| {
         plan_conv(op, t, 1, &profile, ConvAlgo::Direct)

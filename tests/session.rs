@@ -99,7 +99,7 @@ fn a_batch_over_the_binding_limit_runs_as_sub_batches_with_the_same_logits() {
         .arena_bytes;
     let limits = Limits {
         max_binding_bytes: 2 * one + one / 2,
-        ..Limits::from_wgpu(&ctx.limits)
+        ..ctx.plan_limits()
     };
     let split = Session::with_limits(&ctx, g.clone(), n, &limits).unwrap();
     assert_eq!(split.plan().batch, 2, "largest sub-batch that fits");

@@ -206,7 +206,7 @@ fn a_table_that_overrides_every_shape_is_run_step_by_step() {
     for wanted in [PlanFor::Software.profile(), PlanFor::Gpu.profile()] {
         // What this adapter can run of that mix (a GPU has no subgroup variant of ours): the
         // choices below are ones the plan honours here.
-        let profile = resnet_wgpu::tune::resolved_profile(&ctx, Some(wanted)).unwrap();
+        let profile = resnet_wgpu::engine::resolve_profile(&ctx, Some(wanted)).unwrap();
         let heuristic = session(&ctx, &graph, 2, profile, None, Vec::new());
         let mut table = TuningTable::default();
         for (i, key, choice) in keyed_convs(&graph, &heuristic, 2) {

@@ -140,12 +140,13 @@ fn bench_one(
     let quiet = args.json || !args.sweep.is_empty();
     if !quiet {
         println!(
-            "model {} ({}, ResNet-{}), batch {batch}, {h}x{w}, {:.2} GFLOP/image, weights {:.1} MiB, arena {:.1} MiB{}",
+            "model {} ({}, ResNet-{}), batch {batch}, {h}x{w}, {:.2} GFLOP/image, weights {:.1} MiB ({:.1} MiB resident), arena {:.1} MiB{}",
             bench.name(),
             arch.flavour,
             arch.depth(),
             flops_per_image as f64 * 1e-9,
             plan.weights_bytes as f64 / 1048576.0,
+            plan.resident_weight_bytes() as f64 / 1048576.0,
             plan.arena_bytes as f64 / 1048576.0,
             if plan.batch < batch {
                 format!(

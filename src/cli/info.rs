@@ -10,9 +10,19 @@ pub struct InfoArgs {
     /// Restrict to one backend.
     #[command(flatten)]
     gpu: GpuArgs,
+    /// Write the description of the adapter a session picks (with --backend / --adapter) as
+    /// JSON: what `resnet plan --device FILE` plans for, on any machine.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    if args.json {
+        let ctx = resnet_wgpu::gpu::GpuContext::new(&args.gpu.choice())?;
+        let text = serde_json::to_string_pretty(&ctx.description()).expect("json");
+        println!("{text}");
+        return Ok(());
+    }
     let adapters = list_adapters(args.gpu.backend);
     if adapters.is_empty() {
         println!(

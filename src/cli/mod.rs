@@ -93,7 +93,7 @@ impl GpuArgs {
     /// applied), or `None`: the session's default.
     fn profile(&self) -> resnet_wgpu::Result<Option<DeviceProfile>> {
         self.plan_for
-            .map(|k| resnet_wgpu::gpu::kernels::with_env_overrides(k.profile()))
+            .map(|k| resnet_wgpu::plan::device::with_env_overrides(k.profile()))
             .transpose()
     }
 

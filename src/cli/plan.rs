@@ -1,10 +1,11 @@
 //! `resnet plan`: the static dispatch list and memory plan, computed without a GPU.
 
 use clap::Args;
-use resnet_wgpu::gpu::kernels::{profile_from_env, with_env_overrides};
+use resnet_wgpu::engine;
 use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::plan::Precision;
+use resnet_wgpu::plan::device::{Description, profile_from_env, with_env_overrides};
 use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::plan::{DeviceProfile, Limits, PlanFor, PlanOptions, plan_with};
 use resnet_wgpu::tune;
@@ -23,9 +24,14 @@ pub struct PlanArgs {
     /// Plan with the feature maps kept alive (as `infer --features` does).
     #[arg(long)]
     features: bool,
-    /// Simulate a device whose largest storage binding is this many bytes (default: unlimited).
+    /// Simulate a device whose largest storage binding is this many bytes (default: unlimited,
+    /// or the --device file's).
     #[arg(long)]
     max_binding_bytes: Option<u64>,
+    /// Plan for the device described in FILE (written by `resnet info --json` on the machine
+    /// that has it): its limits, features and kind of kernels.
+    #[arg(long, value_name = "FILE", conflicts_with = "tuned")]
+    device: Option<std::path::PathBuf>,
     /// Plan the kernels a `gpu` or a `software` adapter (lavapipe) gets (default: gpu, or
     /// RESNET_DEVICE_PROFILE; with --tuned, the profile the adapter itself resolves to).
     #[arg(long, value_parser = super::parse_plan_for)]
@@ -68,7 +74,21 @@ pub fn run(args: PlanArgs) -> Result<()> {
             features: args.features,
         },
     )?;
-    let mut limits = Limits::unlimited();
+    let described = match &args.device {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Input(format!(
+                    "cannot read the device description {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(Description::from_json(&text, &path.display().to_string())?)
+        }
+        None => None,
+    };
+    let mut limits = described
+        .as_ref()
+        .map_or_else(Limits::unlimited, Description::limits);
     if let Some(b) = args.max_binding_bytes {
         limits.max_binding_bytes = b;
     }
@@ -86,13 +106,14 @@ pub fn run(args: PlanArgs) -> Result<()> {
             backend: None,
             adapter: args.adapter.clone(),
         })?;
-        let device = tune::resolved_profile(&ctx, asked)?;
+        let device = engine::resolve_profile(&ctx, asked)?;
         let table = stored_tuning(&ctx, &device, args.precision)?;
         (device, Some(std::sync::Arc::new(table)))
     } else {
-        let device = match asked {
-            Some(p) => p,
-            None => profile_from_env(DeviceProfile::gpu())?,
+        let device = match (asked, &described) {
+            (Some(p), _) => p,
+            (None, Some(d)) => profile_from_env(d.profile())?,
+            (None, None) => profile_from_env(DeviceProfile::gpu())?,
         };
         (device, None)
     };

@@ -6,8 +6,9 @@
 //! a wait must yield to it, so it awaits [`Callback::recv`] instead, raced against a
 //! `setTimeout` ([`within`]) because no thread can watch it.
 
+use super::lock;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// A slot that one callback fills once.
@@ -18,11 +19,6 @@ pub(crate) struct Callback<T> {
 struct Slot<T> {
     value: Option<T>,
     waker: Option<Waker>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoned only by a panic while a value moved in or out: the Option is still whole.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T: Send + 'static> Callback<T> {

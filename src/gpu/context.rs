@@ -10,6 +10,7 @@
 #[cfg(target_arch = "wasm32")]
 use super::callback;
 use super::callback::Callback;
+use super::lock;
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -198,12 +199,6 @@ impl Watch {
 /// Whole nanoseconds, saturating (a deadline of centuries is as good as none).
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// A poisoned lock only means a panic elsewhere while it was held; the data (an Option) is
-/// still meaningful.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -490,6 +485,17 @@ impl GpuContext {
     /// The adapter's identity, as logs and reports print it.
     pub fn summary(&self) -> AdapterSummary {
         AdapterSummary::from(&self.info)
+    }
+
+    /// The device's limits and features as the planner takes them.
+    pub fn plan_limits(&self) -> crate::plan::Limits {
+        crate::plan::Limits::from_wgpu(&self.limits, self.features)
+    }
+
+    /// What the planner needs to know of this device, as a file `resnet plan --device` reads
+    /// ([`crate::plan::device::Description`]).
+    pub fn description(&self) -> crate::plan::device::Description {
+        crate::plan::device::Description::new(&self.info, &self.limits, self.features)
     }
 
     /// Whether this is a software rasteriser (lavapipe, WARP, SwiftShader).

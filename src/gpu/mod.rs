@@ -9,47 +9,39 @@ pub mod session;
 pub mod timing;
 
 pub use context::{AdapterChoice, Backend, GpuContext};
+
+/// Locks `m`, poisoned or not: the GPU side's locks guard caches and `Option`s whose every
+/// update is a single call, so a panic elsewhere while one was held leaves the data whole.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 pub use kernels::texture::TextureCopy;
 
-/// One recorded compute dispatch: created once when a session is built, then replayed by every
-/// forward pass.
+/// One recorded compute dispatch: a plan [`Launch`](crate::plan::Launch) with its GPU objects,
+/// created once when a session is built, then replayed by every forward pass.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     /// The dispatch's label (its op and kernel), for profiles and wgpu's messages.
     pub label: String,
+    /// The plan step it belongs to.
+    pub step: usize,
+    /// The key the pipeline was created from.
+    pub key: crate::plan::PipelineKey,
     /// The compute pipeline.
     pub pipeline: wgpu::ComputePipeline,
     /// Its bindings.
     pub bind_group: wgpu::BindGroup,
     /// The workgroup grid (x, y, z).
     pub workgroups: [u32; 3],
-    /// Work that must run first: the texture conv variant's input staging.
-    pub stage: Option<Stage>,
-}
-
-/// How a texture conv's input gets into its texture.
-#[derive(Clone, Debug)]
-pub enum Stage {
-    /// A buffer-to-texture copy, recorded outside compute passes (cin % 4 == 0).
-    Copy(TextureCopy),
-    /// A packing dispatch in the same pass (cin % 4 != 0: channels padded to 4).
-    Pack(Box<Dispatch>),
+    /// A texture copy that must run first, outside compute passes: the texture conv
+    /// variant's input staging.
+    pub copy: Option<TextureCopy>,
 }
 
 impl Dispatch {
-    fn copy(&self) -> Option<&TextureCopy> {
-        match &self.stage {
-            Some(Stage::Copy(c)) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// Records the dispatch (after its packing dispatch, if any) into a pass; a staging copy
-    /// must already be recorded ([`encode_sequence`] does both).
+    /// Records the dispatch into a pass; its copy must already be recorded
+    /// ([`encode_sequence`] does both).
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        if let Some(Stage::Pack(pack)) = &self.stage {
-            pack.encode(pass);
-        }
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
@@ -67,12 +59,12 @@ pub fn encode_sequence(
 ) {
     let mut start = 0;
     loop {
-        if let Some(copy) = dispatches.get(start).and_then(Dispatch::copy) {
+        if let Some(copy) = dispatches.get(start).and_then(|d| d.copy.as_ref()) {
             copy.encode(encoder);
         }
         // This pass runs up to the next dispatch that needs a copy first.
         let end = (start + 1..dispatches.len())
-            .find(|&i| dispatches[i].copy().is_some())
+            .find(|&i| dispatches[i].copy.is_some())
             .unwrap_or(dispatches.len());
         let last = end >= dispatches.len();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

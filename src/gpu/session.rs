@@ -6,14 +6,13 @@
 //! forms run the same code under `pollster`; in the browser only the async forms exist.
 
 use super::callback::Callback;
-use super::kernels::conv::{ConvIo, ConvTensors};
-use super::kernels::{ConvTextures, ConvVariant, Kernels, texture};
+use super::kernels::{Kernels, Resources, texture};
 use super::timing::{Timer, Timing, Timings};
 use super::{Dispatch, GpuContext, encode_sequence};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, TensorId};
+use crate::graph::{Graph, TensorId};
 use crate::layout::{nchw_to_nhwc, nhwc_to_nchw};
-use crate::plan::{self, DeviceProfile, Dtype, Plan, PlanOptions, Precision};
+use crate::plan::{self, DeviceProfile, Dtype, Plan, Precision};
 use std::sync::Mutex;
 
 /// A feature map read back from the GPU, NCHW.
@@ -48,13 +47,13 @@ pub struct SessionOptions {
     pub limits: Option<plan::Limits>,
     /// Plan the kernels of another device (e.g. a GPU's mix on lavapipe) instead of this
     /// one's; what this device cannot run stays off. `None`: this adapter's own profile with
-    /// the environment's overrides ([`profile_from_env`](crate::gpu::kernels::profile_from_env)).
+    /// the environment's overrides ([`profile_from_env`](crate::plan::device::profile_from_env)).
     pub profile: Option<DeviceProfile>,
     /// Tuned kernel choices for this adapter (`crate::tune`): the plan takes them where they
     /// match; `None`, the heuristic everywhere.
     pub tuning: Option<std::sync::Arc<plan::tuning::TuningTable>>,
     /// Sub-batch sizes to plan besides the full one and the batch's trailing one
-    /// ([`PlanOptions::batch_sizes`]): a run of fewer images takes the smallest planned size
+    /// ([`PlanOptions::batch_sizes`](crate::plan::PlanOptions::batch_sizes)): a run of fewer images takes the smallest planned size
     /// that holds them.
     pub batch_sizes: Vec<usize>,
     /// Tests only: destroy the device once this many pipelines exist (a device lost while
@@ -62,9 +61,6 @@ pub struct SessionOptions {
     #[doc(hidden)]
     pub destroy_device_after_pipelines: Option<usize>,
 }
-
-/// The dispatches of one step (a Winograd conv has three), replayed by every pass.
-type StepDispatches = Vec<Dispatch>;
 
 /// A fault injected into a forward pass at a planned step, for tests of what a fault does to a
 /// run in progress (a lost device, an error reported meanwhile, a wait that times out): it
@@ -118,174 +114,40 @@ pub struct Session {
     plan: Plan,
     kernels: Kernels,
     arena: wgpu::Buffer,
-    weights: Vec<wgpu::Buffer>,
-    /// Texture conv variant only: the staging textures its inputs are copied into (f32 and,
-    /// in f16 plans, f16), and a texture copy of each weights buffer a texture conv reads.
-    input_texture: Option<wgpu::Texture>,
-    input_texture16: Option<wgpu::Texture>,
-    weight_textures: Vec<Option<wgpu::Texture>>,
+    /// Kept alive for the bind groups (and the textures' copies).
+    _weights: Vec<wgpu::Buffer>,
+    _textures: Vec<wgpu::Texture>,
     readback: wgpu::Buffer,
-    /// The dispatch lists of every planned sub-batch size ([`Plan::sub_batch_sizes`], same
-    /// order), all recorded with the session: a run never records, plans or compiles.
-    dispatches: Vec<Vec<StepDispatches>>,
+    /// The dispatches of every planned sub-batch size ([`Plan::sub_batch_sizes`], same
+    /// order), one per [`plan::Launch`], all recorded with the session: a run never records,
+    /// plans or compiles.
+    dispatches: Vec<Vec<Dispatch>>,
     state: Mutex<RunState>,
 }
 
-/// Texels of the textures the plan's texture-variant GEMMs read: the staging input textures
-/// (f32, f16; 0: none) and whether each weights buffer needs a texture copy.
-struct TextureSizes {
-    input: u64,
-    input16: u64,
-    weights: Vec<bool>,
-    weight_texels: Vec<u64>,
-}
-
-impl TextureSizes {
-    fn of(graph: &Graph, plan: &Plan) -> TextureSizes {
-        let texel = match plan.precision {
-            Precision::F32 => 16,
-            Precision::F16 => 8,
-        };
-        let mut sizes = TextureSizes {
-            input: 0,
-            input16: 0,
-            weights: vec![false; plan.weight_buffers.len()],
-            weight_texels: plan
-                .weight_buffers
-                .iter()
-                .map(|b| b.div_ceil(texel))
-                .collect(),
-        };
-        for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
-            if let (Op::Conv(o), Some(cp)) = (op, &step.conv)
-                && cp.gemm.variant == ConvVariant::Texture
-            {
-                // The GEMM's A: the conv's input, or Winograd's V.
-                let (texels, dtype) = match (step.winograd(), step.scratch.first()) {
-                    (Some(_), Some(&v)) => (plan.tensors[v].size_bytes, plan.tensors[v].dtype),
-                    _ => {
-                        let t = &graph.tensors[o.input];
-                        let p = &plan.tensors[o.input];
-                        let vec4s = (plan.batch * t.h * t.w * t.c.div_ceil(4)) as u64;
-                        (vec4s * 4 * p.dtype.bytes(), p.dtype)
-                    }
-                };
-                let texels = texels / (4 * dtype.bytes());
-                match dtype {
-                    Dtype::F32 => sizes.input = sizes.input.max(texels),
-                    Dtype::F16 => sizes.input16 = sizes.input16.max(texels),
-                }
-                sizes.weights[slot.buffer] = true;
-            }
-        }
-        sizes
-    }
-
-    fn fit(&self, limits: &wgpu::Limits) -> bool {
-        texture::fits(self.input, limits)
-            && texture::fits(self.input16, limits)
-            && self
-                .weights
-                .iter()
-                .zip(&self.weight_texels)
-                .all(|(&used, &texels)| !used || texture::fits(texels, limits))
-    }
-}
-
-/// An op's constants in the plan's precision, as bytes.
-fn constants_bytes(op: &Op, step: &plan::Step, precision: Precision) -> Vec<u8> {
-    let values = op.constants_for(step.winograd());
-    match precision {
-        Precision::F32 => bytemuck::cast_slice(&values).to_vec(),
-        Precision::F16 => {
-            // Rounded once, to nearest even; padded to whole 4-byte words.
-            let mut bytes: Vec<u8> = values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect();
-            bytes.resize(bytes.len().next_multiple_of(4), 0);
-            bytes
-        }
-    }
-}
-
 impl Session {
-    /// Plans `graph` for `batch` images (split into sub-batches if the device's limits demand
-    /// it), allocates and fills every buffer and records every dispatch.
+    /// Builds the session of `plan` (made for `graph` and this device): allocates the arena,
+    /// the weight buffers (filled with [`plan::weights::encode`]) and the textures the plan
+    /// sizes, creates each distinct pipeline once and records every launch.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn new(ctx: &GpuContext, graph: Graph, batch: usize) -> Result<Session> {
-        Self::with_options(ctx, graph, batch, &SessionOptions::default())
+    pub fn from_plan(ctx: &GpuContext, graph: Graph, plan: Plan) -> Result<Session> {
+        pollster::block_on(Self::from_plan_async(ctx, graph, plan, None))
     }
 
-    /// As [`Session::new`], planning for `limits` instead of the device's own.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_limits(
+    /// As [`Session::from_plan`], for async callers. `destroy_after`: tests only (see
+    /// [`SessionOptions::destroy_device_after_pipelines`]).
+    pub async fn from_plan_async(
         ctx: &GpuContext,
         graph: Graph,
-        batch: usize,
-        limits: &plan::Limits,
+        plan: Plan,
+        destroy_after: Option<usize>,
     ) -> Result<Session> {
-        let opts = SessionOptions {
-            limits: Some(*limits),
-            ..Default::default()
-        };
-        Self::with_options(ctx, graph, batch, &opts)
-    }
-
-    /// As [`Session::new`], with a precision, limits or a device profile to plan for.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_options(
-        ctx: &GpuContext,
-        graph: Graph,
-        batch: usize,
-        opts: &SessionOptions,
-    ) -> Result<Session> {
-        pollster::block_on(Self::with_options_async(ctx, graph, batch, opts))
-    }
-
-    /// As [`Session::with_options`], for async callers (the only form in the browser).
-    pub async fn with_options_async(
-        ctx: &GpuContext,
-        graph: Graph,
-        batch: usize,
-        opts: &SessionOptions,
-    ) -> Result<Session> {
-        if batch == 0 {
-            return Err(Error::Input("batch size must be at least 1".into()));
-        }
         ctx.check()?;
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let limits = opts
-            .limits
-            .unwrap_or_else(|| plan::Limits::from_wgpu(&ctx.limits));
-        let mut kernels = Kernels::with_profile(&ctx.device, &ctx.limits, opts.profile)?;
-        kernels.destroy_device_after_pipelines(opts.destroy_device_after_pipelines);
-        let plan_opts = |k: &Kernels| PlanOptions {
-            precision: opts.precision,
-            device: k.device_profile(),
-            tuning: opts.tuning.clone(),
-            batch_sizes: opts.batch_sizes.clone(),
-        };
-        let mut plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
-        let mut textures = TextureSizes::of(&graph, &plan);
-        if !textures.fit(&ctx.limits) {
-            log::info!(
-                "the texture conv variant's textures exceed this device's largest texture; \
-                 using buffer loads"
-            );
-            kernels.set_textures(false);
-            plan = plan::plan_with(&graph, batch, &limits, &plan_opts(&kernels))?;
-            textures = TextureSizes::of(&graph, &plan);
-        }
-        if plan.batch < batch {
-            log::info!(
-                "batch {batch} exceeds the device's buffer limits; running it as {} sub-batches of {}",
-                batch.div_ceil(plan.batch),
-                plan.batch
-            );
-        }
+        let mut kernels = Kernels::new(&ctx.device);
+        kernels.destroy_device_after_pipelines(destroy_after);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("activation arena"),
             size: plan.arena_bytes.max(16),
@@ -294,48 +156,41 @@ impl Session {
                 | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let weights: Vec<wgpu::Buffer> = plan
-            .weight_buffers
-            .iter()
+        let weights: Vec<wgpu::Buffer> = plan::weights::encode(&graph, &plan)
+            .into_iter()
             .enumerate()
-            .map(|(i, &size)| {
-                device.create_buffer(&wgpu::BufferDescriptor {
+            .map(|(i, bytes)| {
+                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights {i}")),
-                    // Whole texels, for the texture copy of the buffer.
-                    size: size.next_multiple_of(16).max(16),
+                    size: (bytes.len() as u64).max(16),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_DST
                         | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
-                })
+                });
+                ctx.queue.write_buffer(&buffer, 0, &bytes);
+                buffer
             })
             .collect();
-        for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
-            if slot.size_bytes > 0 {
-                let bytes = constants_bytes(op, step, plan.precision);
-                debug_assert_eq!(bytes.len() as u64, slot.size_bytes, "{}", op.name());
-                ctx.queue
-                    .write_buffer(&weights[slot.buffer], slot.offset_bytes, &bytes);
-            }
-        }
-        let input_texture = (textures.input > 0)
-            .then(|| texture::create(device, textures.input, Dtype::F32, "texture conv input"));
-        let input_texture16 = (textures.input16 > 0).then(|| {
-            texture::create(
-                device,
-                textures.input16,
-                Dtype::F16,
-                "texture conv input (f16)",
-            )
-        });
-        let weights_dtype = match plan.precision {
-            Precision::F32 => Dtype::F32,
-            Precision::F16 => Dtype::F16,
+        let t = &plan.textures;
+        let staging = |texels: u64, dtype: Dtype| {
+            (texels > 0).then(|| {
+                texture::create(
+                    device,
+                    texels,
+                    dtype,
+                    &format!("texture conv input ({})", dtype.name()),
+                )
+            })
         };
+        let staging = [
+            staging(t.staging_f32, Dtype::F32),
+            staging(t.staging_f16, Dtype::F16),
+        ];
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("weight textures"),
         });
-        let weight_textures: Vec<Option<wgpu::Texture>> = textures
+        let weight_textures: Vec<Option<wgpu::Texture>> = t
             .weights
             .iter()
             .zip(&weights)
@@ -346,7 +201,7 @@ impl Session {
                         device,
                         &mut encoder,
                         buffer,
-                        weights_dtype,
+                        plan.precision.dtype(),
                         &format!("weights {i} texture"),
                     )
                 })
@@ -354,33 +209,23 @@ impl Session {
             .collect();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
-            size: Self::readback_bytes(&graph, &plan).max(16),
+            size: Self::outputs_of(&graph)
+                .map(|t| plan.tensors[t].size_bytes)
+                .sum::<u64>()
+                .max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut session = Session {
-            ctx: ctx.clone(),
-            graph,
-            plan,
-            kernels,
-            arena,
-            weights,
-            input_texture,
-            input_texture16,
-            weight_textures,
-            readback,
-            dispatches: Vec::new(),
-            state: Mutex::new(RunState {
-                timer: None,
-                pending: None,
-                failpoint: None,
-            }),
+        let res = Resources {
+            arena: &arena,
+            weights: &weights,
+            staging: [staging[0].as_ref(), staging[1].as_ref()],
+            weight_textures: &weight_textures,
         };
-        session.dispatches = session
-            .plan
+        let dispatches = plan
             .sub_batch_sizes
             .iter()
-            .map(|sub| session.record(sub))
+            .map(|sub| kernels.record(&plan.launches[sub.launches.clone()], &res))
             .collect();
         // After the weight uploads queued above: fills the weight textures.
         ctx.queue.submit([encoder.finish()]);
@@ -393,89 +238,39 @@ impl Session {
             return Err(ctx.explain(Error::Gpu(e.to_string())));
         }
         ctx.check()?;
-        Ok(session)
+        let kept = weights
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| plan.buffer_bound(*i))
+            .map(|(_, b)| b)
+            .collect();
+        Ok(Session {
+            ctx: ctx.clone(),
+            graph,
+            plan,
+            kernels,
+            arena,
+            // A weights buffer only the texture variant reads (through its texture copy,
+            // recorded above) is not kept: the weights are held once.
+            _weights: kept,
+            _textures: staging
+                .into_iter()
+                .chain(weight_textures)
+                .flatten()
+                .collect(),
+            readback,
+            dispatches,
+            state: Mutex::new(RunState {
+                timer: None,
+                pending: None,
+                failpoint: None,
+            }),
+        })
     }
 
-    /// Bytes of the outputs read back after each sub-batch: the logits, then the features.
-    fn readback_bytes(graph: &Graph, plan: &Plan) -> u64 {
-        std::iter::once(graph.logits)
-            .chain(graph.features.iter().map(|(_, t)| *t))
-            .map(|t| plan.tensors[t].size_bytes)
-            .sum()
-    }
-
-    /// Records the dispatch lists of every step for the planned sub-batch `sub`.
-    fn record(&self, sub: &plan::SubBatch) -> Vec<StepDispatches> {
-        let n = sub.images;
-        let tensors = &self.graph.tensors;
-        let placements = &self.plan.tensors;
-        let weights_dtype = match self.plan.precision {
-            Precision::F32 => Dtype::F32,
-            Precision::F16 => Dtype::F16,
-        };
-        let texel = 4 * weights_dtype.bytes();
-        let k = &self.kernels;
-        let arena = &self.arena;
-        self.graph
-            .ops
-            .iter()
-            .zip(&self.plan.weights)
-            .zip(&self.plan.steps)
-            .zip(&sub.convs)
-            .map(|(((op, slot), step), planned)| {
-                let consts = (slot.size_bytes > 0).then(|| wgpu::BufferBinding {
-                    buffer: &self.weights[slot.buffer],
-                    offset: slot.offset_bytes,
-                    size: wgpu::BufferSize::new(slot.size_bytes),
-                });
-                match op {
-                    Op::Conv(o) => {
-                        let cp = planned.expect("the plan has a conv plan for every conv step");
-                        let textures =
-                            (cp.gemm.variant == ConvVariant::Texture).then(|| ConvTextures {
-                                input: self.input_texture.as_ref().expect("planned"),
-                                input16: self.input_texture16.as_ref(),
-                                weights: self.weight_textures[slot.buffer]
-                                    .as_ref()
-                                    .expect("planned"),
-                                weights_texel: u32::try_from(slot.offset_bytes / texel)
-                                    .expect("weights texture offset fits in u32"),
-                            });
-                        let io = ConvIo {
-                            arena,
-                            consts: consts.expect("a conv has weights"),
-                            weights: weights_dtype,
-                            textures,
-                        };
-                        let scratch: Vec<_> = step.scratch.iter().map(|&t| placements[t]).collect();
-                        let at = ConvTensors {
-                            placements,
-                            scratch: &scratch,
-                        };
-                        k.conv_step(&cp, o, tensors, n as u32, &at, &io)
-                    }
-                    Op::MaxPool(o) => vec![k.max_pool(o, tensors, n as u32, arena, placements)],
-                    Op::GlobalAvgPool(o) => vec![k.global_avg_pool(
-                        o,
-                        tensors,
-                        n as u32,
-                        arena,
-                        placements,
-                        consts,
-                        weights_dtype,
-                    )],
-                    Op::BnRelu(o) => vec![k.bn_relu(
-                        o,
-                        tensors,
-                        n as u32,
-                        arena,
-                        placements,
-                        consts.expect("bn_relu has constants"),
-                        weights_dtype,
-                    )],
-                }
-            })
-            .collect()
+    /// Tensors copied back after each sub-batch: the logits, then the features.
+    fn outputs_of(graph: &Graph) -> impl Iterator<Item = TensorId> + '_ {
+        std::iter::once(graph.logits).chain(graph.features.iter().map(|(_, t)| *t))
     }
 
     /// The lowered network the session runs.
@@ -512,10 +307,17 @@ impl Session {
         Ok(())
     }
 
-    /// Distinct compute pipelines the session created (each a shader compile in the driver).
-    /// All are made with the session: a forward pass of any size never adds one.
+    /// Distinct compute pipelines the session created (each a shader compile in the driver):
+    /// the plan's [`Plan::pipelines`], all made with the session; a forward pass of any size
+    /// never adds one.
     pub fn pipeline_count(&self) -> usize {
         self.kernels.pipeline_count()
+    }
+
+    /// The dispatches recorded for the sub-batch size that runs `n` images, in order: what
+    /// the launch-equality tests compare with [`Plan::launches_for`].
+    pub fn recorded(&self, n: usize) -> &[Dispatch] {
+        self.dispatches_for(n)
     }
 
     /// Where the input lives on the GPU, for apps that produce it there themselves:
@@ -550,18 +352,13 @@ impl Session {
             )));
         }
         self.ctx.check()?;
-        encode_sequence(
-            encoder,
-            "resnet forward",
-            &self.dispatches_for(batch).concat(),
-            None,
-        );
+        encode_sequence(encoder, "resnet forward", self.dispatches_for(batch), None);
         Ok(())
     }
 
     /// The recorded dispatches that run `n` images (`1..=plan().batch`): those of the smallest
     /// planned sub-batch holding them ([`Plan::sub_batch_for`]).
-    fn dispatches_for(&self, n: usize) -> &[StepDispatches] {
+    fn dispatches_for(&self, n: usize) -> &[Dispatch] {
         let i = self
             .plan
             .sub_batch_sizes
@@ -768,13 +565,6 @@ impl Session {
         Ok((out, timings))
     }
 
-    /// Tensors copied back after each sub-batch: the logits, then the features.
-    fn outputs(&self) -> Vec<TensorId> {
-        std::iter::once(self.graph.logits)
-            .chain(self.graph.features.iter().map(|(_, t)| *t))
-            .collect()
-    }
-
     /// One submission: upload `m` images, replay the dispatches, read the outputs back (NHWC).
     /// Also returns the GPU seconds of each timed pass (empty when untimed).
     async fn run_chunk(
@@ -812,9 +602,13 @@ impl Session {
             _ => None,
         };
         let mut timed_out = false;
-        if let Some((f, at)) = fault {
+        if let Some((f, step)) = fault {
             // The steps before the failpoint's run first, then the fault, then the rest.
-            encode_sequence(&mut encoder, "forward", &dispatches[..at].concat(), None);
+            let at = dispatches
+                .iter()
+                .position(|d| d.step >= step)
+                .unwrap_or(dispatches.len());
+            encode_sequence(&mut encoder, "forward", &dispatches[..at], None);
             ctx.queue.submit([encoder.finish()]);
             match f.action {
                 FailAction::DestroyDevice => device.destroy(),
@@ -824,19 +618,25 @@ impl Session {
             encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("forward"),
             });
-            encode_sequence(&mut encoder, "forward", &dispatches[at..].concat(), None);
+            encode_sequence(&mut encoder, "forward", &dispatches[at..], None);
         } else if timing == Timing::PerDispatch {
             // Timestamps around each step's dispatches (a texture GEMM's input copy before
             // its first pass is outside the span; copies between a step's passes are in it).
-            for (i, step) in dispatches.iter().enumerate() {
-                let label = &self.plan.steps[i].name;
-                encode_sequence(&mut encoder, label, step, timer.map(|t| t.pair(i as u32)));
+            for (i, step) in self.plan.steps.iter().enumerate() {
+                let start = dispatches.partition_point(|d| d.step < i);
+                let end = dispatches.partition_point(|d| d.step <= i);
+                encode_sequence(
+                    &mut encoder,
+                    &step.name,
+                    &dispatches[start..end],
+                    timer.map(|t| t.pair(i as u32)),
+                );
             }
         } else {
             encode_sequence(
                 &mut encoder,
                 "forward",
-                &dispatches.concat(),
+                dispatches,
                 timer.map(|t| t.pair(0)),
             );
         }
@@ -845,7 +645,7 @@ impl Session {
         }
         let mut sizes = Vec::new();
         let mut at = 0u64;
-        for t in self.outputs() {
+        for t in Self::outputs_of(&self.graph) {
             let bytes =
                 self.graph.tensors[t].len() as u64 * m as u64 * self.plan.tensors[t].dtype.bytes();
             encoder.copy_buffer_to_buffer(
@@ -910,7 +710,7 @@ impl Session {
             };
             let mut pieces = Vec::with_capacity(sizes.len());
             let mut start = 0usize;
-            for (bytes, t) in sizes.into_iter().zip(self.outputs()) {
+            for (bytes, t) in sizes.into_iter().zip(Self::outputs_of(&self.graph)) {
                 let raw = &view[start..start + bytes as usize];
                 pieces.push(match self.plan.tensors[t].dtype {
                     Dtype::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(raw),

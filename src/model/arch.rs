@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-pub use crate::model::flavour::{
+pub use crate::model::rules::{
     Biases, Family, Flavour, Rules, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
 };
 

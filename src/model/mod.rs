@@ -6,6 +6,7 @@ pub mod flavour;
 pub mod load;
 pub mod params;
 pub mod random;
+pub mod rules;
 
 pub use arch::{Arch, Flavour};
 pub use params::Params;

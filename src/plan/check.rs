@@ -161,7 +161,7 @@ impl Plan {
                     continue;
                 }
                 Some(iv) => {
-                    if p.interval() != iv {
+                    if p.phases != iv {
                         errs.push(format!(
                             "`{name}` placed live over phases {}..={}, but is live over {}..={}",
                             p.phases.first, p.phases.last, iv.first, iv.last
@@ -205,7 +205,7 @@ impl Plan {
         for (i, &a) in live.iter().enumerate() {
             for &c in &live[i + 1..] {
                 let (pa, pc) = (&self.tensors[a], &self.tensors[c]);
-                if pa.interval().intersects(&pc.interval())
+                if pa.phases.intersects(&pc.phases)
                     && pa.offset_bytes < pc.end_bytes()
                     && pc.offset_bytes < pa.end_bytes()
                 {
@@ -230,7 +230,7 @@ impl Plan {
         let lower = (0..n_steps * PHASES)
             .map(|s| {
                 live.iter()
-                    .filter(|&&t| self.tensors[t].interval().contains(s))
+                    .filter(|&&t| self.tensors[t].phases.contains(s))
                     .map(|&t| self.tensors[t].size_bytes)
                     .sum::<u64>()
             })
@@ -387,10 +387,129 @@ impl Plan {
                 }
             }
         }
+        // The launches are rebuilt from the steps and conv plans: only from consistent ones
+        // (the builders assert what the checks above report).
+        if errs.is_empty() {
+            self.check_launches(graph, limits, &mut errs);
+        }
         if errs.is_empty() {
             Ok(())
         } else {
             Err(errs.join("\n"))
+        }
+    }
+
+    /// The launches: rebuilt from the graph and the plan, they are the same; each size's
+    /// range holds its own launches, every step of it in order; every binding is the step's
+    /// own weight slot or a texture the plan sizes; grids, copies, features, storage buffers
+    /// and workgroup memory within the device's limits.
+    fn check_launches(&self, graph: &Graph, limits: &Limits, errs: &mut Vec<String>) {
+        let (launches, ranges, textures) = super::launch::build(graph, self, limits);
+        if launches != self.launches {
+            errs.push(format!(
+                "the launches differ from the ones the plan makes ({} planned, {} rebuilt)",
+                self.launches.len(),
+                launches.len()
+            ));
+        }
+        if textures != self.textures {
+            errs.push("the textures differ from the ones the launches read".into());
+        }
+        let ranges_ok = self.sub_batch_sizes.iter().map(|s| &s.launches).eq(&ranges)
+            && ranges.first().is_none_or(|r| r.start == 0)
+            && ranges.windows(2).all(|w| w[0].end == w[1].start)
+            && ranges.last().is_none_or(|r| r.end == self.launches.len());
+        if !ranges_ok {
+            errs.push("the sub-batch sizes' launch ranges do not tile the launches".into());
+        }
+        if !self
+            .textures
+            .fit(&self.weight_buffers, self.precision.dtype(), limits)
+        {
+            errs.push("a texture exceeds the device's largest texture".into());
+        }
+        if limits.max_storage_buffers_per_stage < 2 {
+            errs.push("every launch binds two storage buffers; the device allows fewer".into());
+        }
+        for sub in &self.sub_batch_sizes {
+            let Some(mine) = self.launches.get(sub.launches.clone()) else {
+                continue;
+            };
+            let steps: Vec<usize> = mine.iter().map(|l| l.step).collect();
+            let every_step = steps.first() == Some(&0)
+                && steps.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1)
+                && steps.last() == Some(&(self.steps.len() - 1));
+            if !every_step {
+                errs.push(format!(
+                    "sub-batch {}: the launches do not run every step once, in order",
+                    sub.images
+                ));
+            }
+            for l in mine {
+                let at = format!("sub-batch {} launch `{}`", sub.images, l.label);
+                if l.sub_batch != sub.images {
+                    errs.push(format!("{at}: belongs to sub-batch {}", l.sub_batch));
+                }
+                if l.workgroups
+                    .iter()
+                    .any(|&g| g == 0 || g > limits.max_workgroups_per_dimension)
+                {
+                    errs.push(format!(
+                        "{at}: grid {:?} outside the device's",
+                        l.workgroups
+                    ));
+                }
+                if !limits.features.contains(l.pipeline.shader.features()) {
+                    errs.push(format!("{at}: needs features the device lacks"));
+                }
+                if l.uniform.is_empty() || !l.uniform.len().is_multiple_of(16) {
+                    errs.push(format!("{at}: a uniform of {} bytes", l.uniform.len()));
+                }
+                if l.bindings.len() != l.pipeline.bindings.extra() {
+                    errs.push(format!("{at}: bindings for another layout"));
+                }
+                for r in &l.bindings {
+                    let ok = match *r {
+                        super::Resource::Weights(w) => self.weights.get(l.step) == Some(&w),
+                        super::Resource::NoWeights => true,
+                        super::Resource::WeightsTexture(b) => {
+                            self.textures.weights.get(b) == Some(&true)
+                        }
+                        super::Resource::StagingTexture(Dtype::F32)
+                        | super::Resource::PackTarget => self.textures.staging_f32 > 0,
+                        super::Resource::StagingTexture(Dtype::F16) => {
+                            self.textures.staging_f16 > 0
+                        }
+                    };
+                    if !ok {
+                        errs.push(format!("{at}: binds {r:?}, which the plan does not hold"));
+                    }
+                }
+                if let Some(c) = l.copy_before {
+                    let bytes = c.texels * super::Textures::texel_bytes(c.dtype);
+                    let room = match c.dtype {
+                        Dtype::F32 => self.textures.staging_f32,
+                        Dtype::F16 => self.textures.staging_f16,
+                    };
+                    if c.offset_bytes + bytes > self.arena_bytes || c.texels > room {
+                        errs.push(format!("{at}: its texture copy is out of bounds"));
+                    }
+                }
+            }
+        }
+        for s in &self.steps {
+            if let Some(c) = s.conv
+                && c.gemm.variant == super::ConvVariant::Shared
+            {
+                let t = c.gemm.shared_tile();
+                let bytes = (t.bm() * t.bk / 4 + t.bk * t.bn4()) * 16;
+                if bytes > limits.max_workgroup_storage_bytes {
+                    errs.push(format!(
+                        "step {}: the shared tile needs {bytes} bytes of workgroup memory",
+                        s.name
+                    ));
+                }
+            }
         }
     }
 }

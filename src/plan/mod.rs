@@ -19,14 +19,21 @@
 //!   less of each tensor). If one image does not fit, planning fails with
 //!   [`Error::DeviceLimits`].
 //! * **Weights** (`weights`): each op's [`Op::constants`] get an aligned slot in one of
-//!   several weight buffers, each no bigger than the device allows.
+//!   several weight buffers, each no bigger than the device allows; [`weights::encode`] writes
+//!   their bytes.
+//! * **Launches** ([`launch`]): every dispatch of every planned sub-batch size, as data
+//!   (pipeline key, uniform bytes, bindings, grid); a session replays them.
 
 mod arena;
 mod check;
+pub mod device;
 pub mod kernel;
+pub mod launch;
 mod report;
+pub mod tiles;
 pub mod tuning;
-mod weights;
+pub mod variant;
+pub mod weights;
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, pad4};
@@ -36,6 +43,7 @@ pub use arena::{Interval, PHASES};
 pub use kernel::{
     ConvAlgo, ConvConfig, ConvPlan, ConvVariant, DeviceProfile, PlanFor, WinogradPolicy,
 };
+pub use launch::{Launch, PipelineKey, Resource, Textures};
 
 /// The device limits the plan must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +54,19 @@ pub struct Limits {
     pub max_buffer_bytes: u64,
     /// Every tensor offset and weight slot offset is a multiple of this.
     pub storage_offset_alignment: u64,
+    /// Workgroups per grid dimension: larger grids are folded into y.
+    pub max_workgroups_per_dimension: u32,
+    /// Width and height of the largest 2D texture: the texture conv variant's textures must
+    /// fit, or the plan takes the buffer variants.
+    pub max_texture_dimension_2d: u32,
+    /// Storage buffers one shader stage may bind (every launch binds at most two).
+    pub max_storage_buffers_per_stage: u32,
+    /// Workgroup memory per workgroup (the shared variant's tiles must fit).
+    pub max_workgroup_storage_bytes: u32,
+    /// The device's features: the subgroup variant needs `SUBGROUP` and `SHADER_INT64`;
+    /// `SHADER_F16` and `TIMESTAMP_QUERY` are recorded for the description (f16 storage is
+    /// packed by hand and needs neither).
+    pub features: wgpu::Features,
 }
 
 /// The kernels index the arena with u32 element indices: no arena may end past 2^32 elements
@@ -58,23 +79,35 @@ pub const MAX_ADDRESSABLE_BYTES: u64 = (u32::MAX as u64 + 1) * 2;
 pub const MIN_ALIGNMENT: u64 = 256;
 
 impl Limits {
-    /// The limits of a wgpu device (pass the limits the device was created with). The offset
-    /// alignment is at least [`MIN_ALIGNMENT`].
-    pub fn from_wgpu(l: &wgpu::Limits) -> Limits {
+    /// The limits of a wgpu device (pass the limits and features the device was created
+    /// with). The offset alignment is at least [`MIN_ALIGNMENT`].
+    pub fn from_wgpu(l: &wgpu::Limits, features: wgpu::Features) -> Limits {
         Limits {
             max_binding_bytes: l.max_storage_buffer_binding_size,
             max_buffer_bytes: l.max_buffer_size,
             storage_offset_alignment: u64::from(l.min_storage_buffer_offset_alignment)
                 .max(MIN_ALIGNMENT),
+            max_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_texture_dimension_2d: l.max_texture_dimension_2d,
+            max_storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
+            max_workgroup_storage_bytes: l.max_compute_workgroup_storage_size,
+            features,
         }
     }
 
-    /// No size limits, 256-byte alignment: for reports and tests.
+    /// No size limits, 256-byte alignment, WebGPU's default grid, texture, binding and
+    /// workgroup memory limits, every feature: for reports and tests.
     pub fn unlimited() -> Limits {
+        let webgpu = wgpu::Limits::default();
         Limits {
             max_binding_bytes: u64::MAX,
             max_buffer_bytes: u64::MAX,
             storage_offset_alignment: MIN_ALIGNMENT,
+            max_workgroups_per_dimension: webgpu.max_compute_workgroups_per_dimension,
+            max_texture_dimension_2d: webgpu.max_texture_dimension_2d,
+            max_storage_buffers_per_stage: webgpu.max_storage_buffers_per_shader_stage,
+            max_workgroup_storage_bytes: webgpu.max_compute_workgroup_storage_size,
+            features: wgpu::Features::all(),
         }
     }
 
@@ -106,9 +139,14 @@ pub enum Precision {
 impl Precision {
     /// `f32` or `f16`.
     pub fn name(self) -> &'static str {
+        self.dtype().name()
+    }
+
+    /// The storage type of constants (and of most activations) at this precision.
+    pub fn dtype(self) -> Dtype {
         match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
+            Precision::F32 => Dtype::F32,
+            Precision::F16 => Dtype::F16,
         }
     }
 }
@@ -205,6 +243,11 @@ pub struct Plan {
     /// is planned here, before the first run, so that a short pass never plans or compiles
     /// anything: see [`SubBatch`].
     pub sub_batch_sizes: Vec<SubBatch>,
+    /// Every dispatch of every sub-batch size, as data: size by size (each size's range in
+    /// [`SubBatch::launches`]), in step order within one. What a session runs, exactly.
+    pub launches: Vec<Launch>,
+    /// The textures the texture conv variant's launches read (none without it).
+    pub textures: Textures,
 }
 
 /// One sub-batch size of a plan: the conv GEMMs for that many images. Each keeps the full
@@ -217,6 +260,8 @@ pub struct SubBatch {
     pub images: usize,
     /// Indexed by step: the conv's plan at this size (`None` for other ops).
     pub convs: Vec<Option<ConvPlan>>,
+    /// Its launches, a range of [`Plan::launches`].
+    pub launches: std::ops::Range<usize>,
 }
 
 /// A tensor the plan adds for a phased step ([`ConvAlgo::phased`]), live only within it: a
@@ -302,7 +347,7 @@ pub struct Step {
     pub macs: u64,
     /// Multiply-adds the kernels execute (Winograd's GEMMs do fewer).
     pub macs_executed: u64,
-    /// Convs: the algorithm and the GEMM's kernel configuration ([`kernel::choose_conv`]).
+    /// Convs: the algorithm and the GEMM's kernel configuration ([`kernel::choose_algo`], [`kernel::plan_conv`]).
     pub conv: Option<ConvPlan>,
     /// Phased steps: the ids of their [`Scratch`] tensors in [`Plan::tensors`], in the order
     /// of [`scratch_for`] (Winograd: V, M; split K: the partial sums).
@@ -340,11 +385,6 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// When the tensor is live, in phases (see [`PHASES`]).
-    pub fn interval(&self) -> Interval {
-        self.phases
-    }
-
     /// End of the tensor's bytes in the arena.
     pub fn end_bytes(&self) -> u64 {
         self.offset_bytes + self.size_bytes
@@ -411,28 +451,54 @@ pub fn plan(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
     plan_with(graph, batch, limits, &PlanOptions::default())
 }
 
-/// As [`plan`], with the kernel choices made for `device`.
-pub fn plan_for(
-    graph: &Graph,
-    batch: usize,
-    limits: &Limits,
-    device: &DeviceProfile,
-) -> Result<Plan> {
-    plan_with(
-        graph,
-        batch,
-        limits,
-        &PlanOptions {
-            device: *device,
-            ..Default::default()
-        },
-    )
-}
-
 /// Plans `graph` for `batch` images on a device with `limits`. If the arena for `batch` images
 /// is too big for the device, the plan is for the largest sub-batch that fits; Winograd convs
-/// whose scratch alone would force sub-batches are computed directly instead.
+/// whose scratch alone would force sub-batches are computed directly instead. Where the
+/// texture conv variant's textures would exceed the device's largest texture, the plan takes
+/// the buffer variants instead.
 pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -> Result<Plan> {
+    // What the device cannot run stays off: the subgroup variant without its features.
+    let runs_subgroups = limits
+        .features
+        .contains(launch::Shader::ConvSubgroup.features());
+    let opts = &PlanOptions {
+        device: DeviceProfile {
+            subgroups: opts.device.subgroups && runs_subgroups,
+            ..opts.device
+        },
+        ..opts.clone()
+    };
+    let plan = plan_once(graph, batch, limits, opts)?;
+    let weights = plan.precision.dtype();
+    if plan.textures.fit(&plan.weight_buffers, weights, limits) {
+        return Ok(plan);
+    }
+    if opts.device.forced == Some(ConvVariant::Texture) {
+        return Err(Error::DeviceLimits(format!(
+            "the texture conv variant needs textures of {} texels a side, more than this \
+             device's largest ({}); don't force it (RESNET_CONV_VARIANT), or use a smaller \
+             batch or input",
+            launch::texture_rows(plan.textures.staging_f32.max(plan.textures.staging_f16)),
+            limits.max_texture_dimension_2d
+        )));
+    }
+    log::info!(
+        "the texture conv variant's textures exceed this device's largest texture ({} texels); \
+         planning the buffer variants",
+        limits.max_texture_dimension_2d
+    );
+    let opts = PlanOptions {
+        device: DeviceProfile {
+            textures: false,
+            ..opts.device
+        },
+        ..opts.clone()
+    };
+    plan_once(graph, batch, limits, &opts)
+}
+
+/// [`plan_with`] for the profile as given.
+fn plan_once(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -> Result<Plan> {
     if batch == 0 {
         return Err(Error::Input("the batch size must be at least 1".into()));
     }
@@ -597,10 +663,6 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
     }
     let sub = lo;
 
-    let tiles: Vec<Option<Tile>> = algos.iter().map(|a| a.tile()).collect();
-    let (weights, weight_buffers) = weights::pack(graph, &tiles, opts.precision, limits)?;
-    let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
-
     let n_graph = graph.tensors.len();
     let mut next_scratch = n_graph;
     let steps: Vec<Step> = graph
@@ -655,6 +717,19 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
         })
         .collect::<Result<_>>()?;
     let sub_batch_sizes = sub_batch_sizes(graph, &steps, batch, sub, &opts.batch_sizes)?;
+    let tiles: Vec<Option<Tile>> = algos.iter().map(|a| a.tile()).collect();
+    // Direct texture-variant convs read their constants only from the texture copy.
+    let texture_only: Vec<bool> = steps
+        .iter()
+        .map(|s| {
+            s.conv.is_some_and(|c| {
+                c.algo == ConvAlgo::Direct && c.gemm.variant == ConvVariant::Texture
+            })
+        })
+        .collect();
+    let (weights, weight_buffers) =
+        weights::pack(graph, &tiles, &texture_only, opts.precision, limits)?;
+    let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
     let tensors = live
         .iter()
         .zip(&layout.offsets)
@@ -676,7 +751,7 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
         })
         .collect();
 
-    Ok(Plan {
+    let mut plan = Plan {
         batch: sub,
         requested_batch: batch,
         precision: opts.precision,
@@ -690,7 +765,16 @@ pub fn plan_with(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOption
         weight_buffers,
         weights_bytes,
         sub_batch_sizes,
-    })
+        launches: Vec::new(),
+        textures: Textures::default(),
+    };
+    let (launches, ranges, textures) = launch::build(graph, &plan, limits);
+    for (sub, range) in plan.sub_batch_sizes.iter_mut().zip(ranges) {
+        sub.launches = range;
+    }
+    plan.launches = launches;
+    plan.textures = textures;
+    Ok(plan)
 }
 
 /// The sizes a plan of `sub` images per pass runs for a requested `batch` and the caller's
@@ -724,7 +808,11 @@ fn sub_batch_sizes(
                     _ => Ok(step.conv),
                 })
                 .collect::<Result<_>>()?;
-            Ok(SubBatch { images, convs })
+            Ok(SubBatch {
+                images,
+                convs,
+                launches: 0..0,
+            })
         })
         .collect()
 }
@@ -740,6 +828,54 @@ impl Plan {
     /// input rows hold and are never read: no op mixes images.
     pub fn sub_batch_for(&self, n: usize) -> Option<&SubBatch> {
         self.sub_batch_sizes.iter().find(|s| s.images >= n)
+    }
+
+    /// The launches that run `n` images (`1..=batch`): those of [`Plan::sub_batch_for`]`(n)`.
+    pub fn launches_for(&self, n: usize) -> &[Launch] {
+        let sub = self
+            .sub_batch_for(n)
+            .or(self.sub_batch_sizes.last())
+            .expect("a plan has at least one sub-batch size");
+        &self.launches[sub.launches.clone()]
+    }
+
+    /// The distinct pipelines of the plan's launches, in first-use order: what a session
+    /// creates (each a shader compile in the driver).
+    pub fn pipelines(&self) -> Vec<&PipelineKey> {
+        launch::pipelines(&self.launches)
+    }
+
+    /// Whether a launch binds weights buffer `i` itself (not only its texture copy): a
+    /// session keeps the buffers that are, and drops the others once copied.
+    pub fn buffer_bound(&self, i: usize) -> bool {
+        self.launches.iter().any(|l| {
+            l.bindings
+                .iter()
+                .any(|r| matches!(r, Resource::Weights(w) if w.buffer == i))
+        })
+    }
+
+    /// Bytes of weights the device holds while the session lives: the weight buffers that
+    /// launches bind and the texture copies the texture conv variant reads.
+    pub fn resident_weight_bytes(&self) -> u64 {
+        let dtype = self.precision.dtype();
+        (0..self.weight_buffers.len())
+            .map(|i| {
+                let bytes = self.weight_buffers[i];
+                let copy = Textures::weight_texels(bytes, dtype);
+                u64::from(self.buffer_bound(i)) * bytes
+                    + u64::from(self.textures.weights[i]) * launch::texture_bytes(copy, dtype)
+            })
+            .sum()
+    }
+
+    /// Bytes the device holds for this plan: the arena, the resident weights
+    /// ([`Plan::resident_weight_bytes`]) and the staging textures.
+    pub fn resident_bytes(&self) -> u64 {
+        self.arena_bytes
+            + self.resident_weight_bytes()
+            + launch::texture_bytes(self.textures.staging_f32, Dtype::F32)
+            + launch::texture_bytes(self.textures.staging_f16, Dtype::F16)
     }
 
     /// Multiply-adds of one image.

@@ -107,6 +107,28 @@ impl Plan {
             "features": graph.features.iter().map(|(n, t)| json!({"name": n, "tensor": tname(*t)})).collect::<Vec<_>>(),
             "dispatches": dispatches,
             "tensors": tensors,
+            "pipelines": self.pipelines().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "textures": {
+                "staging_f32_texels": self.textures.staging_f32,
+                "staging_f16_texels": self.textures.staging_f16,
+                "weight_buffers_copied": self.textures.weights,
+            },
+            "resident_weight_bytes": self.resident_weight_bytes(),
+            "resident_bytes": self.resident_bytes(),
+            "launches": self.launches.iter().map(|l| json!({
+                "sub_batch": l.sub_batch,
+                "step": l.step,
+                "label": l.label,
+                "pipeline": l.pipeline.to_string(),
+                "workgroups": l.workgroups,
+                "uniform_bytes": l.uniform.len(),
+                "bindings": l.bindings.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>(),
+                "copy_before": l.copy_before.map(|c| json!({
+                    "offset_bytes": c.offset_bytes,
+                    "texels": c.texels,
+                    "dtype": c.dtype.name(),
+                })),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -190,10 +212,21 @@ impl Plan {
         );
         let _ = writeln!(
             s,
-            "weights: {:.1} MiB in {} buffer(s) ({:.1} MiB with alignment padding)",
+            "weights: {:.1} MiB in {} buffer(s) ({:.1} MiB with alignment padding), {:.1} MiB \
+             resident",
             self.weights_bytes as f64 / MIB,
             self.weight_buffers.len(),
             self.weight_buffers.iter().sum::<u64>() as f64 / MIB,
+            self.resident_weight_bytes() as f64 / MIB,
+        );
+        let _ = writeln!(
+            s,
+            "launches: {} over {} sub-batch size(s), {} distinct pipelines; {:.1} MiB resident \
+             in all",
+            self.launches.len(),
+            self.sub_batch_sizes.len(),
+            self.pipelines().len(),
+            self.resident_bytes() as f64 / MIB,
         );
         s
     }

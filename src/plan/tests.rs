@@ -15,6 +15,15 @@ fn plan_direct(graph: &Graph, batch: usize, limits: &Limits) -> Result<Plan> {
     plan_for(graph, batch, limits, &device)
 }
 
+/// The planner with the kernel choices of `device`.
+fn plan_for(graph: &Graph, batch: usize, limits: &Limits, device: &DeviceProfile) -> Result<Plan> {
+    let opts = PlanOptions {
+        device: *device,
+        ..Default::default()
+    };
+    plan_with(graph, batch, limits, &opts)
+}
+
 /// A tiny graph builder: tensors and ops appended in order.
 struct G(Graph);
 
@@ -420,10 +429,14 @@ fn json_and_table_show_the_dispatches() {
 
 #[test]
 fn wgpu_limits_are_read_with_a_minimum_alignment() {
-    let l = Limits::from_wgpu(&wgpu::Limits {
-        min_storage_buffer_offset_alignment: 32,
-        ..wgpu::Limits::default()
-    });
+    let l = Limits::from_wgpu(
+        &wgpu::Limits {
+            min_storage_buffer_offset_alignment: 32,
+            ..wgpu::Limits::default()
+        },
+        wgpu::Features::SHADER_F16,
+    );
+    assert_eq!(l.features, wgpu::Features::SHADER_F16);
     assert_eq!(l.storage_offset_alignment, 256);
     assert_eq!(
         l.max_binding_bytes,
@@ -460,21 +473,21 @@ fn winograd_scratch_is_planned_and_checked() {
             _ => unreachable!(),
         };
         assert_eq!(
-            p.tensors[v].interval(),
+            p.tensors[v].phases,
             Interval {
                 first: phase(0),
                 last: phase(1)
             }
         );
         assert_eq!(
-            p.tensors[m].interval(),
+            p.tensors[m].phases,
             Interval {
                 first: phase(1),
                 last: phase(2)
             }
         );
-        assert_eq!(p.tensors[output].interval().first, phase(2));
-        assert_eq!(p.tensors[input].interval().last, phase(0));
+        assert_eq!(p.tensors[output].phases.first, phase(2));
+        assert_eq!(p.tensors[input].phases.last, phase(0));
         // 36 GEMMs of tiles x 16 x 16 instead of 24 * 24 pixels x 144 x 16.
         assert_eq!(step.macs_executed, (36 * tiles * 16 * 16) as u64);
         assert_eq!(step.macs, (2 * 24 * 24 * 144 * 16) as u64);

@@ -7,6 +7,7 @@
 //! Winograd or direct stays the heuristic's decision (a key names it), so a tuned choice never
 //! changes a layer's arithmetic, only which kernel does it: tuned plans give the same answers.
 
+pub use super::kernel::Origin;
 use super::kernel::{
     ConvAlgo, ConvPlan, ConvVariant, DeviceProfile, SHARED_TILES, SPLIT_K_MIN_K, SharedTile,
 };
@@ -18,30 +19,6 @@ use std::collections::BTreeMap;
 /// Bumped whenever kernels, tiles or keys change meaning: a file of another format (or of
 /// another engine version) is stale, not trusted.
 pub const FORMAT: u32 = 1;
-
-/// Where a conv's kernel choice came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// The plan's rules ([`super::kernel::choose_conv`]).
-    #[default]
-    Heuristic,
-    /// A tuning table's entry for this shape.
-    Tuned,
-    /// `RESNET_CONV_VARIANT` / `RESNET_WINOGRAD` (or a test) forced it.
-    Forced,
-}
-
-impl Origin {
-    /// `heuristic`, `tuned` or `forced`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Origin::Heuristic => "heuristic",
-            Origin::Tuned => "tuned",
-            Origin::Forced => "forced",
-        }
-    }
-}
 
 /// One tuned choice: the kernel of a conv's GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,75 +1,140 @@
 //! The weight buffers: every op's constants in an aligned slot, buffers opened as needed so
-//! that none exceeds the device's largest buffer.
+//! that none exceeds the device's largest buffer; and their bytes ([`encode`]), so that what
+//! a session allocates and uploads is exactly what the plan says.
 
 use super::arena::align_up;
 use super::{Limits, Precision, WeightSlot, mib};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::plan::Plan;
 use crate::winograd::Tile;
+
+/// Every buffer's size is a multiple of this: whole vec4 texels of f32, so that the texture
+/// conv variant's copy of a buffer copies all of it.
+pub const BUFFER_GRANULE: u64 = 16;
 
 /// Slots (indexed by op) and buffer sizes. Slots are packed in op order, each at the next
 /// aligned offset of the current buffer; a slot that would overflow it opens a new buffer.
+/// Each buffer ends at a multiple of [`BUFFER_GRANULE`]. The ops whose constants only the
+/// texture conv variant reads (`texture_only[op]`: it reads them from a texture copy of the
+/// buffer) come first, in buffers of their own: a session keeps those buffers only until
+/// their texture copies are made, so the weights are held once.
 /// An op's slot holds its constants laid out for its algorithm (`winograd[op]`) at
 /// `precision`.
 pub(crate) fn pack(
     graph: &Graph,
     winograd: &[Option<Tile>],
+    texture_only: &[bool],
     precision: Precision,
     limits: &Limits,
 ) -> Result<(Vec<WeightSlot>, Vec<u64>)> {
-    let align = limits.alignment();
-    let max_slot = limits.max_binding_bytes.min(limits.max_buffer_bytes);
-    let mut slots = Vec::with_capacity(graph.ops.len());
-    let mut buffers: Vec<u64> = Vec::new();
-    let elem = match precision {
-        Precision::F32 => 4,
-        Precision::F16 => 2,
-    };
-    for (op, tile) in graph.ops.iter().zip(winograd) {
-        // f16 slots are padded to 4 bytes (whole words).
-        let size = (op.constants_len_for(*tile) as u64 * elem).next_multiple_of(4);
-        if size == 0 {
-            slots.push(WeightSlot {
-                buffer: 0,
-                offset_bytes: 0,
-                size_bytes: 0,
-            });
-            continue;
-        }
-        if size > max_slot {
-            return Err(Error::DeviceLimits(format!(
-                "the constants of op `{}` take {} ({size} bytes), more than this device can bind \
-                 ({} per binding, {} per buffer)",
-                op.name(),
-                mib(size),
-                limits.max_binding_bytes,
-                limits.max_buffer_bytes,
-            )));
-        }
-        let fits = |end: u64| {
-            align_up(end, align)
-                .checked_add(size)
-                .is_some_and(|e| e <= limits.max_buffer_bytes)
+    let mut slots = vec![
+        WeightSlot {
+            buffer: 0,
+            offset_bytes: 0,
+            size_bytes: 0,
         };
-        match buffers.last_mut() {
-            Some(end) if fits(*end) => {
-                let offset_bytes = align_up(*end, align);
-                *end = offset_bytes + size;
-                slots.push(WeightSlot {
-                    buffer: buffers.len() - 1,
-                    offset_bytes,
-                    size_bytes: size,
-                });
-            }
-            _ => {
-                buffers.push(size);
-                slots.push(WeightSlot {
-                    buffer: buffers.len() - 1,
-                    offset_bytes: 0,
-                    size_bytes: size,
-                });
+        graph.ops.len()
+    ];
+    let mut buffers: Vec<u64> = Vec::new();
+    for class in [true, false] {
+        // A class opens its own buffers.
+        let first = buffers.len();
+        for (i, (op, tile)) in graph.ops.iter().zip(winograd).enumerate() {
+            if texture_only[i] == class {
+                slots[i] = place(op, *tile, precision, limits, &mut buffers, first)?;
             }
         }
     }
+    for b in &mut buffers {
+        *b = b.next_multiple_of(BUFFER_GRANULE);
+    }
     Ok((slots, buffers))
+}
+
+/// `op`'s slot, appended to the last of `buffers` (if it is one of `buffers[first..]` and the
+/// slot fits) or to a new buffer.
+fn place(
+    op: &crate::graph::Op,
+    tile: Option<Tile>,
+    precision: Precision,
+    limits: &Limits,
+    buffers: &mut Vec<u64>,
+    first: usize,
+) -> Result<WeightSlot> {
+    let align = limits.alignment();
+    let max_slot = limits.max_binding_bytes.min(limits.max_buffer_bytes);
+    // f16 slots are padded to 4 bytes (whole words).
+    let size = (op.constants_len_for(tile) as u64 * precision.dtype().bytes()).next_multiple_of(4);
+    if size == 0 {
+        return Ok(WeightSlot {
+            buffer: 0,
+            offset_bytes: 0,
+            size_bytes: 0,
+        });
+    }
+    if size > max_slot {
+        return Err(Error::DeviceLimits(format!(
+            "the constants of op `{}` take {} ({size} bytes), more than this device can bind \
+             ({} per binding, {} per buffer)",
+            op.name(),
+            mib(size),
+            limits.max_binding_bytes,
+            limits.max_buffer_bytes,
+        )));
+    }
+    let fits = |end: u64| {
+        align_up(end, align)
+            .checked_add(size)
+            .is_some_and(|e| e.next_multiple_of(BUFFER_GRANULE) <= limits.max_buffer_bytes)
+    };
+    let n = buffers.len();
+    Ok(match buffers.last_mut() {
+        Some(end) if n > first && fits(*end) => {
+            let offset_bytes = align_up(*end, align);
+            *end = offset_bytes + size;
+            WeightSlot {
+                buffer: n - 1,
+                offset_bytes,
+                size_bytes: size,
+            }
+        }
+        _ => {
+            buffers.push(size);
+            WeightSlot {
+                buffer: buffers.len() - 1,
+                offset_bytes: 0,
+                size_bytes: size,
+            }
+        }
+    })
+}
+
+/// The bytes of every weights buffer of `plan`: each op's constants
+/// ([`Op::constants_for`](crate::graph::Op::constants_for) its algorithm: Winograd's
+/// transformed filters for a Winograd conv) in the plan's precision (rounded once to f16, to
+/// nearest even, in f16 plans) at its slot; zeros between slots and to the end.
+pub fn encode(graph: &Graph, plan: &Plan) -> Vec<Vec<u8>> {
+    let mut buffers: Vec<Vec<u8>> = plan
+        .weight_buffers
+        .iter()
+        .map(|&b| vec![0u8; b as usize])
+        .collect();
+    for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
+        if slot.size_bytes == 0 {
+            continue;
+        }
+        let values = op.constants_for(step.winograd());
+        let start = slot.offset_bytes as usize;
+        let out = &mut buffers[slot.buffer][start..start + slot.size_bytes as usize];
+        match plan.precision {
+            Precision::F32 => out.copy_from_slice(bytemuck::cast_slice(&values)),
+            Precision::F16 => {
+                for (o, v) in out.chunks_exact_mut(2).zip(&values) {
+                    o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                }
+            }
+        }
+    }
+    buffers
 }

@@ -1,72 +1,11 @@
 //! vec4 textures for the texture conv variant (`shaders/conv/texture.wgsl`): an rgba32float (or
 //! rgba16float, for f16 data) texture [`TEXTURE_WIDTH`] texels wide holding a linear array of
-//! vec4, texel `i` at `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`, filled by copies from a buffer.
+//! vec4, texel `i` at `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`, filled by copies from a buffer
+//! (or by `pack_texture`). The plan sizes them ([`crate::plan::Textures`]); this creates them.
 
-/// Texels per texture row; must match `TEX_WIDTH` in texture.wgsl and pack.wgsl. 4096 texels
-/// of 8 or 16 bytes keep buffer-to-texture copies aligned (`bytes_per_row` must be a multiple
-/// of 256).
-pub const TEXTURE_WIDTH: u32 = 4096;
+pub use crate::plan::launch::{TEXTURE_WIDTH, texture_rows as rows_for};
 
-use super::{Bindings, Kernels, Shader, u32_of};
-use crate::gpu::Dispatch;
 use crate::plan::Dtype;
-
-/// Mirrors `Params` in texture.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct PackParams {
-    texels: u32,
-    cin: u32,
-    cinp4: u32,
-    in_off: u32,
-}
-
-/// Invocations per workgroup of `pack_texture`.
-const PACK_WG: u32 = 64;
-
-impl Kernels {
-    /// Packs `pixels` NHWC pixels of `cin` channels at element `in_off` of the arena into
-    /// `texture`, each pixel's channels zero-padded to a multiple of 4 (the texture conv
-    /// variant's input when cin % 4 != 0; `texture` needs [`wgpu::TextureUsages::STORAGE_BINDING`]).
-    pub(super) fn pack_texture(
-        &self,
-        label: &str,
-        arena: &wgpu::Buffer,
-        in_off: u32,
-        pixels: usize,
-        cin: usize,
-        texture: &wgpu::Texture,
-    ) -> Dispatch {
-        let cinp4 = cin.div_ceil(4);
-        let params = PackParams {
-            texels: u32_of(pixels * cinp4),
-            cin: u32_of(cin),
-            cinp4: u32_of(cinp4),
-            in_off,
-        };
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let pipeline = self.pipeline(Shader::Pack, "pack_texture", &[], Bindings::Pack);
-        self.dispatch(
-            label,
-            pipeline,
-            bytemuck::bytes_of(&params),
-            arena,
-            &[wgpu::BindingResource::TextureView(&view)],
-            [params.texels.div_ceil(PACK_WG), 1],
-        )
-    }
-}
-
-/// Rows a texture of `texels` needs.
-pub fn rows_for(texels: u64) -> u64 {
-    texels.div_ceil(u64::from(TEXTURE_WIDTH)).max(1)
-}
-
-/// Whether a texture of `texels` fits the device's largest 2D texture.
-pub fn fits(texels: u64, limits: &wgpu::Limits) -> bool {
-    rows_for(texels) <= u64::from(limits.max_texture_dimension_2d)
-        && TEXTURE_WIDTH <= limits.max_texture_dimension_2d
-}
 
 /// The texture format holding vec4s of `dtype`.
 pub fn format_of(dtype: Dtype) -> wgpu::TextureFormat {
@@ -83,7 +22,7 @@ fn texel_bytes(format: wgpu::TextureFormat) -> u64 {
     }
 }
 
-/// A texture for `texels` vec4 of `dtype` (check [`fits`] first).
+/// A texture for `texels` vec4 of `dtype` (the plan checked that it fits the device).
 pub fn create(device: &wgpu::Device, texels: u64, dtype: Dtype, label: &str) -> wgpu::Texture {
     let format = format_of(dtype);
     device.create_texture(&wgpu::TextureDescriptor {
@@ -192,21 +131,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_and_limits() {
+    fn rows() {
         assert_eq!(rows_for(0), 1);
         assert_eq!(rows_for(4096), 1);
         assert_eq!(rows_for(4097), 2);
-        let limits = wgpu::Limits {
-            max_texture_dimension_2d: 8192,
-            ..wgpu::Limits::default()
-        };
-        assert!(fits(4096 * 8192, &limits));
-        assert!(!fits(4096 * 8192 + 1, &limits));
-        // A device whose textures are narrower than a row cannot hold any.
-        let tiny = wgpu::Limits {
-            max_texture_dimension_2d: 2048,
-            ..wgpu::Limits::default()
-        };
-        assert!(!fits(1, &tiny));
     }
 }

@@ -2,8 +2,8 @@
 //! shuffles, 64-bit loads; for software adapters with subgroups of 8 and 64-bit integers.
 
 use super::Variant;
-use crate::gpu::kernels::{Bindings, Shader};
 use crate::plan::kernel::ConvConfig;
+use crate::plan::launch::{Bindings, Shader};
 
 pub(crate) struct Subgroup;
 

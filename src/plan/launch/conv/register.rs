@@ -1,8 +1,8 @@
 //! `conv_register` (`shaders/conv/register.wgsl`): register tiles, no workgroup memory.
 
 use super::Variant;
-use crate::gpu::kernels::{Bindings, Shader};
 use crate::plan::kernel::ConvConfig;
+use crate::plan::launch::{Bindings, Shader};
 
 pub(crate) struct Register;
 

@@ -2,8 +2,8 @@
 //! the tile shape (one of `plan::kernel::SHARED_TILES`) is override constants.
 
 use super::Variant;
-use crate::gpu::kernels::{Bindings, Shader};
 use crate::plan::kernel::ConvConfig;
+use crate::plan::launch::{Bindings, Shader};
 
 pub(crate) struct Shared;
 
