@@ -13,17 +13,19 @@
 //! `RESNET_WEB_SCREENSHOT`), the README's picture.
 //!
 //! Nothing here skips: without the built page, a browser or a driver the test fails saying
-//! what to install. `.ci/run` builds the page and runs this test.
+//! what to install. `.ci/run` builds the page and runs this test. The page is served by
+//! `resnet_web::serve` (tested by itself in `tests/serve.rs`).
 
 #![cfg(not(target_arch = "wasm32"))]
 
 use resnet_web::serve::Server;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use thirtyfour::error::WebDriverResult;
+use thirtyfour::{By, WebDriver};
 
 /// Largest |probability difference| allowed between the page (WebGPU, one image per
 /// submission) and the CLI (Vulkan, all images in one batch): both are f32 through the same
@@ -84,123 +86,26 @@ impl Drop for Killed {
     }
 }
 
-/// One WebDriver session on a chromedriver of our own.
-struct Driver {
-    port: u16,
-    session: String,
+/// Headless Chromium in a WebDriver session (thirtyfour) on a chromedriver of our own.
+///
+/// Dropping it, passing or panicking, quits Chromium (thirtyfour's drop ends the session from
+/// a thread of its own), then kills the driver. That drop needs the tests' multi-threaded
+/// runtime: on a current-thread one it waits out its 120 s request timeout and leaves Chromium
+/// running.
+struct Browser {
+    driver: WebDriver,
     _chromedriver: Killed,
 }
 
-/// A blocking HTTP/1.1 exchange with JSON bodies (chromedriver on localhost).
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))
-        .map_err(|e| e.to_string())?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    // Read by Content-Length, not to the end: chromedriver answers `Connection:close` but
-    // keeps the connection open.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    let (split, head) = loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break (
-                split,
-                String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(),
-            );
-        }
-        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if got == 0 {
-            return Err("the driver closed the connection before its answer's header".into());
-        }
-        raw.extend_from_slice(&buf[..got]);
-    };
-    let length = head.lines().find_map(|l| {
-        let value = l.strip_prefix("content-length:")?;
-        value.trim().parse::<usize>().ok()
-    });
-    let chunked =
-        head.contains("transfer-encoding: chunked") || head.contains("transfer-encoding:chunked");
-    let complete = |body: &[u8]| match length {
-        Some(n) => body.len() >= n,
-        // Chunked: the last chunk is empty.
-        None if chunked => body.ends_with(b"0\r\n\r\n"),
-        None => false,
-    };
-    while !complete(&raw[split + 4..]) {
-        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if got == 0 {
-            break; // closed: whatever came is the answer
-        }
-        raw.extend_from_slice(&buf[..got]);
-    }
-    let mut payload = raw[split + 4..].to_vec();
-    if let Some(n) = length {
-        payload.truncate(n);
-    } else if chunked {
-        payload = dechunk(&payload)?;
-    }
-    let v: Value = serde_json::from_slice(&payload)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&payload)))?;
-    match v["value"].get("error") {
-        Some(err) => Err(format!("{err}: {}", v["value"]["message"])),
-        None => Ok(v["value"].clone()),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16)
-            .map_err(|e| e.to_string())?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let start = eol + 2;
-        out.extend_from_slice(data.get(start..start + size).ok_or("short chunk")?);
-        data = &data[(start + size + 2).min(data.len())..];
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let sextets: Vec<u8> = text.bytes().filter_map(value).collect();
-    sextets
-        .chunks(4)
-        .flat_map(|c| {
-            let n = c.iter().fold(0u32, |acc, &v| acc << 6 | u32::from(v)) << (6 * (4 - c.len()));
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            bytes.into_iter().take(c.len().saturating_sub(1))
-        })
-        .collect()
-}
-
-impl Driver {
+impl Browser {
     /// Starts chromedriver (`CHROMEDRIVER`, default `chromedriver` on the PATH) and a session
     /// with the browser options of `web/webdriver.json` (the wasm tests' too).
-    fn start() -> Driver {
-        Driver::start_with(&[], &[])
+    async fn start() -> Browser {
+        Browser::start_with(&[], &[]).await
     }
 
-    /// As [`Driver::start`], without the browser arguments `drop` and with `add`.
-    fn start_with(drop: &[&str], add: &[&str]) -> Driver {
+    /// As [`Browser::start`], without the browser arguments `drop` and with `add`.
+    async fn start_with(drop: &[&str], add: &[&str]) -> Browser {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -219,12 +124,12 @@ impl Driver {
             });
         let chromedriver = Killed(child);
         let start = Instant::now();
-        while http(port, "GET", "/status", None).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "{exe} did not answer on port {port} within 30 s"
+                "{exe} did not listen on port {port} within 30 s"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let config: Value = serde_json::from_str(
             &std::fs::read_to_string(root().join("web/webdriver.json")).expect("webdriver.json"),
@@ -242,152 +147,127 @@ impl Driver {
         }
         args.extend(add.iter().map(|a| json!(a)));
         args.push(json!("--window-size=900,1400"));
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let Value::Object(caps) = json!({
             "browserName": "chrome",
             "goog:chromeOptions": chrome,
             "goog:loggingPrefs": {"browser": "ALL"},
-        }}});
-        let session = http(port, "POST", "/session", Some(&caps)).unwrap_or_else(|e| {
-            panic!(
-                "{exe} cannot start Chromium ({e}); install it with `apt-get install chromium` \
-                 or point CHROME at its binary"
-            )
-        });
-        Driver {
-            port,
-            session: session["sessionId"]
-                .as_str()
-                .expect("sessionId")
-                .to_string(),
+        }) else {
+            unreachable!()
+        };
+        let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{exe} cannot start Chromium ({e}); install it with `apt-get install \
+                     chromium` or point CHROME at its binary"
+                )
+            });
+        Browser {
+            driver,
             _chromedriver: chromedriver,
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("/session/{}{path}", self.session);
-        http(self.port, method, &url, body.as_ref())
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}{}", self.console()))
-    }
-
-    fn script(&self, js: &str) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": js, "args": []})),
-        )
-    }
-
-    /// The browser console so far, for failure messages.
-    fn console(&self) -> String {
-        let url = format!("/session/{}/se/log", self.session);
-        match http(self.port, "POST", &url, Some(&json!({"type": "browser"}))) {
-            Ok(Value::Array(lines)) => lines
-                .iter()
-                .map(|l| format!("\n  console: {}", l["message"].as_str().unwrap_or("")))
-                .collect(),
-            _ => String::new(),
+    /// `result`'s value, or a panic saying what failed, with the browser console so far.
+    async fn ok<T>(&self, what: &str, result: WebDriverResult<T>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(e) => panic!("{what}: {e}{}", self.console().await),
         }
     }
 
+    /// The browser console since the last call, for failure messages.
+    async fn console(&self) -> String {
+        let lines = self.driver.browser_log().await.unwrap_or_default();
+        lines
+            .iter()
+            .map(|l| format!("\n  console: {}", l.message))
+            .collect()
+    }
+
+    /// Runs `js` (a function body) in the page and gives what it returns.
+    async fn script(&self, js: &str) -> Value {
+        let ret = self.ok(js, self.driver.execute(js, vec![]).await).await;
+        ret.json().clone()
+    }
+
+    /// Runs `js` in the page until it calls its callback, `arguments[0]`, and gives the value.
+    async fn script_async(&self, js: &str) -> Value {
+        let ret = self
+            .ok(js, self.driver.execute_async(js, vec![]).await)
+            .await;
+        ret.json().clone()
+    }
+
+    /// Runs `js` in every page opened from now on, before the page's own scripts (the
+    /// DevTools protocol's `Page.addScriptToEvaluateOnNewDocument`).
+    async fn before_page_scripts(&self, js: &str) {
+        let cdp = self.driver.cdp();
+        self.ok(
+            js,
+            cdp.page().add_script_to_evaluate_on_new_document(js).await,
+        )
+        .await;
+    }
+
     /// Polls `js` (an expression) until it is true.
-    fn wait_for(&self, js: &str, what: &str, limit: Duration) {
+    async fn wait_for(&self, js: &str, what: &str, limit: Duration) {
         let start = Instant::now();
-        loop {
-            if self.script(&format!("return !!({js});")) == json!(true) {
-                return;
-            }
+        while self.script(&format!("return !!({js});")).await != json!(true) {
             if start.elapsed() > limit {
-                let status = self.script("return document.getElementById('status').textContent;");
+                let (_, status) = self.status().await;
                 panic!(
                     "{what}: not within {limit:?}; the page says {status}{}",
-                    self.console()
+                    self.console().await
                 );
             }
-            std::thread::sleep(Duration::from_millis(200));
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// Opens `url` and waits until the page has loaded its model or failed.
-    fn open(&self, url: &str) {
-        self.call("POST", "/url", Some(json!({"url": url})));
-        self.wait_settled("loading the digits classifier");
+    async fn open(&self, url: &str) {
+        self.ok(url, self.driver.goto(url).await).await;
+        self.wait_settled("loading the digits classifier").await;
     }
 
     /// Waits until `<body data-state>` is "ready" or "failed".
-    fn wait_settled(&self, what: &str) {
+    async fn wait_settled(&self, what: &str) {
         self.wait_for(
             "document.body.dataset.state === 'ready' || document.body.dataset.state === 'failed'",
             what,
             Duration::from_secs(300),
-        );
+        )
+        .await;
     }
 
     /// `<body data-state>` and the status line's text.
-    fn status(&self) -> (String, String) {
-        let v = self.script(
-            "return [document.body.dataset.state, document.getElementById('status').textContent];",
-        );
+    async fn status(&self) -> (String, String) {
+        let v = self
+            .script(
+                "return [document.body.dataset.state, \
+                 document.getElementById('status').textContent];",
+            )
+            .await;
         let text = |i: usize| v[i].as_str().unwrap_or_default().to_string();
         (text(0), text(1))
     }
 
-    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
-    fn cdp(&self, cmd: &str, params: Value) -> Value {
-        self.call(
-            "POST",
-            "/goog/cdp/execute",
-            Some(json!({"cmd": cmd, "params": params})),
-        )
+    /// Types `text` into the element `css` selects (for a file input: one path per line, as a
+    /// visitor picks them).
+    async fn send_keys(&self, css: &str, text: &str) {
+        let element = self.ok(css, self.driver.find(By::Css(css)).await).await;
+        self.ok(css, element.send_keys(text).await).await;
     }
 
-    /// The WebDriver reference of the element `css` selects.
-    fn element(&self, css: &str) -> String {
-        let found = self.call(
-            "POST",
-            "/element",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        found
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element {css}: {found}"))
-            .to_string()
-    }
-
-    /// Types `text` into `css` (for a file input: one path per line, as a visitor picks them).
-    fn send_keys(&self, css: &str, text: &str) {
-        let element = self.element(css);
-        self.call(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    fn send_files(&self, css: &str, files: &[PathBuf]) {
+    async fn send_files(&self, css: &str, files: &[PathBuf]) {
         let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        self.send_keys(css, &paths.join("\n"));
+        self.send_keys(css, &paths.join("\n")).await;
     }
 
-    fn click(&self, css: &str) {
-        let element = self.element(css);
-        self.call(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = http(
-            self.port,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
+    async fn click(&self, css: &str) {
+        let element = self.ok(css, self.driver.find(By::Css(css)).await).await;
+        self.ok(css, element.click().await).await;
     }
 }
 
@@ -453,8 +333,8 @@ fn digit_file(dir: &Path, name: &str) -> PathBuf {
     to
 }
 
-#[test]
-fn the_page_classifies_like_the_cli() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_classifies_like_the_cli() {
     let dist = dist();
     let digits = heldout_digits();
     // The visitor's files: held-out digits with a non-image among them.
@@ -468,31 +348,35 @@ fn the_page_classifies_like_the_cli() {
     assert_eq!(reference.len(), files.len(), "the CLI's answers");
 
     let server = Server::start(&dist, "127.0.0.1:0").expect("the static server starts");
-    let driver = Driver::start();
-    driver.open(&server.url());
-    let (state, status) = driver.status();
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    let (state, status) = browser.status().await;
     assert_eq!(
         state,
         "ready",
         "the page did not load the model: {status}{}",
-        driver.console()
+        browser.console().await
     );
     eprintln!("page: {status}");
 
-    driver.send_files("#images", &files);
-    driver.wait_for(
-        &format!(
-            "document.querySelectorAll('.result[data-json]').length === {}",
-            files.len()
-        ),
-        "classifying the files",
-        Duration::from_secs(300),
-    );
+    browser.send_files("#images", &files).await;
+    browser
+        .wait_for(
+            &format!(
+                "document.querySelectorAll('.result[data-json]').length === {}",
+                files.len()
+            ),
+            "classifying the files",
+            Duration::from_secs(300),
+        )
+        .await;
 
-    let rows = driver.script(
-        "return [...document.querySelectorAll('.result')].map(li => ({
+    let rows = browser
+        .script(
+            "return [...document.querySelectorAll('.result')].map(li => ({
             json: li.dataset.json, state: li.dataset.state, text: li.innerText }));",
-    );
+        )
+        .await;
     let rows = rows.as_array().expect("a list of rows");
     assert_eq!(rows.len(), files.len(), "one row per file");
 
@@ -552,15 +436,18 @@ fn the_page_classifies_like_the_cli() {
         digits.len()
     );
 
-    let shot = driver.call("GET", "/screenshot", None);
-    let png = base64_decode(shot.as_str().expect("a base64 screenshot"));
+    let png = browser
+        .driver
+        .screenshot_as_png()
+        .await
+        .expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     let out = std::env::var_os("RESNET_WEB_SCREENSHOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/web-page.png"));
     std::fs::write(&out, png).unwrap();
     eprintln!("screenshot: {}", out.display());
-    drop(driver);
+    drop(browser);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -597,56 +484,55 @@ const NO_WEBGPU: &str = "Cannot load the digits classifier: this browser gives n
 /// `--disable-features=WebGPUService`: `navigator.gpu` is there but gives no adapter), and a
 /// browser without `navigator.gpu` at all (removed before the page's scripts run, through the
 /// DevTools protocol: Chromium 156 keeps it under every flag tried).
-#[test]
-fn without_webgpu_the_page_says_how_to_get_it() {
+#[tokio::test(flavor = "multi_thread")]
+async fn without_webgpu_the_page_says_how_to_get_it() {
     let server = Server::start(&dist(), "127.0.0.1:0").expect("the static server starts");
-    let driver = Driver::start_with(
+    let browser = Browser::start_with(
         &["--enable-unsafe-webgpu"],
         &["--disable-features=WebGPUService"],
-    );
-    driver.open(&server.url());
-    let adapter = driver.call(
-        "POST",
-        "/execute/async",
-        Some(json!({"script": "const done = arguments[0]; \
-            navigator.gpu.requestAdapter().then((a) => done(a === null), (e) => done(String(e)));",
-            "args": []})),
-    );
+    )
+    .await;
+    browser.open(&server.url()).await;
+    let adapter = browser
+        .script_async(
+            "const done = arguments[0]; \
+             navigator.gpu.requestAdapter().then((a) => done(a === null), (e) => done(String(e)));",
+        )
+        .await;
     assert_eq!(
         adapter,
         json!(true),
         "this browser still gives a WebGPU adapter"
     );
     assert_eq!(
-        driver.status(),
+        browser.status().await,
         ("failed".to_string(), NO_WEBGPU.to_string()),
         "{}",
-        driver.console()
+        browser.console().await
     );
 
-    driver.cdp(
-        "Page.addScriptToEvaluateOnNewDocument",
-        json!({"source": "delete Navigator.prototype.gpu;"}),
-    );
-    driver.open(&server.url());
+    browser
+        .before_page_scripts("delete Navigator.prototype.gpu;")
+        .await;
+    browser.open(&server.url()).await;
     assert_eq!(
-        driver.script("return typeof navigator.gpu;"),
+        browser.script("return typeof navigator.gpu;").await,
         json!("undefined")
     );
     assert_eq!(
-        driver.status(),
+        browser.status().await,
         ("failed".to_string(), NO_WEBGPU.to_string()),
         "{}",
-        driver.console()
+        browser.console().await
     );
 }
 
 /// A site missing the model's weights or its labels: the page names the file and the HTTP
 /// status (a 404 page's text is never taken for labels).
-#[test]
-fn a_missing_model_file_fails_the_page_naming_it() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_model_file_fails_the_page_naming_it() {
     let dist = dist();
-    let driver = Driver::start();
+    let browser = Browser::start().await;
     for (tag, missing) in [
         ("weights", "digits/digits.safetensors"),
         ("labels", "digits/labels.txt"),
@@ -654,15 +540,15 @@ fn a_missing_model_file_fails_the_page_naming_it() {
         let site = scratch(&format!("missing-{tag}"));
         copy_site(&dist, &site, Path::new(missing));
         let server = Server::start(&site, "127.0.0.1:0").expect("the static server starts");
-        driver.open(&server.url());
+        browser.open(&server.url()).await;
         assert_eq!(
-            driver.status(),
+            browser.status().await,
             (
                 "failed".to_string(),
                 format!("Cannot load the digits classifier: {missing}: HTTP 404")
             ),
             "{}",
-            driver.console()
+            browser.console().await
         );
         drop(server);
         std::fs::remove_dir_all(&site).unwrap();
@@ -672,8 +558,8 @@ fn a_missing_model_file_fails_the_page_naming_it() {
 /// "Use another checkpoint": Load without a file says to pick one; the digits checkpoint
 /// picked with a labels file of names answers with those names (as the CLI does with the same
 /// file); a labels file with one name too few is refused, counting both.
-#[test]
-fn another_checkpoint_with_its_labels_file_and_a_wrong_label_count() {
+#[tokio::test(flavor = "multi_thread")]
+async fn another_checkpoint_with_its_labels_file_and_a_wrong_label_count() {
     let dist = dist();
     let dir = scratch("checkpoint");
     let weights = dir.join("digits.safetensors");
@@ -689,45 +575,64 @@ fn another_checkpoint_with_its_labels_file_and_a_wrong_label_count() {
     let want = cli_reference(std::slice::from_ref(&image), &labels);
 
     let server = Server::start(&dist, "127.0.0.1:0").expect("the static server starts");
-    let driver = Driver::start();
-    driver.open(&server.url());
-    let (state, digits_status) = driver.status();
-    assert_eq!(state, "ready", "{digits_status}{}", driver.console());
+    let browser = Browser::start().await;
+    browser.open(&server.url()).await;
+    let (state, digits_status) = browser.status().await;
+    assert_eq!(state, "ready", "{digits_status}{}", browser.console().await);
 
-    driver.click("details summary");
-    driver.click("#load");
-    driver.wait_for(
-        "document.body.dataset.state === 'failed'",
-        "Load without a checkpoint",
-        Duration::from_secs(30),
-    );
+    browser.click("details summary").await;
+    browser.click("#load").await;
+    browser
+        .wait_for(
+            "document.body.dataset.state === 'failed'",
+            "Load without a checkpoint",
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(
-        driver.status().1,
+        browser.status().await.1,
         "Pick a checkpoint file first.",
         "{}",
-        driver.console()
+        browser.console().await
     );
 
-    driver.send_files("#weights", std::slice::from_ref(&weights));
-    driver.send_files("#labels", std::slice::from_ref(&labels));
-    driver.send_keys("#size", "32");
-    driver.send_keys("#resize", "32");
-    driver.click("#load");
-    driver.wait_for(
-        "document.body.dataset.state === 'ready'",
-        "loading the picked checkpoint",
-        Duration::from_secs(300),
-    );
+    browser
+        .send_files("#weights", std::slice::from_ref(&weights))
+        .await;
+    browser
+        .send_files("#labels", std::slice::from_ref(&labels))
+        .await;
+    browser.send_keys("#size", "32").await;
+    browser.send_keys("#resize", "32").await;
+    browser.click("#load").await;
+    browser
+        .wait_for(
+            "document.body.dataset.state === 'ready'",
+            "loading the picked checkpoint",
+            Duration::from_secs(300),
+        )
+        .await;
     // The same checkpoint and input size as the digits the page loads itself, on the same
     // adapter: the same line.
-    assert_eq!(driver.status().1, digits_status, "{}", driver.console());
-    driver.send_files("#images", std::slice::from_ref(&image));
-    driver.wait_for(
-        "document.querySelectorAll('.result[data-json]').length === 1",
-        "classifying with the picked checkpoint",
-        Duration::from_secs(300),
+    assert_eq!(
+        browser.status().await.1,
+        digits_status,
+        "{}",
+        browser.console().await
     );
-    let json = driver.script("return document.querySelector('.result').dataset.json;");
+    browser
+        .send_files("#images", std::slice::from_ref(&image))
+        .await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('.result[data-json]').length === 1",
+            "classifying with the picked checkpoint",
+            Duration::from_secs(300),
+        )
+        .await;
+    let json = browser
+        .script("return document.querySelector('.result').dataset.json;")
+        .await;
     let got: Value = serde_json::from_str(json.as_str().expect("json")).unwrap();
     let (g, w) = (
         got["top"].as_array().expect("top"),
@@ -755,41 +660,44 @@ fn another_checkpoint_with_its_labels_file_and_a_wrong_label_count() {
         );
     }
 
-    driver.send_files("#labels", std::slice::from_ref(&short));
-    driver.click("#load");
-    driver.wait_for(
-        "document.body.dataset.state === 'failed'",
-        "loading with a labels file one name short",
-        Duration::from_secs(300),
-    );
+    browser
+        .send_files("#labels", std::slice::from_ref(&short))
+        .await;
+    browser.click("#load").await;
+    browser
+        .wait_for(
+            "document.body.dataset.state === 'failed'",
+            "loading with a labels file one name short",
+            Duration::from_secs(300),
+        )
+        .await;
     assert_eq!(
-        driver.status().1,
+        browser.status().await.1,
         "Cannot load digits.safetensors: invalid input: the labels file has 9 labels but the \
          model has 10 classes",
         "{}",
-        driver.console()
+        browser.console().await
     );
-    drop(driver);
+    drop(browser);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A panic in the module (a bug: here wgpu's, on a `createBuffer` that throws, made to throw
 /// through the DevTools protocol before the page's scripts run) leaves its promises pending;
 /// the page must say what panicked instead of "Loading…" for ever.
-#[test]
-fn a_panic_in_the_module_fails_the_page_visibly() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_the_module_fails_the_page_visibly() {
     const REFUSED: &str = "createBuffer refused by the test";
     let server = Server::start(&dist(), "127.0.0.1:0").expect("the static server starts");
-    let driver = Driver::start();
-    driver.cdp(
-        "Page.addScriptToEvaluateOnNewDocument",
-        json!({"source": format!(
+    let browser = Browser::start().await;
+    browser
+        .before_page_scripts(&format!(
             "GPUDevice.prototype.createBuffer = function () {{ throw new Error('{REFUSED}'); }};"
-        )}),
-    );
-    driver.open(&server.url());
-    let (state, status) = driver.status();
-    let console = driver.console();
+        ))
+        .await;
+    browser.open(&server.url()).await;
+    let (state, status) = browser.status().await;
+    let console = browser.console().await;
     assert_eq!(state, "failed", "{status}{console}");
     // resnet-web: {the panic's location and message} Reload the page.
     assert!(
@@ -800,11 +708,4 @@ fn a_panic_in_the_module_fails_the_page_visibly() {
         "{status}{console}"
     );
     assert!(console.contains("resnet-web: panicked at "), "{console}");
-}
-
-#[test]
-fn base64_decodes() {
-    assert_eq!(base64_decode("aGVsbG8="), b"hello");
-    assert_eq!(base64_decode("aGk="), b"hi");
-    assert_eq!(base64_decode("YWJj"), b"abc");
 }

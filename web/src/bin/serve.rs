@@ -16,17 +16,14 @@ fn main() {
         );
         std::process::exit(1);
     }
-    match resnet_web::serve::Server::start(&dir, &addr) {
-        Ok(server) => {
-            println!("serving {} at {}", dir.display(), server.url());
-            server.wait();
-        }
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {addr}: {e}; pass another address, e.g. 127.0.0.1:8001"
-            );
-            std::process::exit(1);
-        }
+    let server = resnet_web::serve::Server::start(&dir, &addr).unwrap_or_else(|e| {
+        eprintln!("error: cannot listen on {addr}: {e}; pass another address, e.g. 127.0.0.1:8001");
+        std::process::exit(1);
+    });
+    println!("serving {} at {}", dir.display(), server.url());
+    if let Err(e) = server.wait() {
+        eprintln!("error: serving {}: {e}", dir.display());
+        std::process::exit(1);
     }
 }
 
