@@ -279,6 +279,18 @@ impl Classifier {
         Ok(self.run_async(input_nchw, n).await?.logits)
     }
 
+    /// Logits `[n, classes]` of preprocessed NHWC input ([`Preprocess::apply_hwc`] per
+    /// image): the session's own layout, no transpose.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn logits_nhwc(&self, input_nhwc: &[f32], n: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.logits_nhwc_async(input_nhwc, n))
+    }
+
+    /// As [`Classifier::logits_nhwc`], for async callers.
+    pub async fn logits_nhwc_async(&self, input_nhwc: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.session.run_nhwc_async(input_nhwc, n).await?.logits)
+    }
+
     /// Logits and, built with [`ClassifierOptions::features`], every stage's map (NCHW) of
     /// already preprocessed NCHW input.
     #[cfg(not(target_arch = "wasm32"))]
@@ -301,9 +313,12 @@ impl Classifier {
 
     /// As [`Classifier::probabilities`], for async callers.
     pub async fn probabilities_async(&self, input_nchw: &[f32], n: usize) -> Result<Vec<f32>> {
-        let classes = self.labels.len();
-        let mut logits = self.logits_async(input_nchw, n).await?;
-        for (i, row) in logits.chunks_mut(classes).enumerate() {
+        self.softmax_rows(self.logits_async(input_nchw, n).await?)
+    }
+
+    /// Each row of `logits` as probabilities; a row not all finite is an error.
+    fn softmax_rows(&self, mut logits: Vec<f32>) -> Result<Vec<f32>> {
+        for (i, row) in logits.chunks_mut(self.labels.len()).enumerate() {
             check_finite_logits(row, &format!("image {i} of the batch"))?;
             softmax(row);
         }
@@ -327,9 +342,9 @@ impl Classifier {
         }
         let mut input = Vec::new();
         for img in images {
-            input.extend(self.preprocess.apply(img)?);
+            input.extend(self.preprocess.apply_hwc(img)?);
         }
-        let probs = self.probabilities_async(&input, images.len()).await?;
+        let probs = self.softmax_rows(self.logits_nhwc_async(&input, images.len()).await?)?;
         Ok(probs
             .chunks(self.labels.len())
             .map(|row| self.top_k(row, k))

@@ -242,7 +242,7 @@ struct Group {
     size: (usize, usize),
     /// Indices into the outcomes.
     items: Vec<usize>,
-    /// Their preprocessed NCHW input.
+    /// Their preprocessed NHWC input (the session's layout).
     input: Vec<f32>,
 }
 
@@ -268,7 +268,7 @@ pub fn classify_with(
     // (nothing more can run) is returned.
     let mut run = |group: Group, names: &[Outcome], pending: &mut [Slot]| -> Option<Arc<Error>> {
         let outcome = classifier_for(group.size)
-            .and_then(|cl| Ok((cl.logits(&group.input, group.items.len())?, cl)));
+            .and_then(|cl| Ok((cl.logits_nhwc(&group.input, group.items.len())?, cl)));
         let (logits, classifier) = match outcome {
             Ok(v) => v,
             Err(e) => {
@@ -310,9 +310,9 @@ pub fn classify_with(
         let input = source.decode(preprocess.alpha).and_then(|img| {
             if opts.sizing == Sizing::Own {
                 let size = (img.height() as usize, img.width() as usize);
-                Ok((size, at_size(preprocess, size).apply(&img)?))
+                Ok((size, at_size(preprocess, size).apply_hwc(&img)?))
             } else {
-                Ok((preprocess.output_size(), preprocess.apply(&img)?))
+                Ok((preprocess.output_size(), preprocess.apply_hwc(&img)?))
             }
         });
         let (size, x) = match input {

@@ -38,6 +38,20 @@ fn lower_arch(arch: &Arch, side: usize) -> Graph {
     lower(arch, &params, side, side, &LowerOptions::default()).unwrap()
 }
 
+/// A torchvision basic network whose last 3x3 convs have K = 1152 (split K on GPUs, on maps
+/// of 3x3 at 96 and 2x2 at 48).
+fn wide(side: usize) -> Graph {
+    let arch = Arch::new(
+        Flavour::Torchvision,
+        UnitKind::Basic,
+        &[1, 1, 1, 1],
+        &[16, 32, 64, 128],
+        16,
+        7,
+    );
+    lower_arch(&arch, side)
+}
+
 /// Every flavour with both units at 96x96 (24x24 maps after the stem: Winograd F(4,3)), and
 /// a wider network whose last 3x3 convs have K = 1152 on 3x3 maps (split K on GPUs).
 fn networks() -> Vec<(String, Graph)> {
@@ -47,15 +61,7 @@ fn networks() -> Vec<(String, Graph)> {
             out.push((format!("{flavour} {unit:?}"), graph(flavour, unit, 96)));
         }
     }
-    let wide = Arch::new(
-        Flavour::Torchvision,
-        UnitKind::Basic,
-        &[1, 1, 1, 1],
-        &[16, 32, 64, 128],
-        16,
-        7,
-    );
-    out.push(("wide torchvision basic".into(), lower_arch(&wide, 96)));
+    out.push(("wide torchvision basic".into(), wide(96)));
     // Feature maps kept: the v2 post-norm becomes a bn_relu op of its own.
     let arch = small(Flavour::SlimV2, UnitKind::Bottleneck);
     let params = random_params(&arch, 5);
@@ -308,7 +314,7 @@ fn texture_only_weights_are_held_once() {
 /// On the GPU: the dispatches a session records are the plan's launches, one for one, and
 /// the pipelines it creates are the plan's. A cut of the grid (the GPU compiles each new
 /// pipeline): every flavour with this adapter's own profile, and one network across the
-/// profiles, precisions and textures on and off.
+/// profiles, precisions and textures on and off, and a wide one for split K.
 #[test]
 fn a_session_records_exactly_the_plans_launches() {
     let ctx = common::gpu();
@@ -326,7 +332,11 @@ fn a_session_records_exactly_the_plans_launches() {
             runs.push((g.clone(), Some(profile), precision));
         }
     }
+    // Split K: the wide network's deep 3x3 convs on small maps, in a GPU's plan.
+    runs.push((wide(96), Some(DeviceProfile::gpu()), Precision::F32));
+    runs.push((wide(96), Some(DeviceProfile::gpu()), Precision::F16));
     let total = runs.len();
+    let mut seen = BTreeSet::new();
     for (i, (g, profile, precision)) in runs.into_iter().enumerate() {
         let opts = SessionOptions {
             precision,
@@ -373,6 +383,24 @@ fn a_session_records_exactly_the_plans_launches() {
             plan.pipelines().len(),
             "{what}: pipelines"
         );
+        for l in &plan.launches {
+            seen.insert(l.pipeline.entry);
+        }
     }
-    assert_eq!(total, Flavour::ALL.len() + 2 * profiles().len());
+    assert_eq!(total, Flavour::ALL.len() + 2 * profiles().len() + 2);
+    // The cut reaches Winograd, split K, both texture stagings and every GEMM variant.
+    for want in [
+        "winograd_input",
+        "splitk_reduce",
+        "pack_texture",
+        "conv_texture",
+        "conv_subgroup",
+        "conv_register",
+        "conv_shared",
+    ] {
+        assert!(
+            seen.contains(want),
+            "the sessions never ran {want}: {seen:?}"
+        );
+    }
 }

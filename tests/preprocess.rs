@@ -633,3 +633,29 @@ fn resizing_to_an_absurd_size_is_an_error_not_an_allocation() {
         assert!(p.apply(&img).is_err(), "{size:?} {resize:?}");
     }
 }
+
+/// The HWC form the classify path feeds the session is the CHW form transposed, bit for bit,
+/// for every recipe (each flavour's, slim's central crop included), RGB and BGR.
+#[test]
+fn hwc_output_is_the_chw_output_transposed() {
+    let img = RgbImage::from_fn(53, 41, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
+    });
+    let mut checked = 0;
+    for flavour in Flavour::ALL {
+        let p = flavour.preprocess();
+        let chw = p.apply(&img).unwrap();
+        let hwc = p.apply_hwc(&img).unwrap();
+        let (h, w) = p.output_size();
+        let want = resnet_wgpu::layout::nchw_to_nhwc(&chw, 1, 3, h, w);
+        assert_eq!(hwc.len(), want.len(), "{flavour}");
+        assert!(
+            hwc.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{flavour}: HWC differs from CHW transposed"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, Flavour::ALL.len());
+}

@@ -141,7 +141,7 @@ fn uniforms_have_the_shaders_layout() {
     let conv_fields = fields!(conv::Params;
         m, cout, cin, coutp, h, w, oh, ow, kh, kw, stride, pad, in_off, out_off, res_off,
         split_off, at, res_h, res_w, res_stride, flags, bias, act, cinp, tiles_n, tiles, w_texel,
-        a_batch, c_batch, w_batch, tiles_y, tiles_x, alpha, k_chunk, splits, _pad);
+        a_stride, c_stride, w_stride, tiles_y, tiles_x, alpha, k_chunk, splits, _pad);
     let pool_fields = fields!(pool::Params;
         total, c, h, w, oh, ow, size, stride, pad_top, pad_left, in_off, out_off, pad_value,
         flags, cp, _pad0);

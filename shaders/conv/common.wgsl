@@ -45,9 +45,9 @@ struct Params {
     w_texel: u32,    // texture variant: texel index of this op's constants in `weights_tex`
     // Batched GEMMs (Winograd's a^2 products): workgroup z computes GEMM z, whose A, C and B
     // start these many elements after GEMM 0's (0 for an ordinary conv, dispatched with z = 1).
-    a_batch: u32,
-    c_batch: u32,
-    w_batch: u32,
+    a_stride: u32,
+    c_stride: u32,
+    w_stride: u32,
     tiles_y: u32,    // Winograd transforms: output tiles per column and per row of a map
     tiles_x: u32,
     alpha: u32,      // Winograd transforms: the tile's side, 4 (F(2,3)) or 6 (F(4,3))

@@ -33,8 +33,8 @@ fn conv_register(
         return; // overshoot of the 2D-folded grid
     }
     let z = wid.z;
-    let in_off = p.in_off + z * p.a_batch;
-    let w_off = z * p.w_batch;
+    let in_off = p.in_off + z * p.a_stride;
+    let w_off = z * p.w_stride;
     let tmn = tile_coords(tile);
     let tm = tmn.x;
     let tn = tmn.y;
@@ -145,7 +145,7 @@ fn conv_register(
             }
         }
     }
-    let zc = z * p.c_batch;
+    let zc = z * p.c_stride;
     for (var i = 0u; i < RTM; i++) {
         let m = m0 + i;
         if (!CHECKS || m < p.m) {

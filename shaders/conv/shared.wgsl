@@ -152,8 +152,8 @@ fn conv_shared(
         k_end = min(k_total, k_begin + p.k_chunk);
         z = 0u;
     }
-    let in_off = p.in_off + z * p.a_batch;
-    let w_off = z * p.w_batch;
+    let in_off = p.in_off + z * p.a_stride;
+    let w_off = z * p.w_stride;
     let tmn = tile_coords(tile);
     let m0 = tmn.x * bm;
     let n40 = tmn.y * bn4;
@@ -235,17 +235,17 @@ fn conv_shared(
             if (SPLIT_K) {
                 // Raw partial sums of slice wid.z (coutp is a multiple of 4: whole vec4).
                 if (c0 < p.coutp) {
-                    arena_store4(p.out_off + wid.z * p.c_batch + m * p.coutp + c0, acc[i][j], false);
+                    arena_store4(p.out_off + wid.z * p.c_stride + m * p.coutp + c0, acc[i][j], false);
                 }
             } else {
-                store4(m, c0, acc[i][j], z * p.c_batch);
+                store4(m, c0, acc[i][j], z * p.c_stride);
             }
         }
     }
 }
 
 // Split K's reduction: output (m, 4 channels) = the sum of the p.splits slices' partial sums at
-// in_off (slice stride c_batch), with the epilogue. One invocation per (m, vec4 column).
+// in_off (slice stride c_stride), with the epilogue. One invocation per (m, vec4 column).
 @compute @workgroup_size(64)
 fn splitk_reduce(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -261,7 +261,7 @@ fn splitk_reduce(
     let c0 = 4u * (i % cols);
     var sum = vec4<f32>(0.0);
     for (var s = 0u; s < p.splits; s++) {
-        sum += arena_load4(p.in_off + s * p.c_batch + m * p.coutp + c0, false);
+        sum += arena_load4(p.in_off + s * p.c_stride + m * p.coutp + c0, false);
     }
     store4(m, c0, sum, 0u);
 }

@@ -28,8 +28,8 @@ fn conv_subgroup(
         return;
     }
     let z = wid.z;
-    let in_off = p.in_off + z * p.a_batch;
-    let w_off = z * p.w_batch;
+    let in_off = p.in_off + z * p.a_stride;
+    let w_off = z * p.w_stride;
     let tmn = tile_coords(tile);
     let n0 = tmn.y * 4u * BN4;
     let in_act = has_flag(FLAG_IN_ACT);
@@ -110,7 +110,7 @@ fn conv_subgroup(
             }
         }
     }
-    let zc = z * p.c_batch;
+    let zc = z * p.c_stride;
     for (var r = 0u; r < BR; r++) {
         let m = (tmn.x * BR + r) * 8u + lane;
         if (m < p.m) {

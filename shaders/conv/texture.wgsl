@@ -147,9 +147,9 @@ fn conv_texture(
     let col2 = min(n4 + 2u, coutp4 - 1u);
     let col3 = min(n4 + 3u, coutp4 - 1u);
     let in_act = has_flag(FLAG_IN_ACT);
-    let a_base = z * (p.a_batch / 4u);
-    // This GEMM's weights, in texels (a batch's B starts w_batch elements further).
-    let w0 = p.w_texel + z * (p.w_batch / 4u);
+    let a_base = z * (p.a_stride / 4u);
+    // This GEMM's weights, in texels (a batch's B starts w_stride elements further).
+    let w0 = p.w_texel + z * (p.w_stride / 4u);
 
     // -inf, or 0 for the pre-activation's ReLU (see tex_a). Bitcast from a `let`, not a
     // literal: a constant expression may not be infinite, and Chrome's WGSL compiler (Tint)
@@ -247,7 +247,7 @@ fn conv_texture(
         b2 = weights_texel(b + col2);
         b3 = weights_texel(b + col3);
     }
-    let zc = z * p.c_batch;
+    let zc = z * p.c_stride;
     for (var i = 0u; i < TM; i++) {
         let m = m0 + i;
         if (m < p.m) {

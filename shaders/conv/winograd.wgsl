@@ -117,8 +117,8 @@ fn input_row(t: InTile, y: u32) -> Six {
 fn store_v(t: u32, c: u32, j: u32, v: Six) {
     let col = array<vec4<f32>, 6>(v.x0, v.x1, v.x2, v.x3, v.x4, v.x5);
     let out16 = has_flag(FLAG_OUT_F16);
-    let e = p.out_off + t * p.cinp + c + j * p.a_batch;
-    let step = p.alpha * p.a_batch; // from point (i, j) to (i + 1, j)
+    let e = p.out_off + t * p.cinp + c + j * p.a_stride;
+    let step = p.alpha * p.a_stride; // from point (i, j) to (i + 1, j)
     for (var i = 0u; i < p.alpha; i++) {
         arena_store4(e + i * step, col[i], out16);
     }
@@ -164,10 +164,10 @@ fn winograd_input(
 
 // Row i of M (points (i, j)) of tile `t`, channels c .. c + 3, transformed: A^T M[i].
 fn output_row(t: u32, c: u32, i: u32) -> Six {
-    let e = p.in_off + t * p.coutp + c + i * p.alpha * p.c_batch;
+    let e = p.in_off + t * p.coutp + c + i * p.alpha * p.c_stride;
     var m: array<vec4<f32>, 6>;
     for (var j = 0u; j < p.alpha; j++) {
-        m[j] = a_load4(e + j * p.c_batch);
+        m[j] = a_load4(e + j * p.c_stride);
     }
     return at(Six(m[0], m[1], m[2], m[3], m[4], m[5]));
 }

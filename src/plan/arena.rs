@@ -146,7 +146,7 @@ pub(crate) fn phase_liveness(
 
 /// Offsets of one batch size.
 #[derive(Clone, Debug)]
-pub(crate) struct Layout {
+pub(crate) struct Packing {
     pub offsets: Vec<u64>,
     pub arena_bytes: u64,
     pub naive_bytes: u64,
@@ -205,7 +205,7 @@ const REFINE_PASSES: usize = 2000;
 
 /// Assigns aligned offsets to tensors of `sizes` bytes live over `live` (size-0 and dead
 /// tensors get offset 0 and take no space). Tries several greedy orders, keeps the smallest.
-pub(crate) fn assign(sizes: &[u64], live: &[Option<Interval>], align: u64) -> Layout {
+pub(crate) fn assign(sizes: &[u64], live: &[Option<Interval>], align: u64) -> Packing {
     debug_assert!(sizes.iter().all(|s| s % 2 == 0));
     let ids: Vec<usize> = (0..sizes.len())
         .filter(|&t| sizes[t] > 0 && live[t].is_some())
@@ -280,7 +280,7 @@ pub(crate) fn assign(sizes: &[u64], live: &[Option<Interval>], align: u64) -> La
         offsets
     });
     let offsets = best.unwrap_or_else(|| vec![0; sizes.len()]);
-    Layout {
+    Packing {
         arena_bytes: arena_end(&offsets, sizes),
         naive_bytes: ids.iter().map(|&t| sizes[t]).sum(),
         lower_bound_bytes: lower,

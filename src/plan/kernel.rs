@@ -16,7 +16,7 @@ struct Gemm {
     m: usize,
     n: usize,
     k: usize,
-    batch: usize,
+    gemms: usize,
     cin: usize,
     is_1x1: bool,
     /// The variant that reads with 64-bit words can run it (4-aligned channel counts).
@@ -182,7 +182,7 @@ pub fn plan_conv_tiled(
                 .ok_or_else(|| too_big("rows"))?,
             n: op.cout,
             k: op.kh * op.kw * op.cin,
-            batch: 1,
+            gemms: 1,
             cin: op.cin,
             is_1x1: op.kh == 1
                 && op.kw == 1
@@ -200,7 +200,7 @@ pub fn plan_conv_tiled(
                 m: tiles,
                 n: op.cout,
                 k: op.cin,
-                batch: t.points(),
+                gemms: t.points(),
                 cin: op.cin,
                 is_1x1: true,
                 words_ok,
@@ -283,7 +283,7 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
     let shared = SHARED_TILES
         .iter()
         .copied()
-        .find(|&t| shared_workgroups(g.m, g.n, g.batch, t) >= GPU_MIN_WORKGROUPS);
+        .find(|&t| shared_workgroups(g.m, g.n, g.gemms, t) >= GPU_MIN_WORKGROUPS);
     let variant = match device.forced {
         Some(ConvVariant::Subgroup) if !(g.words_ok && device.subgroups) => ConvVariant::Register,
         Some(v) => v,
@@ -335,7 +335,7 @@ fn choose_gemm(g: &Gemm, device: &DeviceProfile) -> Result<ConvConfig, &'static 
         k: fit(g.k, "depth")?,
         tiles_n,
         tiles,
-        batch: fit(g.batch, "batch")?,
+        gemms: fit(g.gemms, "GEMM count")?,
     })
 }
 
@@ -378,7 +378,7 @@ fn shared_config(g: &Gemm, tile: SharedTile) -> Result<ConvConfig, &'static str>
         k: fit(g.k, "depth")?,
         tiles_n,
         tiles,
-        batch: fit(g.batch, "batch")?,
+        gemms: fit(g.gemms, "GEMM count")?,
     })
 }
 
@@ -528,7 +528,7 @@ mod tests {
                 let tiles = 2 * tile.tiles(side) * tile.tiles(side);
                 let g = plan.gemm;
                 assert_eq!(
-                    (g.m as usize, g.n, g.k, g.batch as usize),
+                    (g.m as usize, g.n, g.k, g.gemms as usize),
                     (tiles, 64, 64, tile.points())
                 );
                 assert!(g.is_1x1);

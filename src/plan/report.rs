@@ -40,8 +40,8 @@ impl Plan {
                             "bounds_checks": c.checks,
                             "m_fastest": c.m_fastest,
                             "gemm_mnk": [c.m, c.n, c.k],
-                            "gemm_batch": c.batch,
-                            "workgroups": c.tiles * c.batch * c.splits,
+                            "gemms": c.gemms,
+                            "workgroups": c.tiles * c.gemms * c.splits,
                             "outputs_per_invocation": [c.rows, 4 * c.cols4],
                             "k_step": c.k_step,
                             "splits": c.splits,
@@ -171,7 +171,7 @@ impl Plan {
                     .map(|c| format!(
                         "{} ({} wg, {})",
                         c.describe(),
-                        c.gemm.tiles * c.gemm.batch * c.gemm.splits,
+                        c.gemm.tiles * c.gemm.gemms * c.gemm.splits,
                         c.origin.name()
                     ))
                     .unwrap_or_default(),

@@ -136,7 +136,7 @@ pub struct ConvConfig {
     /// Workgroup tiles in all, per GEMM of a batch.
     pub tiles: u32,
     /// Independent GEMMs of this shape (Winograd: the a^2 points; 1 for a conv).
-    pub batch: u32,
+    pub gemms: u32,
 }
 
 /// Where a conv's kernel choice came from.
@@ -188,8 +188,8 @@ impl ConvConfig {
         } else if self.rows > 1 {
             s += &format!(" {}px", self.rows);
         }
-        if self.batch > 1 {
-            s += &format!(" x{}", self.batch);
+        if self.gemms > 1 {
+            s += &format!(" x{}", self.gemms);
         }
         if self.is_1x1 && self.variant != ConvVariant::Texture {
             s += " 1x1";
@@ -225,7 +225,7 @@ impl ConvPlan {
     /// sub-batch; the transforms' few constant multiplies are not counted.
     pub fn macs_executed(&self) -> u64 {
         let g = &self.gemm;
-        u64::from(g.m) * u64::from(g.n) * u64::from(g.k) * u64::from(g.batch)
+        u64::from(g.m) * u64::from(g.n) * u64::from(g.k) * u64::from(g.gemms)
     }
 }
 

@@ -297,6 +297,16 @@ impl Preprocess {
     ///
     /// [`output_size`]: Preprocess::output_size
     pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        self.apply_as(img, Order::Chw)
+    }
+
+    /// As [`Preprocess::apply`], HWC: the layout a session takes (no transpose on the way to
+    /// the GPU).
+    pub fn apply_hwc(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        self.apply_as(img, Order::Hwc)
+    }
+
+    fn apply_as(&self, img: &RgbImage, order: Order) -> Result<Vec<f32>> {
         let (iw, ih) = (img.width() as usize, img.height() as usize);
         let (oh, ow) = self.output_size();
         if iw == 0 || ih == 0 {
@@ -332,13 +342,13 @@ impl Preprocess {
                     Resize::HfShorterThenCrop { .. } => resize::hf_center_crop(&resized, ow, oh),
                     _ => resize::center_crop(&resized, ow, oh),
                 };
-                Ok(self.normalise_u8(&cropped))
+                Ok(self.normalise_u8(&cropped, order))
             }
             Resize::Squash {
                 height,
                 width,
                 filter,
-            } => Ok(self.normalise_u8(&resize::pillow_resize(img, width, height, filter))),
+            } => Ok(self.normalise_u8(&resize::pillow_resize(img, width, height, filter), order)),
             Resize::None { height, width } => {
                 if (ih, iw) != (height, width) {
                     return Err(Error::Input(format!(
@@ -347,7 +357,7 @@ impl Preprocess {
                          the image first"
                     )));
                 }
-                Ok(self.normalise_u8(img))
+                Ok(self.normalise_u8(img, order))
             }
             Resize::CentralCropThenResize { fraction, size } => {
                 if !(fraction > 0.0 && fraction <= 1.0) {
@@ -355,7 +365,7 @@ impl Preprocess {
                         "central crop fraction {fraction} must lie in (0, 1]"
                     )));
                 }
-                Ok(self.slim(img, f64::from(fraction), size))
+                Ok(self.slim(img, f64::from(fraction), size, order))
             }
         }
     }
@@ -385,15 +395,14 @@ impl Preprocess {
         if self.bgr { 2 - c } else { c }
     }
 
-    fn normalise_u8(&self, img: &RgbImage) -> Vec<f32> {
+    fn normalise_u8(&self, img: &RgbImage, order: Order) -> Vec<f32> {
         let lut = self.lut();
         let src = img.as_raw();
         let n = src.len() / 3;
         let mut out = vec![0f32; n * 3];
-        for (c, plane) in out.chunks_exact_mut(n).enumerate() {
-            let (s, lut) = (self.source_channel(c), &lut[c]);
-            for (o, px) in plane.iter_mut().zip(src.chunks_exact(3)) {
-                *o = lut[usize::from(px[s])];
+        for (i, px) in src.chunks_exact(3).enumerate() {
+            for (c, lut) in lut.iter().enumerate() {
+                out[order.index(i, c, n)] = lut[usize::from(px[self.source_channel(c)])];
             }
         }
         out
@@ -401,7 +410,7 @@ impl Preprocess {
 
     /// slim's `preprocess_for_eval`: `convert_image_dtype` (x * (1/255) in f32), central crop,
     /// TF bilinear resize on floats, then `(v - mean) / std` (`(v - 0.5) * 2` for slim).
-    fn slim(&self, img: &RgbImage, fraction: f64, size: usize) -> Vec<f32> {
+    fn slim(&self, img: &RgbImage, fraction: f64, size: usize, order: Order) -> Vec<f32> {
         let (iw, ih) = (img.width() as usize, img.height() as usize);
         let (x0, cw) = resize::tf_central_crop_box(iw, fraction);
         let (y0, ch) = resize::tf_central_crop_box(ih, fraction);
@@ -415,12 +424,31 @@ impl Preprocess {
             resize::tf_resize_bilinear(&crop, (cw, ch, 3), size, size, SLIM_HALF_PIXEL_CENTERS);
         let n = size * size;
         let mut out = vec![0f32; n * 3];
-        for (c, plane) in out.chunks_exact_mut(n).enumerate() {
-            let s = self.source_channel(c);
-            for (o, px) in plane.iter_mut().zip(hwc.chunks_exact(3)) {
-                *o = (px[s] - self.mean[c]) / self.std[c];
+        for (i, px) in hwc.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                let v = px[self.source_channel(c)];
+                out[order.index(i, c, n)] = (v - self.mean[c]) / self.std[c];
             }
         }
         out
+    }
+}
+
+/// The layout [`Preprocess`] writes.
+#[derive(Clone, Copy)]
+enum Order {
+    /// Planes: what frameworks and `resnet infer` take.
+    Chw,
+    /// Pixels: what a session runs on.
+    Hwc,
+}
+
+impl Order {
+    /// Where channel `c` of pixel `i` of `n` goes.
+    fn index(self, i: usize, c: usize, n: usize) -> usize {
+        match self {
+            Order::Chw => c * n + i,
+            Order::Hwc => i * 3 + c,
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! preprocessing (`ConvNextImageProcessor`). Both are read here ([`Spec::companion`]); without
 //! them transformers' defaults apply and the loader says so.
 
-use super::{Companion, Layout, Rules, Spec, StrideConv, number, torch_names};
+use super::{AxisOrder, Companion, Rules, Spec, StrideConv, number, torch_names};
 use crate::error::{Error, Result};
 use crate::model::arch::{Arch, UnitKind};
 use crate::model::load::skeleton::{Part, Slot};
@@ -57,10 +57,10 @@ impl Spec for Hf {
             || name.starts_with("classifier.1.")
     }
 
-    fn layout(&self, slot: Slot) -> Layout {
+    fn layout(&self, slot: Slot) -> AxisOrder {
         match slot {
-            Slot::Classifier => Layout::Linear,
-            _ => Layout::Oihw,
+            Slot::Classifier => AxisOrder::Linear,
+            _ => AxisOrder::Oihw,
         }
     }
 

@@ -3,7 +3,7 @@
 //! apart by the v2 pre-activation BNs.
 
 use super::{
-    Biases, Family, Layout, Rules, ShortcutRule, Spec, StemPoolPadding, StrideConv, StrideUnit,
+    AxisOrder, Biases, Family, Rules, ShortcutRule, Spec, StemPoolPadding, StrideConv, StrideUnit,
     number, strip_output_index,
 };
 use crate::model::load::skeleton::{Part, Slot};
@@ -106,10 +106,10 @@ impl Spec for Keras {
         has_v2_bns(names) != self.v2
     }
 
-    fn layout(&self, slot: Slot) -> Layout {
+    fn layout(&self, slot: Slot) -> AxisOrder {
         match slot {
-            Slot::Classifier => Layout::Dense,
-            _ => Layout::Hwio,
+            Slot::Classifier => AxisOrder::Dense,
+            _ => AxisOrder::Hwio,
         }
     }
 

@@ -26,7 +26,7 @@ use std::str::FromStr;
 
 /// How a conv-like tensor's axes are ordered in a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
+pub enum AxisOrder {
     /// PyTorch conv `[out, in, kh, kw]` (timm's classifier is a 1x1 one).
     Oihw,
     /// TF/Keras conv `[kh, kw, in, out]` (slim's classifier is a 1x1 one), = our canonical form.
@@ -37,27 +37,27 @@ pub enum Layout {
     Dense,
 }
 
-impl Layout {
+impl AxisOrder {
     /// The tensor shape of a `kh x kw`, `cin` to `cout` conv in this layout.
     pub fn shape(self, kh: usize, kw: usize, cin: usize, cout: usize) -> Vec<usize> {
         match self {
-            Layout::Oihw => vec![cout, cin, kh, kw],
-            Layout::Hwio => vec![kh, kw, cin, cout],
-            Layout::Linear => vec![cout, cin],
-            Layout::Dense => vec![cin, cout],
+            AxisOrder::Oihw => vec![cout, cin, kh, kw],
+            AxisOrder::Hwio => vec![kh, kw, cin, cout],
+            AxisOrder::Linear => vec![cout, cin],
+            AxisOrder::Dense => vec![cin, cout],
         }
     }
 
     /// `(cin, cout)` of a tensor of this layout, if its rank fits.
     pub fn cin_cout(self, shape: &[usize]) -> Option<(usize, usize)> {
         match (self, shape) {
-            (Layout::Oihw, &[o, i, _, _]) | (Layout::Linear, &[o, i]) => Some((i, o)),
-            (Layout::Hwio, &[_, _, i, o]) | (Layout::Dense, &[i, o]) => Some((i, o)),
+            (AxisOrder::Oihw, &[o, i, _, _]) | (AxisOrder::Linear, &[o, i]) => Some((i, o)),
+            (AxisOrder::Hwio, &[_, _, i, o]) | (AxisOrder::Dense, &[i, o]) => Some((i, o)),
             _ => None,
         }
     }
 
-    /// Canonical HWIO weights from file data already checked to have [`Layout::shape`].
+    /// Canonical HWIO weights from file data already checked to have [`AxisOrder::shape`].
     pub fn to_hwio(
         self,
         data: Vec<f32>,
@@ -68,8 +68,8 @@ impl Layout {
     ) -> ConvWeights {
         match self {
             // A 1x1 OIHW conv is a Linear weight with two trailing unit axes.
-            Layout::Oihw | Layout::Linear => ConvWeights::from_oihw(&data, cout, cin, kh, kw),
-            Layout::Hwio | Layout::Dense => ConvWeights {
+            AxisOrder::Oihw | AxisOrder::Linear => ConvWeights::from_oihw(&data, cout, cin, kh, kw),
+            AxisOrder::Hwio | AxisOrder::Dense => ConvWeights {
                 kh,
                 kw,
                 cin,
@@ -80,12 +80,12 @@ impl Layout {
         }
     }
 
-    /// The inverse of [`Layout::to_hwio`] (for export).
+    /// The inverse of [`AxisOrder::to_hwio`] (for export).
     pub fn hwio_to_file(self, w: &ConvWeights) -> (Vec<usize>, Vec<f32>) {
         let shape = self.shape(w.kh, w.kw, w.cin, w.cout);
         let data = match self {
-            Layout::Hwio | Layout::Dense => w.weight.clone(),
-            Layout::Oihw | Layout::Linear => {
+            AxisOrder::Hwio | AxisOrder::Dense => w.weight.clone(),
+            AxisOrder::Oihw | AxisOrder::Linear => {
                 let mut oihw = vec![0.0; w.weight.len()];
                 for y in 0..w.kh {
                     for x in 0..w.kw {
@@ -129,7 +129,7 @@ pub(crate) trait Spec: Sync {
     }
 
     /// The layout of a conv slot's weight.
-    fn layout(&self, slot: Slot) -> Layout;
+    fn layout(&self, slot: Slot) -> AxisOrder;
     /// `(weight, bias)` names of a conv slot.
     fn conv(&self, slot: Slot) -> (String, String);
     /// `[gamma, beta, mean, var]` names of a BN slot.
@@ -376,8 +376,8 @@ mod tests {
     #[test]
     fn oihw_round_trips_through_hwio() {
         let data: Vec<f32> = (0..2 * 3 * 3 * 5).map(|v| v as f32).collect();
-        let w = Layout::Oihw.to_hwio(data.clone(), 3, 5, 3, 2);
+        let w = AxisOrder::Oihw.to_hwio(data.clone(), 3, 5, 3, 2);
         assert_eq!(w, ConvWeights::from_oihw(&data, 2, 3, 3, 5));
-        assert_eq!(Layout::Oihw.hwio_to_file(&w), (vec![2, 3, 3, 5], data));
+        assert_eq!(AxisOrder::Oihw.hwio_to_file(&w), (vec![2, 3, 3, 5], data));
     }
 }

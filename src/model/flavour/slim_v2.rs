@@ -2,7 +2,7 @@
 //! `<scope>/block1/unit_1/bottleneck_v2/conv1/weights`, `<scope>/logits/weights`.
 
 use super::{
-    Biases, Family, Layout, Rules, ShortcutRule, Spec, StemPoolPadding, StrideConv, StrideUnit,
+    AxisOrder, Biases, Family, Rules, ShortcutRule, Spec, StemPoolPadding, StrideConv, StrideUnit,
     number, strip_output_index,
 };
 use crate::model::load::skeleton::{Part, Slot};
@@ -53,8 +53,8 @@ impl Spec for SlimV2 {
             || name.ends_with("logits/biases")
     }
 
-    fn layout(&self, _slot: Slot) -> Layout {
-        Layout::Hwio
+    fn layout(&self, _slot: Slot) -> AxisOrder {
+        AxisOrder::Hwio
     }
 
     fn conv(&self, slot: Slot) -> (String, String) {

@@ -1,7 +1,7 @@
 //! timm's `resnetv2_18..152` (pre-activation, torchvision-style strides): `stem.conv.weight`,
 //! `stages.N.blocks.M.norm1.weight`, `head.fc.weight` (a 1x1 conv).
 
-use super::{Family, Layout, Rules, Spec, number, torch_names};
+use super::{AxisOrder, Family, Rules, Spec, number, torch_names};
 use crate::model::load::skeleton::{Part, Slot};
 use crate::preprocess::{Filter, Preprocess, Resize};
 
@@ -36,8 +36,8 @@ impl Spec for TimmV2 {
             || name.starts_with("head.fc.")
     }
 
-    fn layout(&self, _slot: Slot) -> Layout {
-        Layout::Oihw
+    fn layout(&self, _slot: Slot) -> AxisOrder {
+        AxisOrder::Oihw
     }
 
     fn conv(&self, slot: Slot) -> (String, String) {

@@ -1,7 +1,7 @@
 //! torchvision's `resnet18..152` (v1.5; timm's `resnet*` share it): `conv1.weight`,
 //! `layerN.M.conv1.weight`, `fc.weight`.
 
-use super::{Layout, Rules, Spec, number, torch_names};
+use super::{AxisOrder, Rules, Spec, number, torch_names};
 use crate::model::load::skeleton::{Part, Slot};
 use crate::preprocess::{Filter, Preprocess, Resize};
 
@@ -45,10 +45,10 @@ impl Spec for Torchvision {
             || matches!(name, "conv1.weight" | "bn1.weight" | "fc.weight")
     }
 
-    fn layout(&self, slot: Slot) -> Layout {
+    fn layout(&self, slot: Slot) -> AxisOrder {
         match slot {
-            Slot::Classifier => Layout::Linear,
-            _ => Layout::Oihw,
+            Slot::Classifier => AxisOrder::Linear,
+            _ => AxisOrder::Oihw,
         }
     }
 

@@ -3,12 +3,12 @@
 //! ignored names).
 
 use super::skeleton::Slot;
-use crate::model::flavour::{Flavour, Layout, strip_output_index};
+use crate::model::flavour::{AxisOrder, Flavour, strip_output_index};
 
 pub(crate) use crate::model::flavour::detect;
 
 /// The layout of a conv slot's weight.
-pub(crate) fn layout(f: Flavour, slot: Slot) -> Layout {
+pub(crate) fn layout(f: Flavour, slot: Slot) -> AxisOrder {
     f.spec().layout(slot)
 }
 

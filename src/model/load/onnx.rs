@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::model::arch::{Arch, Flavour, Rules, Stage, UnitKind};
 use crate::model::flavour::{
-    Biases, Companion, Family, Layout, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
+    AxisOrder, Biases, Companion, Family, ShortcutRule, StemPoolPadding, StrideConv, StrideUnit,
 };
 use crate::model::params::{BatchNorm, ConvWeights, Params, UnitParams};
 use prost::Message;
@@ -1102,7 +1102,7 @@ impl<'a> Matcher<'a> {
         Ok((
             ConvWeights {
                 bias: Some(bias),
-                ..Layout::Dense.to_hwio(dense, 1, 1, c, classes)
+                ..AxisOrder::Dense.to_hwio(dense, 1, 1, c, classes)
             },
             out,
         ))
@@ -1140,7 +1140,7 @@ impl<'a> Matcher<'a> {
         Ok((
             ConvWeights {
                 bias: Some(bias),
-                ..Layout::Dense.to_hwio(dense, 1, 1, c, classes)
+                ..AxisOrder::Dense.to_hwio(dense, 1, 1, c, classes)
             },
             out,
         ))

@@ -66,9 +66,9 @@ pub struct Params {
     pub tiles_n: u32,
     pub tiles: u32,
     pub w_texel: u32,
-    pub a_batch: u32,
-    pub c_batch: u32,
-    pub w_batch: u32,
+    pub a_stride: u32,
+    pub c_stride: u32,
+    pub w_stride: u32,
     pub tiles_y: u32,
     pub tiles_x: u32,
     pub alpha: u32,
@@ -221,7 +221,7 @@ pub fn launches(
             let m = images * to.h * to.w;
             let g = &plan.gemm;
             assert_eq!(
-                (g.m as usize, g.n as usize, g.k as usize, g.batch),
+                (g.m as usize, g.n as usize, g.k as usize, g.gemms),
                 (m, op.cout, k, 1),
                 "{}: kernel config for another shape",
                 op.name
@@ -274,7 +274,7 @@ fn gemm(e: &mut Emitter, mut g: Gemm<'_>) {
     g.params.tiles_n = cfg.tiles_n;
     g.params.tiles = cfg.tiles;
     // z: the GEMMs of a batch (Winograd's points), or split K's slices.
-    let groups = [cfg.tiles, cfg.batch * cfg.splits];
+    let groups = [cfg.tiles, cfg.gemms * cfg.splits];
     let (key, bindings) = match cfg.variant {
         ConvVariant::Register => variant::<register::Register>(&mut g),
         ConvVariant::Shared => variant::<shared::Shared>(&mut g),

@@ -23,14 +23,14 @@ pub(super) fn launches(
     partials: Placement,
 ) {
     assert!(
-        cfg.variant == ConvVariant::Shared && cfg.splits >= 2 && cfg.batch == 1,
+        cfg.variant == ConvVariant::Shared && cfg.splits >= 2 && cfg.gemms == 1,
         "{label}: split K runs the shared variant on one GEMM"
     );
     let slice = conv.m * conv.coutp;
     // The GEMM: partial sums, no epilogue, f32 scratch.
     let params = Params {
         out_off: offset(&partials),
-        c_batch: slice,
+        c_stride: slice,
         k_chunk: split_k_chunk(cfg.k, cfg.splits, cfg.k_step),
         splits: cfg.splits,
         flags: (conv.flags & !(FLAG_RESIDUAL | FLAG_OUT_F16 | FLAG_RES_F16)) | FLAG_NO_BIAS,
@@ -52,7 +52,7 @@ pub(super) fn launches(
     // The reduction reads the partials (f32) and writes the conv's outputs.
     let reduce = Params {
         in_off: offset(&partials),
-        c_batch: slice,
+        c_stride: slice,
         splits: cfg.splits,
         ..conv
     };

@@ -32,7 +32,7 @@ pub(super) fn launches(
         "{label}: Winograd takes 4-aligned channels and no split"
     );
     assert_eq!(
-        (g.n, g.k, g.batch as usize),
+        (g.n, g.k, g.gemms as usize),
         (cout, cin, tile.points()),
         "{label}: kernel config for another shape"
     );
@@ -53,7 +53,7 @@ pub(super) fn launches(
 
     let input = Params {
         out_off: offset(&v),
-        a_batch: tiles * cin,
+        a_stride: tiles * cin,
         flags: (conv.flags & FLAG_IN_ACT) | flag(v16, FLAG_OUT_F16),
         ..transform
     };
@@ -85,9 +85,9 @@ pub(super) fn launches(
         flags: FLAG_NO_BIAS | flag(m16, FLAG_OUT_F16),
         res_off: 0,
         split_off: 0,
-        a_batch: tiles * cin,
-        c_batch: tiles * cout,
-        w_batch: cin * cout,
+        a_stride: tiles * cin,
+        c_stride: tiles * cout,
+        w_stride: cin * cout,
         ..transform
     };
     gemm(
@@ -106,7 +106,7 @@ pub(super) fn launches(
 
     let output = Params {
         in_off: offset(&m),
-        c_batch: tiles * cout,
+        c_stride: tiles * cout,
         flags: conv.flags & !FLAG_IN_ACT,
         ..transform
     };
