@@ -32,11 +32,12 @@
 //! # Ok::<(), resnet_wgpu::Error>(())
 //! ```
 
-#![cfg(not(target_arch = "wasm32"))]
-
-use crate::classifier::{Classifier, ClassifierOptions, Model, Prediction};
+use crate::classifier::{Classifier, Prediction};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::classifier::{ClassifierOptions, Model};
 use crate::classifier::{check_finite_logits, softmax};
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::GpuContext;
 use crate::preprocess::{Alpha, Preprocess, Resize, decode_image_with, load_image_with, to_rgb};
 use std::path::PathBuf;
@@ -157,6 +158,7 @@ pub fn at_size(p: Preprocess, (height, width): (usize, usize)) -> Preprocess {
 
 /// Classifiers by input size for one model on one device: built on first use, the least
 /// recently used dropped beyond [`Classifiers::KEPT`] (each holds the weights on the GPU).
+#[cfg(not(target_arch = "wasm32"))]
 pub struct Classifiers<'a> {
     model: &'a Model,
     ctx: &'a GpuContext,
@@ -164,6 +166,7 @@ pub struct Classifiers<'a> {
     kept: Vec<((usize, usize), Arc<Classifier>)>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl<'a> Classifiers<'a> {
     /// Sizes kept at once.
     pub const KEPT: usize = 4;
@@ -213,6 +216,7 @@ impl<'a> Classifiers<'a> {
 /// Classifies `sources` with `model` on `ctx` (classifiers built with `options`; its
 /// `max_batch` images per submission, its preprocessing or else the model's). With
 /// [`Sizing::Fixed`] a model that cannot run at all fails here, before any image is read.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn classify_sources(
     model: &Model,
     ctx: &GpuContext,
@@ -249,7 +253,25 @@ struct Group {
 /// [`classify_sources`] with the caller's classifiers: `classifier_for(size)` gives the one
 /// for inputs of `size` (e.g. from a cache kept across calls); `preprocess` is applied to
 /// every image ([`Sizing::Own`]: at the image's own size); `batch` images per submission.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn classify_with(
+    classifier_for: impl FnMut((usize, usize)) -> Result<Arc<Classifier>>,
+    preprocess: Preprocess,
+    batch: usize,
+    sources: impl IntoIterator<Item = Source>,
+    opts: &ClassifyOptions,
+) -> Result<Report> {
+    pollster::block_on(classify_with_async(
+        classifier_for,
+        preprocess,
+        batch,
+        sources,
+        opts,
+    ))
+}
+
+/// As [`classify_with`], for async callers (the browser page: the only form there).
+pub async fn classify_with_async(
     mut classifier_for: impl FnMut((usize, usize)) -> Result<Arc<Classifier>>,
     preprocess: Preprocess,
     batch: usize,
@@ -261,49 +283,19 @@ pub fn classify_with(
     }
     let batch = batch.max(1);
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut pending: Vec<Slot> = Vec::new();
-    let mut batches_run = 0;
-    let mut stopped: Option<Arc<Error>> = None;
-    // Runs one group into `pending`. A failure marks the group's images; only a lost device
-    // (nothing more can run) is returned.
-    let mut run = |group: Group, names: &[Outcome], pending: &mut [Slot]| -> Option<Arc<Error>> {
-        let outcome = classifier_for(group.size)
-            .and_then(|cl| Ok((cl.logits_nhwc(&group.input, group.items.len())?, cl)));
-        let (logits, classifier) = match outcome {
-            Ok(v) => v,
-            Err(e) => {
-                let lost = matches!(e, Error::DeviceLost(_));
-                let e = Arc::new(e);
-                for &i in &group.items {
-                    pending[i] = Some(Err(e.clone()));
-                }
-                return lost.then_some(e);
-            }
-        };
-        let classes = classifier.labels().len();
-        for (row, &i) in logits.chunks(classes).zip(&group.items) {
-            let mut row = row.to_vec();
-            pending[i] = Some(match check_finite_logits(&row, &names[i].name) {
-                Ok(()) => {
-                    softmax(&mut row);
-                    Ok(classifier.top_k(&row, opts.top))
-                }
-                Err(e) => Err(Arc::new(e)),
-            });
-        }
-        batches_run += 1;
-        if opts.lose_device_after == Some(batches_run) {
-            classifier.session().context().device.destroy();
-        }
-        None
+    let mut runs = Runs {
+        pending: Vec::new(),
+        batches_run: 0,
+        opts: *opts,
     };
+    let mut stopped: Option<Arc<Error>> = None;
     let mut queues: Vec<Group> = Vec::new();
     for (i, source) in sources.into_iter().enumerate() {
         outcomes.push(Outcome {
             name: source.name(),
             result: Ok(Vec::new()),
         });
-        pending.push(None);
+        runs.pending.push(None);
         if stopped.is_some() {
             continue;
         }
@@ -319,7 +311,7 @@ pub fn classify_with(
             Ok(v) => v,
             Err(e) if opts.fail_fast => return Err(e),
             Err(e) => {
-                pending[i] = Some(Err(Arc::new(e)));
+                runs.pending[i] = Some(Err(Arc::new(e)));
                 continue;
             }
         };
@@ -338,7 +330,9 @@ pub fn classify_with(
         queues[q].input.extend(x);
         // Fail fast: nothing runs before every image is known to be good.
         if !opts.fail_fast && queues[q].items.len() == batch {
-            stopped = run(queues.swap_remove(q), &outcomes, &mut pending);
+            let group = queues.swap_remove(q);
+            let cl = classifier_for(group.size);
+            stopped = runs.run(cl, group, &outcomes).await;
         }
     }
     if stopped.is_none() {
@@ -351,14 +345,15 @@ pub fn classify_with(
                     items: items.to_vec(),
                     input: input.to_vec(),
                 };
-                stopped = run(chunk, &outcomes, &mut pending);
+                let cl = classifier_for(chunk.size);
+                stopped = runs.run(cl, chunk, &outcomes).await;
                 if stopped.is_some() {
                     break 'groups;
                 }
             }
         }
     }
-    for (o, p) in outcomes.iter_mut().zip(pending) {
+    for (o, p) in outcomes.iter_mut().zip(runs.pending) {
         o.result = match (p, &stopped) {
             (Some(r), _) => r,
             (None, Some(e)) => Err(Arc::new(Error::NotClassified(e.to_string()))),
@@ -366,6 +361,60 @@ pub fn classify_with(
         };
     }
     Ok(Report { outcomes, stopped })
+}
+
+/// The results so far of a [`classify_with_async`] run.
+struct Runs {
+    /// Per source: its result once it has one.
+    pending: Vec<Slot>,
+    batches_run: usize,
+    opts: ClassifyOptions,
+}
+
+impl Runs {
+    /// Runs one group on `classifier` into `pending`. A failure marks the group's images;
+    /// only a lost device (nothing more can run) is returned.
+    async fn run(
+        &mut self,
+        classifier: Result<Arc<Classifier>>,
+        group: Group,
+        names: &[Outcome],
+    ) -> Option<Arc<Error>> {
+        let outcome = match classifier {
+            Ok(cl) => cl
+                .logits_nhwc_async(&group.input, group.items.len())
+                .await
+                .map(|logits| (logits, cl)),
+            Err(e) => Err(e),
+        };
+        let (logits, classifier) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                let lost = matches!(e, Error::DeviceLost(_));
+                let e = Arc::new(e);
+                for &i in &group.items {
+                    self.pending[i] = Some(Err(e.clone()));
+                }
+                return lost.then_some(e);
+            }
+        };
+        let classes = classifier.labels().len();
+        for (row, &i) in logits.chunks(classes).zip(&group.items) {
+            let mut row = row.to_vec();
+            self.pending[i] = Some(match check_finite_logits(&row, &names[i].name) {
+                Ok(()) => {
+                    softmax(&mut row);
+                    Ok(classifier.top_k(&row, self.opts.top))
+                }
+                Err(e) => Err(Arc::new(e)),
+            });
+        }
+        self.batches_run += 1;
+        if self.opts.lose_device_after == Some(self.batches_run) {
+            classifier.session().context().device.destroy();
+        }
+        None
+    }
 }
 
 /// Test hook of `resnet classify` and `resnet-serve`: `RESNET_FAILPOINT=device-lost-after-batches:N`

@@ -5,7 +5,8 @@
 # Per round, in alternating order: resnet_v2_50 batch 1 at 224, the seed experiment
 # (resnet_v2_152, batch 32, 224), and a cold start (resnet50 batch 1 at 224 with Mesa's shader
 # cache off: pipeline creation included). Prints each run's images/s and setup seconds, then
-# the medians and new/old ratios. Needs python3 for the arithmetic.
+# the medians and best runs with new/old ratios (on a shared machine the best run is the one
+# least disturbed by other work). Needs python3 for the arithmetic.
 set -euo pipefail
 OLD=$1
 NEW=$2
@@ -36,10 +37,11 @@ runs = {}
 for line in open(sys.argv[1]):
     who, what, ips, setup = line.split()
     runs.setdefault((what, who), []).append((float(ips), float(setup)))
-print(f"{'case':<14}{'old img/s':>11}{'new img/s':>11}{'new/old':>9}{'old setup s':>13}{'new setup s':>13}")
+print(f"{'case':<14}{'old img/s':>11}{'new img/s':>11}{'new/old':>9}{'best old':>10}{'best new':>10}{'new/old':>9}{'old setup s':>13}{'new setup s':>13}")
 for what in sorted({w for w, _ in runs}):
     o, n = runs[(what, "old")], runs[(what, "new")]
     oi, ni = statistics.median(r[0] for r in o), statistics.median(r[0] for r in n)
+    bo, bn = max(r[0] for r in o), max(r[0] for r in n)
     os_, ns = statistics.median(r[1] for r in o), statistics.median(r[1] for r in n)
-    print(f"{what:<14}{oi:>11.3f}{ni:>11.3f}{ni / oi:>9.3f}{os_:>13.2f}{ns:>13.2f}")
+    print(f"{what:<14}{oi:>11.3f}{ni:>11.3f}{ni / oi:>9.3f}{bo:>10.3f}{bn:>10.3f}{bn / bo:>9.3f}{os_:>13.2f}{ns:>13.2f}")
 EOF

@@ -7,12 +7,13 @@
 //! page carries on with the other files.
 
 use crate::FileResult;
+use resnet_wgpu::classify::{ClassifyOptions, Source, classify_with_async};
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::load::LoadOptions;
 #[cfg(doc)]
 use resnet_wgpu::preprocess::Preprocess;
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
-use std::rc::Rc;
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 /// How many classes the page shows per image, as `resnet classify` prints by default.
@@ -72,7 +73,7 @@ fn describe_adapter(s: &resnet_wgpu::gpu::context::AdapterSummary) -> String {
 /// A checkpoint on the browser's WebGPU device with its preprocessing and labels.
 #[wasm_bindgen]
 pub struct WebClassifier {
-    classifier: Rc<Classifier>,
+    classifier: Arc<Classifier>,
     adapter: String,
     description: String,
 }
@@ -124,8 +125,12 @@ impl WebClassifier {
             .await
             .map_err(js_error)?;
         let adapter = describe_adapter(&classifier.session().context().summary());
+        // An Arc because the library's classify service shares classifiers that way (across
+        // threads natively); in the browser there is one thread and wgpu's types are not Send.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let classifier = Arc::new(classifier);
         Ok(WebClassifier {
-            classifier: Rc::new(classifier),
+            classifier,
             adapter,
             description,
         })
@@ -148,18 +153,36 @@ impl WebClassifier {
     /// `{"file", "error"}`) plus `"ms"`, the time it took. It rejects only when the GPU can no
     /// longer run anything (a lost device): then the page needs a new classifier.
     pub fn classify(&self, bytes: Vec<u8>, name: String) -> js_sys::Promise {
-        let classifier = Rc::clone(&self.classifier);
+        let classifier = Arc::clone(&self.classifier);
         wasm_bindgen_futures::future_to_promise(async move {
             let start = now_ms();
-            let outcome = match classifier.preprocess().decode(&bytes, &name) {
-                Ok(img) => classifier.classify_async(&[img], TOP).await,
-                Err(e) => Err(e),
+            // The library's classify service, as `resnet classify` and Python run it: decode,
+            // preprocess, run, softmax and top k, a bad file kept with its error.
+            let opts = ClassifyOptions {
+                top: TOP,
+                ..Default::default()
             };
+            let source = Source::Bytes {
+                name: name.clone(),
+                bytes,
+            };
+            let preprocess = *classifier.preprocess();
+            let report =
+                classify_with_async(|_| Ok(classifier.clone()), preprocess, 1, [source], &opts)
+                    .await
+                    .map_err(js_error)?;
             let ms = now_ms() - start;
+            if let Some(e) = report.stopped {
+                return Err(JsError::new(&e.to_string()).into());
+            }
+            let outcome = report.outcomes.into_iter().next().map(|o| o.result);
             let (top, error) = match outcome {
-                Ok(mut tops) => (tops.pop(), None),
-                Err(e @ Error::DeviceLost(_)) => return Err(js_error(e).into()),
-                Err(e) => (None, Some(e.to_string())),
+                Some(Ok(top)) => (Some(top), None),
+                Some(Err(e)) if matches!(*e, Error::DeviceLost(_)) => {
+                    return Err(JsError::new(&e.to_string()).into());
+                }
+                Some(Err(e)) => (None, Some(e.to_string())),
+                None => (None, Some("no result".to_string())),
             };
             let result = FileResult {
                 file: name,
