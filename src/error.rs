@@ -183,6 +183,21 @@ pub enum Error {
     /// The plan needs more than the device's limits allow (binding size, buffer size, …).
     #[error("the model does not fit the device: {0}")]
     DeviceLimits(String),
+
+    /// A pipeline's shader that naga cannot translate for a backend (`plan::emit`, feature
+    /// `emit-shaders`): wgpu would fail the same way creating that pipeline there.
+    #[error(
+        "cannot translate the pipeline ({pipeline}) to {format}: {problem}; this is a bug in \
+         resnet-wgpu or naga: please report it with this message"
+    )]
+    Shader {
+        /// Its shader module, entry point and override constants.
+        pipeline: String,
+        /// The target format (`spv`, `msl2.3`, `hlsl6.0`, ...).
+        format: String,
+        /// What failed: parsing, validation, the override constants or the writer.
+        problem: String,
+    },
 }
 
 /// The crate's result type.
@@ -231,7 +246,8 @@ impl Error {
             | Error::DeviceLost(_)
             | Error::NotClassified(_)
             | Error::Gpu(_)
-            | Error::DeviceLimits(_) => ErrorKind::Gpu,
+            | Error::DeviceLimits(_)
+            | Error::Shader { .. } => ErrorKind::Gpu,
             Error::Timeout { .. } => ErrorKind::Timeout,
         }
     }

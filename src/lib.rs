@@ -50,6 +50,7 @@
 //! | feature | default | what it gives |
 //! |---|---|---|
 //! | `cli` | yes | the `resnet` binary's dependencies (clap, indicatif, env_logger); the library never needs it |
+//! | `emit-shaders` | yes (through `cli`) | `plan::emit`: a pipeline's shader as wgpu's backends translate it (SPIR-V, MSL, HLSL), with naga's writers; native only |
 //! | `vulkan` | yes | wgpu's Vulkan backend (Linux, Windows, Android) |
 //! | `metal` | yes | wgpu's Metal backend (macOS, iOS) |
 //! | `dx12` | yes | wgpu's DirectX 12 backend (Windows) |

@@ -958,3 +958,143 @@ fn serve_runs_the_server_binary_beside_it_or_says_how_to_build_it() {
         "args: --weights w.safetensors --max-batch 4 --help"
     );
 }
+
+/// `resnet plan --emit-shaders FORMAT DIR` (issue 19): one file per distinct pipeline of the
+/// plan, named by its key, in every format, for the GPU and software kernel mixes in f32 and
+/// f16: the same files (stems) in each format, the plan's pipelines; every SPIR-V file passes
+/// spirv-val (which this test needs: `apt-get install spirv-tools`). Bad formats and folders
+/// are refused with a message, and a rerun overwrites the plan's files and nothing else.
+#[test]
+fn plan_emits_the_shader_of_each_pipeline_in_every_format() {
+    let dir = scratch("emit-shaders");
+    let plan = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_resnet"))
+            .args([
+                "plan", "--model", "resnet18", "--size", "64", "--batch", "4",
+            ])
+            .args(args)
+            .env_remove("RESNET_DEVICE_PROFILE")
+            .env_remove("RESNET_CONV_VARIANT")
+            .env_remove("RESNET_WINOGRAD")
+            .output()
+            .unwrap()
+    };
+    // Files of `dir` by extension: their stems.
+    let stems = |dir: &Path, ext: &str| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut counts = Vec::new();
+    for plan_for in ["gpu", "software"] {
+        for precision in ["f32", "f16"] {
+            let what = format!("{plan_for} {precision}");
+            let mix = ["--plan-for", plan_for, "--precision", precision];
+            let o = plan(&[&mix[..], &["--json"]].concat());
+            assert!(o.status.success(), "{what}: {}", stderr(&o));
+            let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            // `entry{A=1,B=0}` is the file stem `entry.A=1.B=0`.
+            let want: std::collections::BTreeSet<String> = json["pipelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    let k = k
+                        .as_str()
+                        .unwrap()
+                        .replace(['{', ','], ".")
+                        .replace('}', "");
+                    k.trim_end_matches('.').to_string()
+                })
+                .collect();
+            assert!(want.len() >= 5, "{what}: {want:?}");
+            for (format, ext) in [
+                ("wgsl", "wgsl"),
+                ("spv", "spv"),
+                ("msl", "metal"),
+                ("hlsl", "hlsl"),
+            ] {
+                let out = dir.join(format!("{plan_for}-{precision}"));
+                let o =
+                    plan(&[&mix[..], &["--emit-shaders", format, out.to_str().unwrap()]].concat());
+                assert!(o.status.success(), "{what} {format}: {}", stderr(&o));
+                assert!(
+                    stderr(&o).contains(&format!("emit-shaders: {} {format}", want.len())),
+                    "{}",
+                    stderr(&o)
+                );
+                assert_eq!(
+                    stems(&out, ext),
+                    want,
+                    "{what} {format}: files vs the plan's pipelines"
+                );
+                if format == "spv" {
+                    for stem in &want {
+                        let file = out.join(format!("{stem}.spv"));
+                        common::spirv_val(&file)
+                            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                    }
+                }
+            }
+            counts.push((what, want.len()));
+        }
+    }
+    eprintln!("pipelines per plan: {counts:?}");
+
+    // Refused cleanly: an unknown format (nothing created), a folder that is a file or
+    // under one, a missing DIR.
+    let nothing = dir.join("never");
+    let o = plan(&["--emit-shaders", "glsl", nothing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown shader format `glsl`")
+            && stderr(&o).contains("wgsl, spv, msl or hlsl"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!nothing.exists());
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for bad in [file.clone(), file.join("sub")] {
+        let o = plan(&["--emit-shaders", "spv", bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot write") && !stderr(&o).contains("panicked"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = plan(&["--emit-shaders", "spv"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("DIR"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A rerun overwrites the plan's files and leaves the others alone.
+    let out = dir.join("gpu-f32");
+    let stale = out.join("max_pool.wgsl");
+    std::fs::write(&stale, "stale").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = plan(&[
+        "--plan-for",
+        "gpu",
+        "--emit-shaders",
+        "wgsl",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read_to_string(&stale)
+            .unwrap()
+            .contains("fn max_pool")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@ use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
 use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::plan::Precision;
 use resnet_wgpu::plan::device::{Description, profile_from_env, with_env_overrides};
+use resnet_wgpu::plan::emit::{self, Format};
 use resnet_wgpu::plan::tuning::TuningTable;
 use resnet_wgpu::plan::{DeviceProfile, Limits, PlanFor, PlanOptions, plan_with};
 use resnet_wgpu::tune;
@@ -53,9 +54,33 @@ pub struct PlanArgs {
     /// arithmetic, f32 input and logits).
     #[arg(long, default_value = "f32", value_parser = super::parse_precision)]
     precision: Precision,
+    /// Also write the shader of every distinct pipeline of the plan into DIR (created if
+    /// needed) as wgpu's backends translate it, one file each named by its pipeline key:
+    /// FORMAT wgsl (the override constants applied), spv (SPIR-V 1.3: Vulkan 1.1), msl (MSL
+    /// 4.0, or msl2.0 ... msl3.2) or hlsl (shader model 6.9, or hlsl5.1 for FXC, hlsl6.0 ...).
+    /// Other files in DIR are left alone.
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "DIR"])]
+    emit_shaders: Option<Vec<std::ffi::OsString>>,
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
+    // A bad format fails before anything is planned.
+    let emit = match args.emit_shaders.as_deref() {
+        Some([format, dir]) => {
+            let format = format.to_str().ok_or_else(|| {
+                Error::Input(format!(
+                    "unknown shader format {format:?}: use wgsl, spv, msl or hlsl"
+                ))
+            })?;
+            Some((format.parse::<Format>()?, std::path::PathBuf::from(dir)))
+        }
+        Some(_) => {
+            return Err(Error::Input(
+                "--emit-shaders takes one FORMAT and one DIR, once".into(),
+            ));
+        }
+        None => None,
+    };
     // The plan depends on shapes only; seeded random weights stand in for a checkpoint.
     let (_, net) = args.net.network(0)?;
     if args.net.batch == 0 {
@@ -135,6 +160,14 @@ pub fn run(args: PlanArgs) -> Result<()> {
         );
     } else {
         println!("{}", plan.describe(&graph));
+    }
+    if let Some((format, dir)) = emit {
+        let files = emit::write_all(&plan.pipelines(), format, &dir)?;
+        eprintln!(
+            "emit-shaders: {} {format} files (one per pipeline) in {}",
+            files.len(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -22,11 +22,14 @@
 //!   several weight buffers, each no bigger than the device allows; [`weights::encode`] writes
 //!   their bytes.
 //! * **Launches** ([`launch`]): every dispatch of every planned sub-batch size, as data
-//!   (pipeline key, uniform bytes, bindings, grid); a session replays them.
+//!   (pipeline key, uniform bytes, bindings, grid); a session replays them. With the
+//!   `emit-shaders` feature, `emit` translates a pipeline key's shader as wgpu's backends do.
 
 mod arena;
 mod check;
 pub mod device;
+#[cfg(all(feature = "emit-shaders", not(target_arch = "wasm32")))]
+pub mod emit;
 pub mod kernel;
 pub mod launch;
 mod report;

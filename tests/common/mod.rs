@@ -110,3 +110,30 @@ pub fn cpu_logits_and_maps(
         .collect();
     (all[graph.logits].clone().expect("logits"), maps)
 }
+
+/// `spirv-val --target-env vulkan1.1 FILE`: `Err` with its message where the module is
+/// invalid. Panics, saying how to install it, where spirv-val is missing: the SPIR-V checks
+/// fail without it, never skip.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn spirv_val(file: &std::path::Path) -> Result<(), String> {
+    let out = std::process::Command::new("spirv-val")
+        .args(["--target-env", "vulkan1.1"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run spirv-val ({e}): the SPIR-V checks need SPIRV-Tools' validator \
+                 (`apt-get install spirv-tools` on Debian and Ubuntu, as .ci/run does; or the \
+                 Vulkan SDK)"
+            )
+        });
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

@@ -9,6 +9,7 @@ pub mod texture;
 pub use crate::plan::launch::{Bindings, PipelineKey, Shader};
 
 use super::{Dispatch, TextureCopy, lock};
+use crate::plan::launch::BindingKind;
 use crate::plan::{DeviceProfile, Dtype, Launch, Resource, device};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,31 +24,26 @@ pub fn modules() -> Vec<(String, &'static str, wgpu::Features)> {
 }
 
 fn entries(bindings: Bindings) -> Vec<wgpu::BindGroupLayoutEntry> {
-    let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-    let mut entries = vec![
-        buffer_entry(0, wgpu::BufferBindingType::Uniform),
-        buffer_entry(1, storage(false)),
-    ];
-    match bindings {
-        Bindings::Arena => {}
-        Bindings::Consts => entries.push(buffer_entry(2, storage(true))),
-        Bindings::Textures => entries.extend([
-            buffer_entry(2, storage(true)),
-            texture_entry(3),
-            texture_entry(4),
-        ]),
-        Bindings::Pack => entries.push(wgpu::BindGroupLayoutEntry {
-            binding: 2,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::StorageTexture {
-                access: wgpu::StorageTextureAccess::WriteOnly,
-                format: wgpu::TextureFormat::Rgba32Float,
-                view_dimension: wgpu::TextureViewDimension::D2,
+    (0u32..)
+        .zip(bindings.kinds())
+        .map(|(binding, kind)| match *kind {
+            BindingKind::Uniform => buffer_entry(binding, wgpu::BufferBindingType::Uniform),
+            BindingKind::Storage { read_only } => {
+                buffer_entry(binding, wgpu::BufferBindingType::Storage { read_only })
+            }
+            BindingKind::SampledTexture => texture_entry(binding),
+            BindingKind::StorageTexture => wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+                count: None,
             },
-            count: None,
-        }),
-    }
-    entries
+        })
+        .collect()
 }
 
 fn texture_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {

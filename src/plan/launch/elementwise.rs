@@ -57,15 +57,20 @@ pub fn bn_relu(
     };
     e.launch(
         op.name.clone(),
-        PipelineKey {
-            shader: Shader::Elementwise,
-            entry: "bn_relu",
-            constants: Vec::new(),
-            bindings: Bindings::Consts,
-        },
+        bn_relu_key(),
         bytemuck::bytes_of(&params),
         vec![Resource::Weights(consts)],
         [total.div_ceil(super::workgroup_size("bn_relu")), 1],
         None,
     );
+}
+
+/// `bn_relu`'s pipeline.
+pub(super) fn bn_relu_key() -> PipelineKey {
+    PipelineKey {
+        shader: Shader::Elementwise,
+        entry: "bn_relu",
+        constants: Vec::new(),
+        bindings: Bindings::Consts,
+    }
 }

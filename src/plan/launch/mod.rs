@@ -124,14 +124,41 @@ impl Bindings {
         Bindings::Pack,
     ];
 
-    /// The resources after the uniform and the arena that a launch of this layout binds.
-    pub fn extra(self) -> usize {
+    /// The layout's bindings, by binding number: what `src/gpu` makes wgpu's layout of, and
+    /// what the shader translation ([`crate::plan::emit`]) assigns the backends' slots from,
+    /// as wgpu's backends do.
+    pub fn kinds(self) -> &'static [BindingKind] {
+        use BindingKind::*;
+        const RW: BindingKind = Storage { read_only: false };
+        const RO: BindingKind = Storage { read_only: true };
         match self {
-            Bindings::Arena => 0,
-            Bindings::Consts | Bindings::Pack => 1,
-            Bindings::Textures => 3,
+            Bindings::Arena => &[Uniform, RW],
+            Bindings::Consts => &[Uniform, RW, RO],
+            Bindings::Textures => &[Uniform, RW, RO, SampledTexture, SampledTexture],
+            Bindings::Pack => &[Uniform, RW, StorageTexture],
         }
     }
+
+    /// The resources after the uniform and the arena that a launch of this layout binds.
+    pub fn extra(self) -> usize {
+        self.kinds().len() - 2
+    }
+}
+
+/// What one binding of a [`Bindings`] layout is (all visible to compute only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingKind {
+    /// A uniform buffer.
+    Uniform,
+    /// A storage buffer.
+    Storage {
+        /// Read-only (`var<storage, read>`).
+        read_only: bool,
+    },
+    /// A 2D float texture, not filterable, read with `textureLoad`.
+    SampledTexture,
+    /// A write-only rgba32float 2D storage texture.
+    StorageTexture,
 }
 
 /// What identifies a compute pipeline: a session creates one per distinct key.
@@ -494,6 +521,21 @@ pub fn textures(launches: &[Launch], weight_buffers: usize) -> Textures {
         }
     }
     t
+}
+
+/// Every pipeline a plan's launches can carry, each once: every kernel's override constants
+/// over every configuration the heuristic and the tuner give it, with every storage pair of
+/// f32 and f16 plans (see `conv::pipeline_space`), and the pools and `bn_relu`. A superset
+/// of any one plan's [`Plan::pipelines`] (not every combination arises from a ResNet's
+/// shapes); `tests/emit.rs` translates all of it for every backend.
+pub fn pipeline_space() -> Vec<PipelineKey> {
+    let mut keys = conv::pipeline_space();
+    keys.extend([
+        pool::max_pool_key(),
+        pool::global_avg_pool_key(),
+        elementwise::bn_relu_key(),
+    ]);
+    keys
 }
 
 /// Distinct pipelines of `launches`, in first-use order.

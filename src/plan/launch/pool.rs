@@ -53,6 +53,16 @@ fn key(entry: &'static str, bindings: Bindings) -> PipelineKey {
     }
 }
 
+/// The max pool's pipeline (no constants to bind).
+pub(super) fn max_pool_key() -> PipelineKey {
+    key("max_pool", Bindings::Arena)
+}
+
+/// The global average pool's pipeline (its fused activation's constants, or a stand-in).
+pub(super) fn global_avg_pool_key() -> PipelineKey {
+    key("global_avg_pool", Bindings::Consts)
+}
+
 /// A max pool; the output size is the output tensor's. `placements`: every tensor's arena
 /// placement (offset, dtype), indexed by TensorId.
 pub fn max_pool(
@@ -89,7 +99,7 @@ pub fn max_pool(
     };
     e.launch(
         op.name.clone(),
-        key("max_pool", Bindings::Arena),
+        max_pool_key(),
         bytemuck::bytes_of(&params),
         Vec::new(),
         [total.div_ceil(super::workgroup_size("max_pool")), 1],
@@ -145,7 +155,7 @@ pub fn global_avg_pool(
     };
     e.launch(
         op.name.clone(),
-        key("global_avg_pool", Bindings::Consts),
+        global_avg_pool_key(),
         bytemuck::bytes_of(&params),
         vec![consts.map_or(Resource::NoWeights, Resource::Weights)],
         [groups, 1],

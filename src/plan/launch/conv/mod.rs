@@ -295,18 +295,132 @@ fn gemm(e: &mut Emitter, mut g: Gemm<'_>) {
 }
 
 fn variant<V: Variant>(g: &mut Gemm<'_>) -> (PipelineKey, Vec<Resource>) {
-    let mut constants = V::constants(g.cfg);
-    constants.extend(storage(g.a16, g.at.weights_dtype));
-    let bindings = V::bindings(g);
-    (
-        PipelineKey {
-            shader: V::SHADER,
-            entry: V::ENTRY,
-            constants,
-            bindings: V::BINDINGS,
-        },
-        bindings,
-    )
+    let key = key::<V>(g.cfg, g.a16, g.at.weights_dtype);
+    (key, V::bindings(g))
+}
+
+/// The pipeline of variant `V` running `cfg`, reading A of f16 (`a16`) and constants of
+/// `weights`.
+fn key<V: Variant>(cfg: &ConvConfig, a16: bool, weights: Dtype) -> PipelineKey {
+    let mut constants = V::constants(cfg);
+    constants.extend(storage(a16, weights));
+    PipelineKey {
+        shader: V::SHADER,
+        entry: V::ENTRY,
+        constants,
+        bindings: V::BINDINGS,
+    }
+}
+
+/// The storage pairs (A f16, constants' type) a plan gives a kernel: f32 plans read f32
+/// everywhere; f16 plans read f16 constants, and f16 activations except the f32 ones (the
+/// graph's input, Winograd F(4,3)'s tiles).
+const STORAGE: [(bool, Dtype); 3] = [(false, Dtype::F32), (false, Dtype::F16), (true, Dtype::F16)];
+
+/// Every pipeline the conv family's launches can carry: each GEMM variant's override
+/// constants over every configuration the heuristic and the tuner give it (every shared tile
+/// with and without split K; the texture variant's pixel counts; the register and subgroup
+/// variants' one shape; vec4 loads, the 1x1 path and bounds checks on and off where the
+/// variant has them as constants), the Winograd transforms, split K's reduction and the
+/// texture variant's packing, each over every storage pair ([`STORAGE`]). A superset of any
+/// plan's: not every combination arises from a ResNet's shapes.
+pub(super) fn pipeline_space() -> Vec<PipelineKey> {
+    use crate::plan::kernel::{
+        REGISTER_COLS4, REGISTER_ROWS, REGISTER_WG, SHARED_TILES, SUBGROUP_COLS4, SUBGROUP_ROWS,
+        TEXTURE_COLS4, TEXTURE_ROWS, TEXTURE_WG,
+    };
+    // The shape-only fields do not reach the pipeline.
+    let config = |variant, wg, rows, tile_n4, cols4, k_step| ConvConfig {
+        variant,
+        wg,
+        tile_m: wg * rows,
+        rows,
+        tile_n4,
+        cols4,
+        k_step,
+        splits: 1,
+        vec4: true,
+        is_1x1: false,
+        checks: true,
+        m_fastest: false,
+        m: 1,
+        n: 1,
+        k: 1,
+        tiles_n: 1,
+        tiles: 1,
+        batch: 1,
+    };
+    let mut configs = Vec::new();
+    for flags in 0..8u8 {
+        let (vec4, is_1x1, checks) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+        for t in SHARED_TILES {
+            for splits in [1, 2] {
+                configs.push(ConvConfig {
+                    tile_m: t.bm(),
+                    splits,
+                    vec4,
+                    is_1x1,
+                    checks,
+                    ..config(
+                        ConvVariant::Shared,
+                        t.invocations(),
+                        t.tm,
+                        t.bn4(),
+                        t.tn4,
+                        t.bk,
+                    )
+                });
+            }
+        }
+        configs.push(ConvConfig {
+            vec4,
+            is_1x1,
+            checks,
+            ..config(
+                ConvVariant::Register,
+                REGISTER_WG,
+                REGISTER_ROWS,
+                REGISTER_COLS4,
+                REGISTER_COLS4,
+                0,
+            )
+        });
+    }
+    for (rows, _) in TEXTURE_ROWS {
+        configs.push(config(
+            ConvVariant::Texture,
+            TEXTURE_WG,
+            rows,
+            TEXTURE_COLS4,
+            TEXTURE_COLS4,
+            0,
+        ));
+    }
+    configs.push(config(
+        ConvVariant::Subgroup,
+        super::workgroup_size(subgroup::Subgroup::ENTRY),
+        SUBGROUP_ROWS,
+        SUBGROUP_COLS4,
+        TEXTURE_COLS4.min(SUBGROUP_COLS4),
+        0,
+    ));
+    let mut keys = Vec::new();
+    for (a16, weights) in STORAGE {
+        for cfg in &configs {
+            keys.push(match cfg.variant {
+                ConvVariant::Register => key::<register::Register>(cfg, a16, weights),
+                ConvVariant::Shared => key::<shared::Shared>(cfg, a16, weights),
+                ConvVariant::Subgroup => key::<subgroup::Subgroup>(cfg, a16, weights),
+                ConvVariant::Texture => key::<texture::Texture>(cfg, a16, weights),
+            });
+        }
+        for entry in ["winograd_input", "winograd_output"] {
+            keys.push(winograd::transform_key(entry, storage(a16, weights)));
+        }
+    }
+    keys.extend([Dtype::F32, Dtype::F16].map(split_k::reduce_key));
+    keys.push(texture::pack_key());
+    keys
 }
 
 #[cfg(test)]

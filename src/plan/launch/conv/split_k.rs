@@ -7,9 +7,9 @@
 use super::{
     ConvOperands, FLAG_NO_BIAS, FLAG_OUT_F16, FLAG_RES_F16, FLAG_RESIDUAL, Gemm, Params, gemm,
 };
-use crate::plan::Placement;
 use crate::plan::kernel::{ConvConfig, ConvVariant, split_k_chunk};
 use crate::plan::launch::{Bindings, Emitter, PipelineKey, Resource, Shader, offset};
+use crate::plan::{Dtype, Placement};
 
 /// The two launches of a split-K conv: `conv` is the direct conv's uniform (shapes, tensor
 /// offsets, epilogue flags), `partials` the scratch tensor.
@@ -56,15 +56,9 @@ pub(super) fn launches(
         splits: cfg.splits,
         ..conv
     };
-    let w16 = f64::from(u8::from(at.weights_dtype == crate::plan::Dtype::F16));
     e.launch(
         format!("{label} (split-K reduce)"),
-        PipelineKey {
-            shader: Shader::ConvShared,
-            entry: "splitk_reduce",
-            constants: vec![("W_F16", w16)],
-            bindings: Bindings::Consts,
-        },
+        reduce_key(at.weights_dtype),
         bytemuck::bytes_of(&reduce),
         vec![Resource::Weights(at.weights)],
         [
@@ -74,4 +68,14 @@ pub(super) fn launches(
         ],
         None,
     );
+}
+
+/// The reduction's pipeline, for constants of `weights` (it reads f32 partials).
+pub(super) fn reduce_key(weights: Dtype) -> PipelineKey {
+    PipelineKey {
+        shader: Shader::ConvShared,
+        entry: "splitk_reduce",
+        constants: vec![("W_F16", f64::from(u8::from(weights == Dtype::F16)))],
+        bindings: Bindings::Consts,
+    }
 }

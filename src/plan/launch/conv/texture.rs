@@ -25,6 +25,16 @@ pub struct PackParams {
     pub in_off: u32,
 }
 
+/// `pack_texture`'s pipeline.
+pub(super) fn pack_key() -> PipelineKey {
+    PipelineKey {
+        shader: Shader::Pack,
+        entry: PACK_ENTRY,
+        constants: Vec::new(),
+        bindings: Bindings::Pack,
+    }
+}
+
 /// The texels a `pack_texture` launch writes, from its uniform.
 pub(crate) fn pack_texels(uniform: &[u8]) -> u64 {
     u64::from(
@@ -71,12 +81,7 @@ impl Variant for Texture {
             };
             g.before.push(Before {
                 label: format!("{} (pack input)", g.label),
-                pipeline: PipelineKey {
-                    shader: Shader::Pack,
-                    entry: PACK_ENTRY,
-                    constants: Vec::new(),
-                    bindings: Bindings::Pack,
-                },
+                pipeline: pack_key(),
                 uniform: bytemuck::bytes_of(&params).to_vec(),
                 bindings: vec![Resource::PackTarget],
                 groups: [

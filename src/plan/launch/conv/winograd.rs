@@ -132,12 +132,7 @@ fn transform(
 ) {
     e.launch(
         label,
-        PipelineKey {
-            shader: Shader::Winograd,
-            entry,
-            constants: constants.to_vec(),
-            bindings: Bindings::Consts,
-        },
+        transform_key(entry, constants),
         bytemuck::bytes_of(params),
         vec![Resource::Weights(at.weights)],
         [
@@ -146,4 +141,17 @@ fn transform(
         ],
         None,
     );
+}
+
+/// A transform's pipeline (`winograd_input` or `winograd_output`) with its storage constants.
+pub(super) fn transform_key(
+    entry: &'static str,
+    constants: [(&'static str, f64); 2],
+) -> PipelineKey {
+    PipelineKey {
+        shader: Shader::Winograd,
+        entry,
+        constants: constants.to_vec(),
+        bindings: Bindings::Consts,
+    }
 }
