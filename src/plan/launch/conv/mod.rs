@@ -348,7 +348,7 @@ pub(super) fn pipeline_space() -> Vec<PipelineKey> {
         k: 1,
         tiles_n: 1,
         tiles: 1,
-        batch: 1,
+        gemms: 1,
     };
     let mut configs = Vec::new();
     for flags in 0..8u8 {
