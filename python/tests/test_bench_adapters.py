@@ -11,7 +11,8 @@ from conftest import DIGITS, resnet
 TIMINGS = ("setup_s", "first_batch_s", "mean_s", "sd_s", "min_s", "max_s", "images_per_s",
            "gflops", "gpu_mean_s")  # fmt: skip
 STATIC = ("model", "batch", "size", "warmup", "steps", "precision", "flops_per_image",
-          "flops_executed_per_image", "weights_bytes", "arena_bytes", "adapter")  # fmt: skip
+          "flops_executed_per_image", "weights_bytes", "arena_bytes", "resident_weight_bytes",
+          "resident_bytes", "pipelines", "adapter")  # fmt: skip
 
 
 def test_bench_has_the_cli_fields_and_figures() -> None:
