@@ -56,8 +56,8 @@ def bench(
     what ``resnet bench --json`` prints: ``setup_s`` (from this call to the session ready; the
     CLI counts from its process start), ``first_batch_s``, ``mean_s``, ``sd_s``, ``min_s``,
     ``max_s``, ``images_per_s``, ``flops_per_image``, ``flops_executed_per_image``,
-    ``gflops``, ``gpu_mean_s``, ``precision``, ``weights_bytes``, ``arena_bytes``, ``resident_weight_bytes``, ``resident_bytes``, ``pipelines``, ``adapter``
-    and the settings. ``warmup``/``steps`` default to 10/100, or 1/3 on a software adapter. The
+    ``gflops``, ``gpu_mean_s``, ``precision``, ``weights_bytes``, ``arena_bytes``,
+    ``resident_weight_bytes``, ``resident_bytes``, ``pipelines``, ``adapter`` and the settings. ``warmup``/``steps`` default to 10/100, or 1/3 on a software adapter. The
     measuring is the engine's own (the same code as the CLI), so Python adds nothing to it.
     """
     return json.loads(
