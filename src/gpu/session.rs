@@ -156,22 +156,24 @@ impl Session {
                 | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let weights: Vec<wgpu::Buffer> = plan::weights::encode(&graph, &plan)
-            .into_iter()
+        let weights: Vec<wgpu::Buffer> = plan
+            .weight_buffers
+            .iter()
             .enumerate()
-            .map(|(i, bytes)| {
-                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            .map(|(i, &size)| {
+                device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights {i}")),
-                    size: (bytes.len() as u64).max(16),
+                    size: size.max(16),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_DST
                         | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
-                });
-                ctx.queue.write_buffer(&buffer, 0, &bytes);
-                buffer
+                })
             })
             .collect();
+        for (buffer, offset, bytes) in plan::weights::encode(&graph, &plan) {
+            ctx.queue.write_buffer(&weights[buffer], offset, &bytes);
+        }
         let t = &plan.textures;
         let staging = |texels: u64, dtype: Dtype| {
             (texels > 0).then(|| {

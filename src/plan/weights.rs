@@ -110,31 +110,31 @@ fn place(
     })
 }
 
-/// The bytes of every weights buffer of `plan`: each op's constants
-/// ([`Op::constants_for`](crate::graph::Op::constants_for) its algorithm: Winograd's
-/// transformed filters for a Winograd conv) in the plan's precision (rounded once to f16, to
-/// nearest even, in f16 plans) at its slot; zeros between slots and to the end.
-pub fn encode(graph: &Graph, plan: &Plan) -> Vec<Vec<u8>> {
-    let mut buffers: Vec<Vec<u8>> = plan
-        .weight_buffers
+/// The bytes of every op's constants in `plan`: `(buffer, byte offset, bytes)` per slot, in op
+/// order; each op's constants ([`Op::constants_for`](crate::graph::Op::constants_for) its
+/// algorithm: Winograd's transformed filters for a Winograd conv) in the plan's precision
+/// (rounded once to f16, to nearest even, in f16 plans; padded to whole words). Bytes between
+/// slots and after the last are zero (a new buffer's).
+pub fn encode<'a>(
+    graph: &'a Graph,
+    plan: &'a Plan,
+) -> impl Iterator<Item = (usize, u64, Vec<u8>)> + 'a {
+    graph
+        .ops
         .iter()
-        .map(|&b| vec![0u8; b as usize])
-        .collect();
-    for ((op, step), slot) in graph.ops.iter().zip(&plan.steps).zip(&plan.weights) {
-        if slot.size_bytes == 0 {
-            continue;
-        }
-        let values = op.constants_for(step.winograd());
-        let start = slot.offset_bytes as usize;
-        let out = &mut buffers[slot.buffer][start..start + slot.size_bytes as usize];
-        match plan.precision {
-            Precision::F32 => out.copy_from_slice(bytemuck::cast_slice(&values)),
-            Precision::F16 => {
-                for (o, v) in out.chunks_exact_mut(2).zip(&values) {
-                    o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                }
-            }
-        }
-    }
-    buffers
+        .zip(&plan.steps)
+        .zip(&plan.weights)
+        .filter(|(_, slot)| slot.size_bytes > 0)
+        .map(|((op, step), slot)| {
+            let values = op.constants_for(step.winograd());
+            let mut bytes = match plan.precision {
+                Precision::F32 => bytemuck::cast_slice(&values).to_vec(),
+                Precision::F16 => values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
+            bytes.resize(slot.size_bytes as usize, 0);
+            (slot.buffer, slot.offset_bytes, bytes)
+        })
 }
