@@ -60,10 +60,10 @@ struct Args {
     /// How long the first request of a batch waits for others, in microseconds.
     #[arg(long, default_value_t = 500)]
     max_queue_delay_us: u64,
-    /// Requests waiting for the GPU at most; more get 503 (0: no limit).
+    /// Requests waiting for the GPU at most; more get 503 / UNAVAILABLE (0: no limit).
     #[arg(long, default_value_t = 1024)]
     max_queue: usize,
-    /// Largest request body in bytes.
+    /// Largest request body (HTTP) or message (gRPC) in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_body: usize,
     /// Seconds a client may take to send its body.
@@ -93,17 +93,17 @@ fn parse_grpc(s: &str) -> Result<Grpc, String> {
 
 /// Serves HTTP (and gRPC) until SIGINT or SIGTERM, then waits for every connection's answers.
 async fn serve(app: Arc<App>, http_addr: SocketAddr, grpc: Grpc) -> Result<(), String> {
-    let bind = |addr: SocketAddr| async move {
+    let bind = |addr: SocketAddr, what: &'static str| async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         Ok::<_, String>((listener, bound))
     };
-    let (http_listener, http_bound) = bind(http_addr).await?;
+    let (http_listener, http_bound) = bind(http_addr, "HTTP (--http)").await?;
     let grpc_listener = match grpc {
         Grpc::Off => None,
-        Grpc::On(addr) => Some(bind(addr).await?),
+        Grpc::On(addr) => Some(bind(addr, "gRPC (--grpc)").await?),
     };
     // One signal stops both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
