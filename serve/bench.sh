@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The serving benchmark of BENCHMARKS.md ("Serving"), all in one run on one adapter:
 # perf_analyzer's throughput and p50/p99 latency at concurrency 1, 4 and 8, over gRPC and HTTP,
-# with dynamic batching on (--max-batch 8 --max-queue-delay-us 2000) and off (--max-batch 1
-# --max-queue-delay-us 0), for the digits net (32x32, assets/digits) and resnet50 at 224
+# with dynamic batching on (--max-batch 8; --max-queue-delay-us 2000 for the digits net, whose
+# batch takes milliseconds, 50000 for resnet50, whose batch takes seconds here) and off
+# (--max-batch 1 --max-queue-delay-us 0), for the digits net (32x32, assets/digits) and resnet50 at 224
 # (seeded random weights, written by serve/examples/random_checkpoint.rs: the weights
 # `resnet bench --model resnet50` times); then `resnet bench` at batch 1 and 8 on the same two
 # checkpoints. The tensor models (`digits`, `resnet50`), zeros as input: speed does not depend
@@ -34,7 +35,8 @@ R50="$OUT/resnet50.safetensors"
 if [ "${SERVE_BENCH_QUICK:-0}" != 1 ] && [ ! -f "$R50" ]; then
     "$BIN/examples/random_checkpoint" resnet50 "$R50" 0
 fi
-log "adapter: $("$BIN/resnet" info 2>/dev/null | grep -m1 -E '^\s*\[0\]' || "$BIN/resnet" info 2>&1 | head -3)"
+"$BIN/resnet" info >"$OUT/info.txt" 2>&1 || true
+log "adapter: $(grep -m1 -E '^ *\[0\]' "$OUT/info.txt" || cat "$OUT/info.txt")"
 
 server_pid=""
 stop_server() {
@@ -72,14 +74,21 @@ measure() {
             log "$tag $proto c$c: load $(cut -d' ' -f1-3 /proc/loadavg)"
             local b0 n0
             b0=$(metric "$http" resnet_batch_size_count); n0=$(metric "$http" resnet_batch_size_sum)
-            # Windows of at least $window requests until 3 in a row agree within 15%.
-            if ! "$PA" -m "$model" -u "$url" -i "$proto" --concurrency-range "$c" \
-                --measurement-mode count_windows --measurement-request-count "$window" \
-                -s 15 -r 8 --input-data zero -f "$OUT/$tag.$proto.c$c.csv" \
-                >"$OUT/$tag.$proto.c$c.txt" 2>&1; then
-                log "$tag $proto c$c: perf_analyzer failed (see $OUT/$tag.$proto.c$c.txt)"
+            # Windows of at least $window requests until 3 in a row agree within 15% (at most
+            # 8 windows); failing that (a busy machine), within 50%, and the table says so.
+            rm -f "$OUT/$tag.$proto.c$c.relaxed"
+            local s
+            for s in 15 50; do
+                if "$PA" -m "$model" -u "$url" -i "$proto" --concurrency-range "$c" \
+                    --measurement-mode count_windows --measurement-request-count "$window" \
+                    -s "$s" -r 8 --input-data zero -f "$OUT/$tag.$proto.c$c.csv" \
+                    >"$OUT/$tag.$proto.c$c.txt" 2>&1; then
+                    [ "$s" = 15 ] || echo "$s" >"$OUT/$tag.$proto.c$c.relaxed"
+                    break
+                fi
+                log "$tag $proto c$c: no 3 windows within $s% (see $OUT/$tag.$proto.c$c.txt)"
                 rm -f "$OUT/$tag.$proto.c$c.csv"
-            fi
+            done
             local b1 n1
             b1=$(metric "$http" resnet_batch_size_count); n1=$(metric "$http" resnet_batch_size_sum)
             echo "$b1 $b0 $n1 $n0" | awk '{ printf "%.2f\n", ($1 > $2) ? ($3 - $4) / ($1 - $2) : 0 }' \
@@ -91,14 +100,13 @@ measure() {
 }
 
 DIGITS=assets/digits/digits.safetensors
-ON=(--max-batch 8 --max-queue-delay-us 2000)
 OFF=(--max-batch 1 --max-queue-delay-us 0)
-measure digits.on digits "$DIGITS" 32 32 200 "${ON[@]}"
+measure digits.on digits "$DIGITS" 32 32 200 --max-batch 8 --max-queue-delay-us 2000
 measure digits.off digits "$DIGITS" 32 32 200 "${OFF[@]}"
 MODELS=(digits)
 if [ "${SERVE_BENCH_QUICK:-0}" != 1 ]; then
-    measure resnet50.on resnet50 "$R50" 224 256 16 "${ON[@]}"
-    measure resnet50.off resnet50 "$R50" 224 256 16 "${OFF[@]}"
+    measure resnet50.on resnet50 "$R50" 224 256 24 --max-batch 8 --max-queue-delay-us 50000
+    measure resnet50.off resnet50 "$R50" 224 256 24 "${OFF[@]}"
     MODELS+=(resnet50)
 fi
 for b in 1 8; do
@@ -121,13 +129,15 @@ for model in models:
     for mode in ["on", "off"]:
         for proto in ["grpc", "http"]:
             for c in [1, 4, 8]:
-                stem = out / f"{model}.{mode}.{proto}.c{c}"
-                batch = (stem.parent / (stem.name + ".batch")).read_text().strip()
+                stem = f"{model}.{mode}.{proto}.c{c}"
+                batch = (out / f"{stem}.batch").read_text().strip()
+                relaxed = out / f"{stem}.relaxed"
+                note = f" (within {relaxed.read_text().strip()}%)" if relaxed.exists() else ""
                 try:
-                    row = next(csv.DictReader(open(stem.parent / (stem.name + ".csv"))))
+                    row = next(csv.DictReader(open(out / f"{stem}.csv")))
                     ips, p50, p99 = (float(row["Inferences/Second"]), float(row["p50 latency"]) / 1000,
                                      float(row["p99 latency"]) / 1000)
-                    cells = f"{ips:.2f} | {p50:.1f} | {p99:.1f}"
+                    cells = f"{ips:.2f}{note} | {p50:.1f} | {p99:.1f}"
                 except (OSError, StopIteration):
                     cells = "failed | | "
                 print(f"| {model} | {mode} | {proto} | {c} | {cells} | {batch} |")
