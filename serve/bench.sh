@@ -29,7 +29,7 @@ export LD_LIBRARY_PATH="$PERF_ANALYZER_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 mkdir -p "$OUT"
 : > "$OUT/log.txt"
-log() { echo "== $*" | tee -a "$OUT/log.txt" >&2; }
+log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt" >&2; }
 
 R50="$OUT/resnet50.safetensors"
 if [ "${SERVE_BENCH_QUICK:-0}" != 1 ] && [ ! -f "$R50" ]; then
