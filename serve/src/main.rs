@@ -1,32 +1,32 @@
 //! `resnet-serve`: a checkpoint behind the KServe v2 / Open Inference Protocol as Triton
-//! implements it over HTTP, with dynamic batching on one GPU thread.
+//! implements it, over HTTP/REST (`http.rs`) and gRPC (`grpc.rs`), with dynamic batching on one
+//! GPU thread (`batcher.rs`). Both transports share the models, the checks and the inference
+//! (`app.rs`, `protocol.rs`).
 
+mod app;
 mod batcher;
+mod grpc;
+mod grpc_proto;
+mod http;
 mod metrics;
 mod protocol;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use batcher::{Batcher, Failure, Job, Kind};
+use app::{App, reading_permits};
+use batcher::Batcher;
 use clap::Parser;
-use http_body_util::BodyExt;
 use metrics::Metrics;
 use protocol::Spec;
-use resnet_wgpu::classifier::{Classifier, ClassifierOptions, Model, softmax};
+use resnet_wgpu::classifier::{Classifier, ClassifierOptions, Model};
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::load::{LoadOptions, load};
 use resnet_wgpu::plan::Precision;
-use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Serve a ResNet checkpoint over the KServe v2 HTTP protocol (Triton's clients work unchanged).
+/// Serve a ResNet checkpoint over the KServe v2 protocol, HTTP/REST and gRPC (Triton's clients
+/// work unchanged).
 #[derive(Parser, Debug)]
 #[command(name = "resnet-serve", version)]
 struct Args {
@@ -51,19 +51,19 @@ struct Args {
     /// HTTP address (port 0: any free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8000")]
     http: SocketAddr,
-    /// gRPC address. gRPC is not implemented yet: the flag is accepted and ignored.
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    grpc: SocketAddr,
+    /// gRPC address (port 0: any free port; `off`: no gRPC).
+    #[arg(long, default_value = "127.0.0.1:8001", value_parser = parse_grpc)]
+    grpc: Grpc,
     /// Most images per forward pass (and per request).
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
     /// How long the first request of a batch waits for others, in microseconds.
     #[arg(long, default_value_t = 500)]
     max_queue_delay_us: u64,
-    /// Requests waiting for the GPU at most; more get 503 (0: no limit).
+    /// Requests waiting for the GPU at most; more get 503 / UNAVAILABLE (0: no limit).
     #[arg(long, default_value_t = 1024)]
     max_queue: usize,
-    /// Largest request body in bytes.
+    /// Largest request body (HTTP) or message (gRPC) in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_body: usize,
     /// Seconds a client may take to send its body.
@@ -75,339 +75,72 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse().map_err(|e: resnet_wgpu::Error| e.to_string())
 }
 
-struct App {
-    spec: Spec,
-    classifier: Arc<Classifier>,
-    batcher: Batcher,
-    metrics: Arc<Metrics>,
-    delay_us: u64,
-    max_queue: usize,
-    max_body: usize,
-    body_timeout: Duration,
-    /// Requests whose body is being read or parsed at once: each may hold a body of up to
-    /// `max_body` and its parsed form, before `--max-queue` counts it.
-    reading: Arc<tokio::sync::Semaphore>,
+/// `--grpc`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+enum Grpc {
+    Off,
+    On(SocketAddr),
 }
 
-/// Bodies read and parsed at once, at most: four batches' worth, within 16..=256.
-fn reading_permits(max_batch: usize) -> usize {
-    (4 * max_batch).clamp(16, 256)
-}
-
-type Shared = Arc<App>;
-
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    let mut r = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"error": msg.into()}).to_string(),
-    )
-        .into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+fn parse_grpc(s: &str) -> Result<Grpc, String> {
+    if s == "off" {
+        return Ok(Grpc::Off);
     }
-    r
+    s.parse()
+        .map(Grpc::On)
+        .map_err(|e| format!("{e}: expected ADDR:PORT (e.g. 127.0.0.1:8001) or `off`"))
 }
 
-fn json_ok(v: Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-}
-
-/// A 404's message.
-struct NotFound(String);
-
-impl IntoResponse for NotFound {
-    fn into_response(self) -> Response {
-        error(StatusCode::NOT_FOUND, self.0)
-    }
-}
-
-impl App {
-    /// How many bodies may be read and parsed at once.
-    fn reading_limit(&self) -> usize {
-        reading_permits(self.spec.max_batch)
-    }
-
-    /// Which model `model` names; else the 404 to answer.
-    fn kind(&self, model: &str) -> Result<Kind, NotFound> {
-        if model == self.spec.name {
-            Ok(Kind::Tensor)
-        } else if model == self.spec.image_name {
-            Ok(Kind::Image)
-        } else {
-            Err(NotFound(format!(
-                "unknown model `{model}`; this server serves `{}` and `{}`",
-                self.spec.name, self.spec.image_name
-            )))
-        }
-    }
-
-    fn version(&self, version: &str) -> Result<(), NotFound> {
-        if version == "1" {
-            Ok(())
-        } else {
-            Err(NotFound(format!(
-                "unknown model version `{version}`; the only version is `1`"
-            )))
-        }
-    }
-}
-
-async fn live() -> StatusCode {
-    StatusCode::OK
-}
-
-async fn server_metadata() -> Response {
-    json_ok(json!({
-        "name": "resnet-wgpu",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["classification", "binary_tensor_data", "model_configuration"],
-    }))
-}
-
-async fn ready(State(app): State<Shared>) -> StatusCode {
-    if app.batcher.lost() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    }
-}
-
-async fn model_ready(State(app): State<Shared>, Path(model): Path<String>) -> Response {
-    match app.kind(&model) {
-        Ok(_) => ready(State(app)).await.into_response(),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn model_ready_v(
-    State(app): State<Shared>,
-    Path((m, v)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = app.version(&v) {
-        return r.into_response();
-    }
-    model_ready(State(app), Path(m)).await
-}
-
-async fn model_metadata(State(app): State<Shared>, Path(model): Path<String>) -> Response {
-    match app.kind(&model) {
-        Ok(k) => json_ok(app.spec.metadata(k)),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn model_metadata_v(
-    State(app): State<Shared>,
-    Path((m, v)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = app.version(&v) {
-        return r.into_response();
-    }
-    model_metadata(State(app), Path(m)).await
-}
-
-async fn model_config(State(app): State<Shared>, Path(model): Path<String>) -> Response {
-    match app.kind(&model) {
-        Ok(k) => json_ok(app.spec.config(k, app.delay_us, app.max_queue)),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn model_config_v(
-    State(app): State<Shared>,
-    Path((m, v)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = app.version(&v) {
-        return r.into_response();
-    }
-    model_config(State(app), Path(m)).await
-}
-
-async fn metrics_text(State(app): State<Shared>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics
-            .render(app.classifier.session().pipeline_count()),
-    )
-        .into_response()
-}
-
-async fn infer_v(
-    State(app): State<Shared>,
-    Path((m, v)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Err(r) = app.version(&v) {
-        return r.into_response();
-    }
-    infer(State(app), Path(m), headers, body).await
-}
-
-async fn infer(
-    State(app): State<Shared>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let kind = match app.kind(&model) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
-    let started = Instant::now();
-    let result = infer_inner(&app, kind, headers, body, started).await;
-    match result {
-        Ok(r) => r,
-        Err(r) => {
-            app.metrics.failure(kind);
-            r
-        }
-    }
-}
-
-async fn infer_inner(
-    app: &Shared,
-    kind: Kind,
-    headers: HeaderMap,
-    body: Body,
-    started: Instant,
-) -> Result<Response, Response> {
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
-    let header_len = match headers.get("inference-header-content-length") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(
-                    || bad("Inference-Header-Content-Length must be a byte count".into()),
-                )?,
-        ),
-    };
-    // Admission: a bounded number of bodies in memory at once; the rest are told to retry.
-    let Ok(reading) = app.reading.clone().try_acquire_owned() else {
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{} requests are being read already; retry later",
-                app.reading_limit()
-            ),
-        ));
-    };
-    let bytes = match tokio::time::timeout(app.body_timeout, read_body(body, app.max_body)).await {
-        Err(_) => {
-            return Err(bad(format!(
-                "the request body did not arrive within {} s",
-                app.body_timeout.as_secs()
-            )));
-        }
-        Ok(Err(e)) => return Err(bad(e)),
-        Ok(Ok(b)) => b,
-    };
-    // Parsing, decoding and preprocessing on the blocking pool, never on the GPU's thread.
-    let a = app.clone();
-    let mut req =
-        tokio::task::spawn_blocking(move || protocol::parse(&a.spec, kind, &bytes, header_len))
+/// Serves HTTP (and gRPC) until SIGINT or SIGTERM, then waits for every connection's answers.
+async fn serve(app: Arc<App>, http_addr: SocketAddr, grpc: Grpc) -> Result<(), String> {
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(bad)?;
-    // The body is parsed: from here `--max-queue` bounds what waits.
-    drop(reading);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job = Job {
-        kind,
-        input: std::mem::take(&mut req.input),
-        n: req.n,
-        enqueued: Instant::now(),
-        reply: tx,
+            .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        Ok::<_, String>((listener, bound))
     };
-    let unavailable = |f: Failure| match f {
-        Failure::QueueFull(q) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the queue is full ({q} requests waiting); retry later"),
-        ),
-        Failure::DeviceLost(m) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the GPU device was lost ({m}); restart the server"),
-        ),
-        Failure::Stopped => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        ),
-        Failure::Failed(m) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the forward pass failed: {m}"),
-        ),
+    let (http_listener, http_bound) = bind(http_addr, "HTTP (--http)").await?;
+    let grpc_listener = match grpc {
+        Grpc::Off => None,
+        Grpc::On(addr) => Some(bind(addr, "gRPC (--grpc)").await?),
     };
-    app.batcher.submit(job).map_err(unavailable)?;
-    let done = rx
-        .await
-        .map_err(|_| unavailable(Failure::Stopped))?
-        .map_err(unavailable)?;
-    let classifier = app.classifier.clone();
-    let (body, header) = protocol::respond(&app.spec, kind, &req, &done.logits, |row, k| {
-        let mut p = row.to_vec();
-        softmax(&mut p);
-        classifier
-            .top_k(&p, k)
-            .into_iter()
-            .map(|p| (p.index, p.probability))
-            .collect()
+    // One signal stops both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
     });
-    app.metrics.success(
-        kind,
-        req.n,
-        started.elapsed().as_micros() as u64,
-        done.queue_us,
-        done.compute_us,
-    );
-    Ok(match header {
-        None => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Some(h) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::HeaderName::from_static("inference-header-content-length"),
-                    h.to_string(),
-                ),
-            ],
-            body,
-        )
-            .into_response(),
-    })
-}
-
-/// Bytes of an over-the-limit body still read (and dropped) so that the client sees the 400
-/// rather than a reset connection; a larger body's connection is closed unread.
-const DRAIN: usize = 16 << 20;
-
-/// The request body, at most `limit` bytes.
-async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut over = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the request body could not be read: {e}"))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if over > 0 || out.len() + data.len() > limit {
-            over += data.len();
-            out = Vec::new();
-            if over > DRAIN {
-                break;
-            }
-        } else {
-            out.extend_from_slice(&data);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|&s| s).await;
         }
+    };
+    let models = format!("`{}` and `{}`", app.spec.name, app.spec.image_name);
+    if let Some((_, bound)) = &grpc_listener {
+        eprintln!("serving {models} over gRPC on {bound}");
     }
-    if over > 0 {
-        return Err(format!(
-            "the request body is over the limit of {limit} bytes (--max-body)"
-        ));
-    }
-    Ok(out)
+    let grpc_server = async {
+        let Some((listener, _)) = grpc_listener else {
+            return Ok(());
+        };
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .serve_with_incoming_shutdown(grpc::GrpcService(app.clone()), incoming, stopped())
+            .await
+            .map_err(|e| format!("gRPC server: {e}"))
+    };
+    // Tests and scripts wait for this line: it comes last, once every listener is bound.
+    eprintln!("serving {models} over HTTP on {http_bound}");
+    let http_server = async {
+        axum::serve(http_listener, http::router(app.clone()))
+            .with_graceful_shutdown(stopped())
+            .await
+            .map_err(|e| format!("HTTP server: {e}"))
+    };
+    tokio::try_join!(http_server, grpc_server).map(|_| ())
 }
 
 async fn shutdown_signal() {
@@ -498,42 +231,8 @@ fn run(args: Args) -> Result<(), String> {
         body_timeout: Duration::from_secs(args.body_timeout_s),
         reading: Arc::new(tokio::sync::Semaphore::new(reading_permits(args.max_batch))),
     });
-    let router = Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{m}", get(model_metadata))
-        .route("/v2/models/{m}/ready", get(model_ready))
-        .route("/v2/models/{m}/config", get(model_config))
-        .route("/v2/models/{m}/infer", post(infer))
-        .route("/v2/models/{m}/versions/{v}", get(model_metadata_v))
-        .route("/v2/models/{m}/versions/{v}/ready", get(model_ready_v))
-        .route("/v2/models/{m}/versions/{v}/config", get(model_config_v))
-        .route("/v2/models/{m}/versions/{v}/infer", post(infer_v))
-        .route("/metrics", get(metrics_text))
-        .fallback(|uri: axum::http::Uri| async move {
-            error(StatusCode::NOT_FOUND, format!("no such endpoint: {uri}"))
-        })
-        .with_state(app.clone());
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.http)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.http))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        eprintln!(
-            "gRPC is not implemented yet; --grpc {} is ignored",
-            args.grpc
-        );
-        eprintln!(
-            "serving `{}` and `{}` over HTTP on {addr}",
-            app.spec.name, app.spec.image_name
-        );
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
-    })?;
+    rt.block_on(serve(app.clone(), args.http, args.grpc))?;
     // Every connection is closed: answer what is still queued, then stop the GPU thread.
     app.batcher.stop();
     eprintln!("stopped");

@@ -1,9 +1,11 @@
-//! KServe v2 inference requests and responses as Triton writes them: JSON tensors, Triton's
-//! binary tensor extension and its classification extension.
+//! The inference protocol without its transport: what each model declares, how a request's
+//! tensors are checked and turned into the GPU's input, and the answer's rows. HTTP (`http.rs`:
+//! JSON and Triton's binary tensor extension) and gRPC (`grpc.rs`: protobuf, raw or typed
+//! contents) only unpack their wire format into these calls and pack the results back, so
+//! both check a request the same way and say the same thing about it.
 
 use crate::batcher::Kind;
 use resnet_wgpu::preprocess::Preprocess;
-use serde_json::{Map, Value, json};
 
 /// What a checkpoint's models look like on the wire.
 pub struct Spec {
@@ -16,6 +18,49 @@ pub struct Spec {
     pub preprocess: Preprocess,
 }
 
+/// A tensor as model metadata declares it (-1: any size).
+pub struct TensorMeta {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+/// A tensor as Triton's model configuration declares it: dims without the batch.
+pub struct ConfigTensor {
+    pub name: &'static str,
+    /// `TYPE_FP32`, `TYPE_STRING`.
+    pub data_type: &'static str,
+    pub dims: Vec<i64>,
+    /// What the model computes with, where it differs from `dims`.
+    pub reshape: Option<Vec<i64>>,
+}
+
+/// Triton's model configuration, the fields we fill in.
+pub struct Config {
+    pub name: String,
+    pub platform: &'static str,
+    pub max_batch_size: usize,
+    pub input: ConfigTensor,
+    pub output: ConfigTensor,
+    pub preferred_batch_size: usize,
+    pub max_queue_delay_us: u64,
+    pub max_queue_size: usize,
+    /// One GPU session per checkpoint.
+    pub instance_count: usize,
+}
+
+/// The server's name and what it implements, for server metadata.
+pub const SERVER_NAME: &str = "resnet-wgpu";
+pub const EXTENSIONS: [&str; 3] = [
+    "classification",
+    "binary_tensor_data",
+    "model_configuration",
+];
+pub const PLATFORM: &str = "resnet-wgpu";
+/// Each model's only version.
+pub const VERSION: &str = "1";
+pub const OUTPUT: &str = "logits";
+
 impl Spec {
     pub fn model_name(&self, kind: Kind) -> &str {
         match kind {
@@ -24,140 +69,145 @@ impl Spec {
         }
     }
 
-    fn input_name(kind: Kind) -> &'static str {
+    pub fn input_name(kind: Kind) -> &'static str {
         match kind {
             Kind::Tensor => "input",
             Kind::Image => "image",
         }
     }
 
-    fn input_desc(&self, kind: Kind) -> String {
+    fn input_datatype(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Tensor => "FP32",
+            Kind::Image => "BYTES",
+        }
+    }
+
+    /// The input as error messages describe it.
+    pub fn input_desc(&self, kind: Kind) -> String {
         let [c, h, w] = self.chw;
         match kind {
             Kind::Tensor => format!("`input` (FP32 [-1,{c},{h},{w}])"),
-            Kind::Image => "`image` (BYTES [-1], encoded image files)".into(),
+            Kind::Image => "`image` (BYTES [-1] or [-1,1], encoded image files)".into(),
         }
     }
 
-    /// `GET /v2/models/{m}`.
-    pub fn metadata(&self, kind: Kind) -> Value {
-        let [c, h, w] = self.chw;
-        let input = match kind {
-            Kind::Tensor => json!({"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]}),
-            Kind::Image => json!({"name": "image", "datatype": "BYTES", "shape": [-1]}),
-        };
-        json!({
-            "name": self.model_name(kind),
-            "versions": ["1"],
-            "platform": "resnet-wgpu",
-            "inputs": [input],
-            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, self.classes]}],
-        })
-    }
-
-    /// Triton's `GET /v2/models/{m}/config`.
-    pub fn config(&self, kind: Kind, delay_us: u64, max_queue: usize) -> Value {
-        let [c, h, w] = self.chw;
-        let input = match kind {
-            Kind::Tensor => json!({"name": "input", "data_type": "TYPE_FP32", "dims": [c, h, w]}),
-            Kind::Image => json!({
-                "name": "image", "data_type": "TYPE_STRING", "dims": [1],
-                "reshape": {"shape": []},
-            }),
-        };
-        json!({
-            "name": self.model_name(kind),
-            "platform": "resnet-wgpu",
-            "backend": "resnet-wgpu",
-            "max_batch_size": self.max_batch,
-            "input": [input],
-            "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [self.classes]}],
-            "dynamic_batching": {
-                "preferred_batch_size": [self.max_batch],
-                "max_queue_delay_microseconds": delay_us,
-                "default_queue_policy": {"max_queue_size": max_queue},
+    /// Model metadata's input. The image model's is `[-1, 1]`, one file per row, as Triton
+    /// reports an input configured with dims `[1]` (perf_analyzer builds its requests from
+    /// it); requests may leave the 1 out (`[N]`).
+    pub fn input_meta(&self, kind: Kind) -> TensorMeta {
+        let [c, h, w] = self.chw.map(|d| d as i64);
+        TensorMeta {
+            name: Self::input_name(kind),
+            datatype: Self::input_datatype(kind),
+            shape: match kind {
+                Kind::Tensor => vec![-1, c, h, w],
+                Kind::Image => vec![-1, 1],
             },
-            "instance_group": [{"count": 1, "kind": "KIND_GPU"}],
-        })
-    }
-}
-
-/// A parsed request: its input, preprocessed, and how to answer.
-pub struct Request {
-    pub id: Option<Value>,
-    pub n: usize,
-    pub input: Vec<f32>,
-    pub binary: bool,
-    pub classification: Option<usize>,
-}
-
-type Bad = String;
-
-/// Parses a request body (`header_len`: Inference-Header-Content-Length) and preprocesses its
-/// input. Every error is a 400 saying what was expected.
-pub fn parse(
-    spec: &Spec,
-    kind: Kind,
-    body: &[u8],
-    header_len: Option<usize>,
-) -> Result<Request, Bad> {
-    let (head, mut binary) = match header_len {
-        Some(h) if h > body.len() => {
-            return Err(format!(
-                "Inference-Header-Content-Length is {h} but the body has only {} bytes",
-                body.len()
-            ));
         }
-        Some(h) => body.split_at(h),
-        None => (body, &[][..]),
-    };
-    let req: Value = serde_json::from_slice(head)
-        .map_err(|e| format!("malformed JSON in the inference request header: {e}"))?;
-    let req = req
-        .as_object()
-        .ok_or("the inference request must be a JSON object with \"inputs\"")?;
-    let inputs = req
-        .get("inputs")
-        .and_then(Value::as_array)
-        .ok_or("the inference request has no \"inputs\" array")?;
-    let want = Spec::input_name(kind);
-    let model = spec.model_name(kind);
-    if inputs.len() != 1 {
-        return Err(format!(
-            "model `{model}` takes exactly one input, {}; the request has {}",
-            spec.input_desc(kind),
-            inputs.len()
-        ));
     }
-    let input = inputs[0]
-        .as_object()
-        .ok_or("each input must be a JSON object")?;
-    let name = input.get("name").and_then(Value::as_str).unwrap_or("");
-    if name != want {
+
+    /// Model metadata's output.
+    pub fn output_meta(&self) -> TensorMeta {
+        TensorMeta {
+            name: OUTPUT,
+            datatype: "FP32",
+            shape: vec![-1, self.classes as i64],
+        }
+    }
+
+    /// Triton's model configuration (perf_analyzer reads it).
+    pub fn config(&self, kind: Kind, delay_us: u64, max_queue: usize) -> Config {
+        let input = match kind {
+            Kind::Tensor => ConfigTensor {
+                name: "input",
+                data_type: "TYPE_FP32",
+                dims: self.chw.iter().map(|&d| d as i64).collect(),
+                reshape: None,
+            },
+            // One encoded file per batch row: Triton says so with dims [1] reshaped to [].
+            Kind::Image => ConfigTensor {
+                name: "image",
+                data_type: "TYPE_STRING",
+                dims: vec![1],
+                reshape: Some(vec![]),
+            },
+        };
+        Config {
+            name: self.model_name(kind).to_string(),
+            platform: PLATFORM,
+            max_batch_size: self.max_batch,
+            input,
+            output: ConfigTensor {
+                name: OUTPUT,
+                data_type: "TYPE_FP32",
+                dims: vec![self.classes as i64],
+                reshape: None,
+            },
+            preferred_batch_size: self.max_batch,
+            max_queue_delay_us: delay_us,
+            max_queue_size: max_queue,
+            instance_count: 1,
+        }
+    }
+}
+
+/// A bad request's message (HTTP 400, gRPC INVALID_ARGUMENT): what was wrong and what was
+/// expected.
+pub type Bad = String;
+
+/// The request's one input, as checked by [`check_input`].
+pub struct Checked {
+    /// Batch rows.
+    pub n: usize,
+    /// The shape as the request states it (for messages).
+    pub shape: Vec<i64>,
+    /// FP32 elements (tensor model) or encoded files (image model) the shape calls for.
+    pub count: usize,
+}
+
+/// The inputs a request names: exactly one, the model's.
+pub fn check_input_count(spec: &Spec, kind: Kind, inputs: usize) -> Result<(), Bad> {
+    if inputs != 1 {
         return Err(format!(
-            "unknown input `{name}` for model `{model}`; expected {}",
+            "model `{}` takes exactly one input, {}; the request has {inputs}",
+            spec.model_name(kind),
             spec.input_desc(kind)
         ));
     }
-    let datatype = input.get("datatype").and_then(Value::as_str).unwrap_or("");
-    let want_dtype = match kind {
-        Kind::Tensor => "FP32",
-        Kind::Image => "BYTES",
-    };
-    if datatype != want_dtype {
+    Ok(())
+}
+
+/// The input's name, datatype and shape.
+pub fn check_input(
+    spec: &Spec,
+    kind: Kind,
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<Checked, Bad> {
+    let want = Spec::input_name(kind);
+    if name != want {
+        return Err(format!(
+            "unknown input `{name}` for model `{}`; expected {}",
+            spec.model_name(kind),
+            spec.input_desc(kind)
+        ));
+    }
+    if datatype != Spec::input_datatype(kind) {
         return Err(format!(
             "input `{want}` has datatype `{datatype}`; expected {}",
             spec.input_desc(kind)
         ));
     }
-    let shape: Vec<usize> = input
-        .get("shape")
-        .and_then(Value::as_array)
-        .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-        .ok_or_else(|| format!("input `{want}` needs a \"shape\" of non-negative integers"))?;
-    let [c, h, w] = spec.chw;
-    let n = match (kind, shape.as_slice()) {
-        (Kind::Tensor, &[n, sc, sh, sw]) if [sc, sh, sw] == spec.chw => n,
+    let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let Some(dims) = dims else {
+        return Err(format!(
+            "input `{want}` has shape {shape:?}; a shape's dimensions cannot be negative"
+        ));
+    };
+    let n = match (kind, dims.as_slice()) {
+        (Kind::Tensor, &[n, c, h, w]) if [c, h, w] == spec.chw => n,
         (Kind::Image, &[n]) | (Kind::Image, &[n, 1]) => n,
         _ => {
             return Err(format!(
@@ -172,60 +222,72 @@ pub fn parse(
             spec.max_batch
         ));
     }
-    let params = input.get("parameters").and_then(Value::as_object);
-    let binary_size = match params.and_then(|p| p.get("binary_data_size")) {
-        None => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or("binary_data_size must be a non-negative integer")? as usize,
-        ),
+    // n is at most --max-batch and c, h, w are the model's: the product is checked all the
+    // same, and nothing is reserved from the claimed shape before the data is there (a short
+    // request must not make the server allocate for a big one).
+    let count = match kind {
+        Kind::Tensor => spec
+            .chw
+            .iter()
+            .try_fold(n, |a, &b| a.checked_mul(b))
+            .ok_or_else(|| format!("input `{want}`: shape {shape:?} is too large"))?,
+        Kind::Image => n,
     };
-    let bytes_in = |binary: &mut &[u8]| -> Result<Vec<u8>, Bad> {
-        let size = binary_size.expect("binary");
-        if size > binary.len() {
-            return Err(format!(
-                "input `{want}` says binary_data_size {size} but only {} bytes of binary data follow the header",
-                binary.len()
-            ));
-        }
-        let (mine, rest) = binary.split_at(size);
-        *binary = rest;
-        Ok(mine.to_vec())
-    };
-    let input_data: Vec<f32> = match kind {
+    Ok(Checked {
+        n,
+        shape: shape.to_vec(),
+        count,
+    })
+}
+
+/// An input's elements as the transport carried them.
+pub enum Data<'a> {
+    /// Bytes in Triton's raw layout (HTTP's binary extension, gRPC's raw_input_contents):
+    /// FP32 as little-endian floats, BYTES as elements each after its u32 little-endian length.
+    Raw(&'a [u8]),
+    /// Numbers (JSON's `data`, gRPC's fp32_contents).
+    Numbers(Vec<f32>),
+    /// Byte strings (JSON's `data` strings, gRPC's bytes_contents).
+    Strings(Vec<&'a [u8]>),
+}
+
+/// The input's elements, checked against its shape, as the GPU's input: the tensor model's
+/// values (finite), or the image model's files decoded and preprocessed as `classify` does.
+pub fn input_values(
+    spec: &Spec,
+    kind: Kind,
+    checked: &Checked,
+    data: Data<'_>,
+) -> Result<Vec<f32>, Bad> {
+    let want = Spec::input_name(kind);
+    let shape = &checked.shape;
+    match kind {
         Kind::Tensor => {
-            // n is at most --max-batch and c, h, w are the model's: the product is checked
-            // all the same, and nothing is reserved from the claimed shape before the data
-            // is there (a short request must not make the server allocate for a big one).
-            let count = [c, h, w]
-                .iter()
-                .try_fold(n, |a, &b| a.checked_mul(b))
-                .ok_or_else(|| format!("input `{want}`: shape {shape:?} is too large"))?;
-            let values: Vec<f32> = if binary_size.is_some() {
-                let raw = bytes_in(&mut binary)?;
-                if raw.len() != count * 4 {
+            let values = match data {
+                Data::Raw(raw) => {
+                    if Some(raw.len()) != checked.count.checked_mul(4) {
+                        return Err(format!(
+                            "input `{want}` has {} bytes of binary data; shape {shape:?} of FP32 needs {}",
+                            raw.len(),
+                            checked.count.saturating_mul(4)
+                        ));
+                    }
+                    raw.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                }
+                Data::Numbers(v) => v,
+                Data::Strings(_) => {
                     return Err(format!(
-                        "input `{want}` has {} bytes of binary data; shape {shape:?} of FP32 needs {}",
-                        raw.len(),
-                        count * 4
+                        "input `{want}` holds strings; expected FP32 numbers"
                     ));
                 }
-                raw.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect()
-            } else {
-                let data = input.get("data").ok_or_else(|| {
-                    format!("input `{want}` has neither \"data\" nor binary_data_size")
-                })?;
-                let mut out = Vec::new();
-                flatten_numbers(data, &mut out)
-                    .map_err(|e| format!("input `{want}`: {e}; expected FP32 numbers"))?;
-                out
             };
-            if values.len() != count {
+            if values.len() != checked.count {
                 return Err(format!(
-                    "input `{want}` has {} values; shape {shape:?} needs {count}",
-                    values.len()
+                    "input `{want}` has {} values; shape {shape:?} needs {}",
+                    values.len(),
+                    checked.count
                 ));
             }
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -234,34 +296,34 @@ pub fn parse(
                     values[i]
                 ));
             }
-            values
+            Ok(values)
         }
         Kind::Image => {
-            let images: Vec<Vec<u8>> = if binary_size.is_some() {
-                let raw = bytes_in(&mut binary)?;
-                split_bytes(&raw).map_err(|e| format!("input `{want}`: {e}"))?
-            } else {
-                let data = input.get("data").ok_or_else(|| {
-                    format!("input `{want}` has neither \"data\" nor binary_data_size")
-                })?;
-                let mut out = Vec::new();
-                flatten_strings(data, &mut out)
-                    .map_err(|e| format!("input `{want}`: {e}; expected BYTES (strings)"))?;
-                out
+            let images: Vec<&[u8]> = match data {
+                Data::Raw(raw) => split_bytes(raw).map_err(|e| format!("input `{want}`: {e}"))?,
+                Data::Strings(s) => s,
+                Data::Numbers(_) => {
+                    return Err(format!(
+                        "input `{want}` holds numbers; expected BYTES (encoded image files)"
+                    ));
+                }
             };
-            if images.len() != n {
+            if images.len() != checked.n {
                 return Err(format!(
-                    "input `{want}` has {} elements; shape {shape:?} needs {n}",
-                    images.len()
+                    "input `{want}` has {} elements; shape {shape:?} needs {}",
+                    images.len(),
+                    checked.n
                 ));
             }
-            let mut out = Vec::with_capacity(n * c * h * w);
+            let [c, h, w] = spec.chw;
+            let mut out = Vec::with_capacity(checked.n * c * h * w);
             for (i, bytes) in images.iter().enumerate() {
                 let name = format!("image[{i}]");
-                let img = spec
-                    .preprocess
-                    .decode(bytes, &name)
-                    .map_err(|e| format!("input `{want}`: {e}; expected an encoded image file (JPEG, PNG, WebP, BMP, GIF)"))?;
+                let img = spec.preprocess.decode(bytes, &name).map_err(|e| {
+                    format!(
+                        "input `{want}`: {e}; expected an encoded image file (JPEG, PNG, WebP, BMP, GIF)"
+                    )
+                })?;
                 let x = spec
                     .preprocess
                     .apply(&img)
@@ -274,76 +336,103 @@ pub fn parse(
                 }
                 out.extend(x);
             }
-            out
+            Ok(out)
         }
-    };
-    if !binary.is_empty() {
+    }
+}
+
+/// A requested output's name: the models have one, `logits`.
+pub fn check_output(spec: &Spec, kind: Kind, name: &str) -> Result<(), Bad> {
+    if name != OUTPUT {
         return Err(format!(
-            "{} bytes of binary data follow the header that no input's binary_data_size claims",
-            binary.len()
+            "unknown output `{name}` for model `{}`; expected `{OUTPUT}`",
+            spec.model_name(kind)
         ));
     }
-    let mut binary_out = req
-        .get("parameters")
-        .and_then(|p| p.get("binary_data_output"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut classification = None;
-    if let Some(outputs) = req.get("outputs") {
-        let outputs = outputs.as_array().ok_or("\"outputs\" must be an array")?;
-        for o in outputs {
-            let name = o.get("name").and_then(Value::as_str).unwrap_or("");
-            if name != "logits" {
-                return Err(format!(
-                    "unknown output `{name}` for model `{model}`; expected `logits`"
-                ));
-            }
-            let p = o.get("parameters").and_then(Value::as_object);
-            if let Some(b) = p.and_then(|p| p.get("binary_data")) {
-                binary_out = b.as_bool().ok_or("binary_data must be true or false")?;
-            }
-            if let Some(k) = p.and_then(|p| p.get("classification")) {
-                let k = k
-                    .as_u64()
-                    .filter(|&k| k >= 1)
-                    .ok_or("classification must be a positive integer (the top k)")?;
-                classification = Some((k as usize).min(spec.classes));
+    Ok(())
+}
+
+/// The classification extension's k (`None`: the request's value was not a positive
+/// integer), at most the number of classes.
+pub fn classification(spec: &Spec, k: Option<u64>) -> Result<usize, Bad> {
+    let k = k
+        .filter(|&k| k >= 1)
+        .ok_or("classification must be a positive integer (the top k)")?;
+    Ok(usize::try_from(k).unwrap_or(usize::MAX).min(spec.classes))
+}
+
+/// A checked request, ready for the GPU.
+pub struct Prepared {
+    pub n: usize,
+    pub input: Vec<f32>,
+    /// The classification extension's k, if asked.
+    pub classification: Option<usize>,
+}
+
+/// The output tensor.
+pub enum Answer {
+    /// FP32 `[n, classes]`.
+    Logits(Vec<f32>),
+    /// BYTES `[n, k]`: each row's top k as `"probability:index:label"`.
+    Classes { k: usize, strings: Vec<String> },
+}
+
+impl Answer {
+    /// `logits` of `n` rows, or their top k (`top_k`: softmax and the k best of a row, as
+    /// `(index, probability)`).
+    pub fn new(
+        spec: &Spec,
+        classification: Option<usize>,
+        logits: Vec<f32>,
+        top_k: impl Fn(&[f32], usize) -> Vec<(usize, f32)>,
+    ) -> Answer {
+        match classification {
+            None => Answer::Logits(logits),
+            Some(k) => {
+                let mut strings = Vec::with_capacity(logits.len() / spec.classes.max(1) * k);
+                for row in logits.chunks(spec.classes) {
+                    for (index, p) in top_k(row, k) {
+                        strings.push(format!("{p:.6}:{index}:{}", spec.labels[index]));
+                    }
+                }
+                Answer::Classes { k, strings }
             }
         }
     }
-    Ok(Request {
-        id: req.get("id").cloned(),
-        n,
-        input: input_data,
-        binary: binary_out,
-        classification,
-    })
-}
 
-fn flatten_numbers(v: &Value, out: &mut Vec<f32>) -> Result<(), String> {
-    match v {
-        Value::Array(a) => a.iter().try_for_each(|v| flatten_numbers(v, out)),
-        Value::Number(x) => {
-            out.push(x.as_f64().unwrap_or(f64::NAN) as f32);
-            Ok(())
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            Answer::Logits(_) => "FP32",
+            Answer::Classes { .. } => "BYTES",
         }
-        other => Err(format!("data holds {other}")),
     }
-}
 
-fn flatten_strings(v: &Value, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
-    match v {
-        Value::Array(a) => a.iter().try_for_each(|v| flatten_strings(v, out)),
-        Value::String(s) => {
-            out.push(s.as_bytes().to_vec());
-            Ok(())
+    /// The output's shape for `n` rows.
+    pub fn shape(&self, spec: &Spec, n: usize) -> [usize; 2] {
+        match self {
+            Answer::Logits(_) => [n, spec.classes],
+            Answer::Classes { k, .. } => [n, *k],
         }
-        other => Err(format!("data holds {other}")),
+    }
+
+    /// Triton's raw layout (binary extension, raw_output_contents).
+    pub fn raw(&self) -> Vec<u8> {
+        match self {
+            Answer::Logits(v) => v.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Answer::Classes { strings, .. } => {
+                let mut out = Vec::new();
+                for s in strings {
+                    out.extend((s.len() as u32).to_le_bytes());
+                    out.extend(s.as_bytes());
+                }
+                out
+            }
+        }
     }
 }
 
 /// Triton's BYTES serialization: each element a 4-byte little-endian length, then its bytes.
-fn split_bytes(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn split_bytes(mut raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     let mut out = Vec::new();
     while !raw.is_empty() {
         if raw.len() < 4 {
@@ -361,72 +450,8 @@ fn split_bytes(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 raw.len()
             ));
         }
-        out.push(raw[..len].to_vec());
+        out.push(&raw[..len]);
         raw = &raw[len..];
     }
     Ok(out)
-}
-
-/// The output tensor: logits, or with the classification extension the top k of each row as
-/// `"probability:index:label"`. Returns the JSON header and the binary part (if binary).
-pub fn respond(
-    spec: &Spec,
-    kind: Kind,
-    req: &Request,
-    logits: &[f32],
-    top_k: impl Fn(&[f32], usize) -> Vec<(usize, f32)>,
-) -> (Vec<u8>, Option<usize>) {
-    let mut output = Map::new();
-    output.insert("name".into(), "logits".into());
-    let mut binary = Vec::new();
-    match req.classification {
-        None => {
-            output.insert("datatype".into(), "FP32".into());
-            output.insert("shape".into(), json!([req.n, spec.classes]));
-            if req.binary {
-                binary.extend(logits.iter().flat_map(|v| v.to_le_bytes()));
-            } else {
-                output.insert("data".into(), json!(logits));
-            }
-        }
-        Some(k) => {
-            let mut strings = Vec::with_capacity(req.n * k);
-            for row in logits.chunks(spec.classes) {
-                for (index, p) in top_k(row, k) {
-                    strings.push(format!("{p:.6}:{index}:{}", spec.labels[index]));
-                }
-            }
-            output.insert("datatype".into(), "BYTES".into());
-            output.insert("shape".into(), json!([req.n, k]));
-            if req.binary {
-                for s in &strings {
-                    binary.extend((s.len() as u32).to_le_bytes());
-                    binary.extend(s.as_bytes());
-                }
-            } else {
-                output.insert("data".into(), json!(strings));
-            }
-        }
-    }
-    if req.binary {
-        output.insert(
-            "parameters".into(),
-            json!({"binary_data_size": binary.len()}),
-        );
-    }
-    let mut resp = Map::new();
-    resp.insert("model_name".into(), spec.model_name(kind).into());
-    resp.insert("model_version".into(), "1".into());
-    if let Some(id) = &req.id {
-        resp.insert("id".into(), id.clone());
-    }
-    resp.insert("outputs".into(), Value::Array(vec![Value::Object(output)]));
-    let mut body = serde_json::to_vec(&Value::Object(resp)).expect("json");
-    if req.binary {
-        let header = body.len();
-        body.extend(binary);
-        (body, Some(header))
-    } else {
-        (body, None)
-    }
 }

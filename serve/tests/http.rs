@@ -37,6 +37,7 @@ impl Server {
             .args(["--weights", d.join("digits.safetensors").to_str().unwrap()])
             .args(["--labels", d.join("labels.txt").to_str().unwrap()])
             .args(["--size", "32", "--resize", "32", "--http", "127.0.0.1:0"])
+            .args(["--grpc", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -264,7 +265,7 @@ fn health_metadata_and_config() {
     let m: Value = serde_json::from_str(&s.get("/v2/models/digits_image").1).unwrap();
     assert_eq!(
         m["inputs"][0],
-        json!({"name": "image", "datatype": "BYTES", "shape": [-1]})
+        json!({"name": "image", "datatype": "BYTES", "shape": [-1, 1]})
     );
     let c: Value = serde_json::from_str(&s.get("/v2/models/digits/config").1).unwrap();
     assert_eq!(c["max_batch_size"], 4);
