@@ -43,9 +43,11 @@ enum Command {
     /// Time the candidate kernels of every conv shape on this adapter and store the fastest
     /// (used by bench, classify and infer from then on; `resnet plan --tuned` shows them).
     Tune(tune::TuneArgs),
-    /// List the adapters wgpu finds, with their limits and features.
+    /// List the adapters wgpu finds, with their limits and features (`--json`: the description
+    /// `resnet plan --device` reads).
     Info(info::InfoArgs),
-    /// Serve checkpoints over HTTP (KServe v2 / Triton's protocol) with dynamic batching: runs
+    /// Serve checkpoints over HTTP and gRPC (KServe v2 / Triton's protocol) with dynamic
+    /// batching: runs
     /// the `resnet-serve` binary built beside this one (`resnet serve --help` for its flags).
     Serve(serve::ServeArgs),
 }
