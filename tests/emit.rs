@@ -17,112 +17,20 @@
 
 mod common;
 
-use resnet_wgpu::graph::{Graph, LowerOptions, Op, lower};
-use resnet_wgpu::model::arch::UnitKind;
-use resnet_wgpu::model::random::random_params;
-use resnet_wgpu::model::{Arch, Flavour};
+use resnet_wgpu::graph::{Graph, Op};
 use resnet_wgpu::plan::emit::{self, Format, HLSL_SHADER_MODELS, MSL_VERSIONS};
 use resnet_wgpu::plan::kernel::{self, SHARED_TILES};
 use resnet_wgpu::plan::launch::pipeline_space;
 use resnet_wgpu::plan::tuning::{self, Choice, Origin, TuningTable};
 use resnet_wgpu::plan::{
-    ConvVariant, DeviceProfile, Limits, PipelineKey, PlanOptions, Precision, WinogradPolicy,
-    plan_with,
+    ConvVariant, DeviceProfile, Limits, PipelineKey, PlanOptions, Precision, plan_with,
 };
-use resnet_wgpu::winograd::Tile;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn lower_arch(arch: &Arch, side: usize, features: bool) -> Graph {
-    let params = random_params(arch, 5);
-    lower(arch, &params, side, side, &LowerOptions { features }).unwrap()
-}
-
-/// `tests/launches.rs`'s networks: every flavour with both units at 96x96 (24x24 maps after the
-/// stem: Winograd F(4,3)), a wider net whose last 3x3 convs have K = 1152 on 3x3 maps (split
-/// K on GPUs), and a v2 net with its feature maps kept (a bn_relu op of its own).
-fn networks() -> Vec<(String, Graph)> {
-    let small = |flavour, unit| {
-        let widths: &[usize] = match unit {
-            UnitKind::Basic => &[8, 12, 16, 20],
-            UnitKind::Bottleneck => &[4, 8, 12, 16],
-        };
-        Arch::new(flavour, unit, &[2, 1, 2, 2], widths, 12, 7)
-    };
-    let mut out = Vec::new();
-    for flavour in Flavour::ALL {
-        for unit in [UnitKind::Basic, UnitKind::Bottleneck] {
-            out.push((
-                format!("{flavour} {unit:?}"),
-                lower_arch(&small(flavour, unit), 96, false),
-            ));
-        }
-    }
-    let wide = Arch::new(
-        Flavour::Torchvision,
-        UnitKind::Basic,
-        &[1, 1, 1, 1],
-        &[16, 32, 64, 128],
-        16,
-        7,
-    );
-    out.push((
-        "wide torchvision basic".into(),
-        lower_arch(&wide, 96, false),
-    ));
-    out.push((
-        "slim v2 with features".into(),
-        lower_arch(&small(Flavour::SlimV2, UnitKind::Bottleneck), 96, true),
-    ));
-    out
-}
-
-fn profiles() -> Vec<(&'static str, DeviceProfile)> {
-    let (gpu, software) = (DeviceProfile::gpu(), DeviceProfile::software());
-    let f4 = WinogradPolicy::Force(Tile::F4);
-    vec![
-        ("gpu", gpu),
-        (
-            "gpu, no Winograd",
-            DeviceProfile {
-                winograd: WinogradPolicy::Off,
-                ..gpu
-            },
-        ),
-        (
-            "gpu, F(4,3) everywhere",
-            DeviceProfile {
-                winograd: f4,
-                ..gpu
-            },
-        ),
-        ("software", software),
-        (
-            "software, no textures",
-            DeviceProfile {
-                textures: false,
-                ..software
-            },
-        ),
-        (
-            "software, no textures or subgroups",
-            DeviceProfile {
-                textures: false,
-                subgroups: false,
-                ..software
-            },
-        ),
-        (
-            "software, F(4,3) everywhere",
-            DeviceProfile {
-                winograd: f4,
-                ..software
-            },
-        ),
-    ]
-}
+use common::nets::{networks, profiles};
 
 /// The choices the tuning tables force, one table each: every candidate `resnet tune` times on
 /// `profile`, and on GPUs split K on every shared tile (the tuner splits only the smallest).

@@ -11,64 +11,16 @@
 mod common;
 
 use resnet_wgpu::gpu::session::{Session, SessionOptions};
-use resnet_wgpu::graph::{Graph, LowerOptions, Op, lower};
+use resnet_wgpu::graph::{Graph, Op};
+use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::arch::UnitKind;
-use resnet_wgpu::model::random::random_params;
-use resnet_wgpu::model::{Arch, Flavour};
 use resnet_wgpu::plan::{
     ConvAlgo, ConvVariant, DeviceProfile, Limits, Plan, PlanOptions, Precision, WinogradPolicy,
     plan_with,
 };
 use std::collections::BTreeSet;
 
-fn small(flavour: Flavour, unit: UnitKind) -> Arch {
-    let widths: &[usize] = match unit {
-        UnitKind::Basic => &[8, 12, 16, 20],
-        UnitKind::Bottleneck => &[4, 8, 12, 16],
-    };
-    Arch::new(flavour, unit, &[2, 1, 2, 2], widths, 12, 7)
-}
-
-fn graph(flavour: Flavour, unit: UnitKind, side: usize) -> Graph {
-    lower_arch(&small(flavour, unit), side)
-}
-
-fn lower_arch(arch: &Arch, side: usize) -> Graph {
-    let params = random_params(arch, 5);
-    lower(arch, &params, side, side, &LowerOptions::default()).unwrap()
-}
-
-/// A torchvision basic network whose last 3x3 convs have K = 1152 (split K on GPUs, on maps
-/// of 3x3 at 96 and 2x2 at 48).
-fn wide(side: usize) -> Graph {
-    let arch = Arch::new(
-        Flavour::Torchvision,
-        UnitKind::Basic,
-        &[1, 1, 1, 1],
-        &[16, 32, 64, 128],
-        16,
-        7,
-    );
-    lower_arch(&arch, side)
-}
-
-/// Every flavour with both units at 96x96 (24x24 maps after the stem: Winograd F(4,3)), and
-/// a wider network whose last 3x3 convs have K = 1152 on 3x3 maps (split K on GPUs).
-fn networks() -> Vec<(String, Graph)> {
-    let mut out = Vec::new();
-    for flavour in Flavour::ALL {
-        for unit in [UnitKind::Basic, UnitKind::Bottleneck] {
-            out.push((format!("{flavour} {unit:?}"), graph(flavour, unit, 96)));
-        }
-    }
-    out.push(("wide torchvision basic".into(), wide(96)));
-    // Feature maps kept: the v2 post-norm becomes a bn_relu op of its own.
-    let arch = small(Flavour::SlimV2, UnitKind::Bottleneck);
-    let params = random_params(&arch, 5);
-    let features = lower(&arch, &params, 96, 96, &LowerOptions { features: true }).unwrap();
-    out.push(("slim v2 with features".into(), features));
-    out
-}
+use common::nets::{graph, networks, profiles, wide};
 
 /// One point of the grid.
 #[derive(Clone, Debug)]
@@ -78,43 +30,6 @@ struct Case {
     limits: Limits,
     batch: usize,
     sizes: Vec<usize>,
-}
-
-fn profiles() -> Vec<(&'static str, DeviceProfile)> {
-    let software = DeviceProfile::software();
-    vec![
-        ("gpu", DeviceProfile::gpu()),
-        (
-            "gpu, no Winograd",
-            DeviceProfile {
-                winograd: WinogradPolicy::Off,
-                ..DeviceProfile::gpu()
-            },
-        ),
-        ("software", software),
-        (
-            "software, no textures",
-            DeviceProfile {
-                textures: false,
-                ..software
-            },
-        ),
-        (
-            "software, no textures or subgroups",
-            DeviceProfile {
-                textures: false,
-                subgroups: false,
-                ..software
-            },
-        ),
-        (
-            "software, F(4,3) everywhere",
-            DeviceProfile {
-                winograd: WinogradPolicy::Force(resnet_wgpu::winograd::Tile::F4),
-                ..software
-            },
-        ),
-    ]
 }
 
 fn cases() -> Vec<(String, Case)> {

@@ -9,6 +9,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod nets;
 
 /// Largest `|got - want|` divided by `max(1, max |want|)`, computed in f64.
 ///
