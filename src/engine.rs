@@ -3,7 +3,7 @@
 //! [`Session::from_plan`], which only creates what the plan lists. They live here, above
 //! `gpu`, so that nothing under `src/gpu` makes a planning decision.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::session::{Session, SessionOptions};
 use crate::gpu::{GpuContext, kernels};
 use crate::graph::Graph;
@@ -23,9 +23,7 @@ pub fn plan_for_session(
     batch: usize,
     opts: &SessionOptions,
 ) -> Result<Plan> {
-    if batch == 0 {
-        return Err(Error::Input("batch size must be at least 1".into()));
-    }
+    // `plan_with` refuses an empty batch itself.
     let limits = opts.limits.unwrap_or_else(|| ctx.plan_limits());
     let plan_opts = PlanOptions {
         precision: opts.precision,
@@ -85,7 +83,7 @@ impl Session {
         batch: usize,
         opts: &SessionOptions,
     ) -> Result<Session> {
-        ctx.check()?;
+        // `from_plan_async` checks the device before it creates anything.
         let plan = plan_for_session(ctx, &graph, batch, opts)?;
         Session::from_plan_async(ctx, graph, plan, opts.destroy_device_after_pipelines).await
     }
