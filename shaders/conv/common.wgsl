@@ -101,18 +101,51 @@ fn tile_coords(tile: u32) -> vec2<u32> {
     return vec2<u32>(tile / p.tiles_n, tile % p.tiles_n);
 }
 
+// Row addressing, written once for every GEMM kernel. GEMM row m is output pixel
+// (image, oy, ox) = (m / (oh * ow), (m % (oh * ow)) / ow, m % ow).
+fn out_pixel(m: u32) -> vec3<u32> {
+    let hw = p.oh * p.ow;
+    let rem = m % hw;
+    return vec3<u32>(m / hw, rem / p.ow, rem % p.ow);
+}
+
+// The input window of an output pixel, decomposed once per row (integer division is slow on
+// GPUs): its image's first input row and the input position of tap (0, 0), negative in the
+// top and left padding.
+struct Window {
+    img_row: u32, // image * input height
+    iy0: i32,
+    ix0: i32,
+}
+
+fn window(m: u32) -> Window {
+    let o = out_pixel(m);
+    return Window(o.x * p.h, i32(o.y * p.stride) - i32(p.pad), i32(o.z * p.stride) - i32(p.pad));
+}
+
+// Tap (ky, kx) of a window: the input pixel it reads, as a pixel index into the input tensor
+// (image * h * w + iy * w + ix; 0 in the padding), and whether it lies inside the input (a
+// tap in the zero padding reads nothing and contributes zero).
+struct Tap {
+    pixel: u32,
+    ok: bool,
+}
+
+fn tap(w: Window, ky: u32, kx: u32) -> Tap {
+    let iy = w.iy0 + i32(ky);
+    let ix = w.ix0 + i32(kx);
+    let ok = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+    return Tap(select(0u, (w.img_row + u32(iy)) * p.w + u32(ix), ok), ok);
+}
+
 // The residual's pixel for output pixel `m`. The residual may be the block input at twice the
 // resolution (subsampled identity shortcut x[:, ::2, ::2]), so it is indexed by its own shape.
 fn residual_pixel(m: u32) -> u32 {
-    let hw = p.oh * p.ow;
-    let img = m / hw;
-    let rem = m % hw;
-    let ry = (rem / p.ow) * p.res_stride;
-    let rx = (rem % p.ow) * p.res_stride;
-    return (img * p.res_h + ry) * p.res_w + rx;
+    let o = out_pixel(m);
+    return (o.x * p.res_h + o.y * p.res_stride) * p.res_w + o.z * p.res_stride;
 }
 
-// Constants of the op through the io file's w_load / w_load4 (consts as u32 or u64 words).
+// Constants of the op through the io file's w_load / w_load4 (consts as vec4<u32> or u64 words).
 fn act_scale(c: u32) -> f32 {
     return w_load(p.act + c);
 }

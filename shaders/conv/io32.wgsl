@@ -12,8 +12,11 @@
 // and read_write storage in one dispatch is a usage conflict).
 @group(0) @binding(1) var<storage, read_write> arena: array<u32>;
 // This op's slot of the weights buffer, laid out by `Op::constants()` with every section
-// padded to 4 values: weight [K][coutp] | bias [coutp] | scale [cinp] | shift [cinp].
-@group(0) @binding(2) var<storage, read> consts: array<u32>;
+// padded to 4 values: weight [K][coutp] | bias [coutp] | scale [cinp] | shift [cinp]. Read as
+// vec4 words: a constants' vec4 is one 16-byte load instead of four, which on lavapipe (every
+// storage access a per-lane sequence) halved the classifier's time and shortened every
+// kernel's compile; the slots are 16-byte multiples.
+@group(0) @binding(2) var<storage, read> consts: array<vec4<u32>>;
 
 fn half_of(word: u32, e: u32) -> f32 {
     let v = unpack2x16float(word);
@@ -41,17 +44,18 @@ fn arena_store(e: u32, x: f32) {
 }
 
 fn arena_store4(e: u32, x: vec4<f32>, f16: bool) {
+    // One store site in a loop rather than an f32 and an f16 sequence: a software
+    // rasteriser expands each storage access into a long per-lane sequence, and this
+    // function is inlined into every epilogue.
+    var words = bitcast<vec4<u32>>(x);
     if (f16) {
-        let w = e >> 1u;
-        arena[w] = pack2x16float(x.xy);
-        arena[w + 1u] = pack2x16float(x.zw);
-        return;
+        words = vec4<u32>(pack2x16float(x.xy), pack2x16float(x.zw), 0u, 0u);
     }
-    let u = bitcast<vec4<u32>>(x);
-    arena[e] = u.x;
-    arena[e + 1u] = u.y;
-    arena[e + 2u] = u.z;
-    arena[e + 3u] = u.w;
+    let w0 = select(e, e >> 1u, f16);
+    let n = select(4u, 2u, f16);
+    for (var k = 0u; k < n; k++) {
+        arena[w0 + k] = words[k];
+    }
 }
 
 // The A operand (the conv's input).
@@ -66,18 +70,19 @@ fn a_load4(e: u32) -> vec4<f32> {
 // The op's constants.
 fn w_load(e: u32) -> f32 {
     if (W_F16) {
-        return half_of(consts[e >> 1u], e);
+        return half_of(consts[e >> 3u][(e >> 1u) & 3u], e);
     }
-    return bitcast<f32>(consts[e]);
+    return bitcast<f32>(consts[e >> 2u][e & 3u]);
 }
 
 // Constants e .. e + 3 (e % 4 == 0: every section is padded to 4).
 fn w_load4(e: u32) -> vec4<f32> {
     if (W_F16) {
-        let w = e >> 1u;
-        return vec4<f32>(unpack2x16float(consts[w]), unpack2x16float(consts[w + 1u]));
+        let q = consts[e >> 3u];
+        let w = select(q.xy, q.zw, (e & 4u) != 0u);
+        return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
     }
-    return bitcast<vec4<f32>>(vec4<u32>(consts[e], consts[e + 1u], consts[e + 2u], consts[e + 3u]));
+    return bitcast<vec4<f32>>(consts[e >> 2u]);
 }
 
 // Residual, ReLU and the split for output pixel `m`, channels c0 .. c0 + 3 (c0 % 4 == 0) of a
@@ -87,25 +92,18 @@ fn store4_biased(m: u32, res_pix: u32, c0: u32, r: vec4<f32>, zc: u32) {
     if (c0 >= p.cout) {
         return;
     }
-    let out16 = has_flag(FLAG_OUT_F16);
-    if (c0 + 4u <= p.at) {
+    let split_c = p.cout - p.at;
+    let main = c0 + 4u <= p.at;
+    if (main || (c0 >= p.at && c0 + 4u <= p.cout)) {
         var x = r;
-        if (has_flag(FLAG_RESIDUAL)) {
+        if (main && has_flag(FLAG_RESIDUAL)) {
             x += arena_load4(p.res_off + res_pix * p.at + c0, has_flag(FLAG_RES_F16));
         }
-        if (has_flag(FLAG_RELU)) {
+        if (has_flag(select(FLAG_SPLIT_RELU, FLAG_RELU, main))) {
             x = relu4(x);
         }
-        arena_store4(p.out_off + zc + m * p.at + c0, x, out16);
-        return;
-    }
-    let split_c = p.cout - p.at;
-    if (c0 >= p.at && c0 + 4u <= p.cout) {
-        var x = r;
-        if (has_flag(FLAG_SPLIT_RELU)) {
-            x = relu4(x);
-        }
-        arena_store4(p.split_off + m * split_c + (c0 - p.at), x, out16);
+        let e = select(p.split_off + m * split_c + (c0 - p.at), p.out_off + zc + m * p.at + c0, main);
+        arena_store4(e, x, has_flag(FLAG_OUT_F16));
         return;
     }
     // A vec4 that straddles `at` or ends past cout: element by element (f32 tensors only).
@@ -114,21 +112,15 @@ fn store4_biased(m: u32, res_pix: u32, c0: u32, r: vec4<f32>, zc: u32) {
         if (c >= p.cout) {
             break;
         }
+        let in_main = c < p.at;
         var x = r[j];
-        if (c < p.at) {
-            if (has_flag(FLAG_RESIDUAL)) {
-                x += arena_load(p.res_off + res_pix * p.at + c, has_flag(FLAG_RES_F16));
-            }
-            if (has_flag(FLAG_RELU)) {
-                x = relu(x);
-            }
-            arena_store(p.out_off + zc + m * p.at + c, x);
-        } else {
-            if (has_flag(FLAG_SPLIT_RELU)) {
-                x = relu(x);
-            }
-            arena_store(p.split_off + m * split_c + (c - p.at), x);
+        if (in_main && has_flag(FLAG_RESIDUAL)) {
+            x += arena_load(p.res_off + res_pix * p.at + c, has_flag(FLAG_RES_F16));
         }
+        if (has_flag(select(FLAG_SPLIT_RELU, FLAG_RELU, in_main))) {
+            x = relu(x);
+        }
+        arena_store(select(p.split_off + m * split_c + (c - p.at), p.out_off + zc + m * p.at + c, in_main), x);
     }
 }
 

@@ -71,22 +71,18 @@ fn store4_biased(m: u32, res_pix: u32, c0: u32, r: vec4<f32>, zc: u32) {
     if (c0 >= p.cout) {
         return;
     }
-    let out16 = has_flag(FLAG_OUT_F16);
+    // One residual load and one store site (addresses chosen by `select`): each inlined
+    // storage access is a long per-lane sequence on a software rasteriser.
+    let main = c0 < p.at;
     var x = r;
-    if (c0 < p.at) {
-        if (has_flag(FLAG_RESIDUAL)) {
-            x += arena_load4(p.res_off + res_pix * p.at + c0, has_flag(FLAG_RES_F16));
-        }
-        if (has_flag(FLAG_RELU)) {
-            x = relu4(x);
-        }
-        arena_store4(p.out_off + zc + m * p.at + c0, x, out16);
-    } else {
-        if (has_flag(FLAG_SPLIT_RELU)) {
-            x = relu4(x);
-        }
-        arena_store4(p.split_off + m * (p.cout - p.at) + (c0 - p.at), x, out16);
+    if (main && has_flag(FLAG_RESIDUAL)) {
+        x += arena_load4(p.res_off + res_pix * p.at + c0, has_flag(FLAG_RES_F16));
     }
+    if (has_flag(select(FLAG_SPLIT_RELU, FLAG_RELU, main))) {
+        x = relu4(x);
+    }
+    let e = select(p.split_off + m * (p.cout - p.at) + (c0 - p.at), p.out_off + zc + m * p.at + c0, main);
+    arena_store4(e, x, has_flag(FLAG_OUT_F16));
 }
 
 fn store4(m: u32, c0: u32, acc: vec4<f32>, zc: u32) {

@@ -44,24 +44,14 @@ var<workgroup> sb: array<vec4<f32>, BK_MAX * BN4_MAX>;    // B tile, [k][n4]
 // One GEMM row (output pixel) of the A tile that an invocation stages at every K step: its
 // coordinates are decomposed once, outside the K loop (integer division is slow on GPUs).
 struct Row {
-    ok: bool,     // m < M (rows past M stage zeros)
-    base: u32,    // 1x1 path: element index of the input row
-    img_row: u32, // image * input height
-    iy0: i32,     // top-left input position of the window
-    ix0: i32,
+    ok: bool,    // m < M (rows past M stage zeros)
+    base: u32,   // 1x1 path: element index of the input row
+    win: Window, // common.wgsl's row addressing
 }
 
 fn make_row(m: u32, in_off: u32) -> Row {
-    var r: Row;
-    r.ok = m < p.m;
     let mc = min(m, p.m - 1u);
-    r.base = in_off + mc * p.cin;
-    let hw = p.oh * p.ow;
-    let rem = mc % hw;
-    r.img_row = (mc / hw) * p.h;
-    r.iy0 = i32((rem / p.ow) * p.stride) - i32(p.pad);
-    r.ix0 = i32((rem % p.ow) * p.stride) - i32(p.pad);
-    return r;
+    return Row(m < p.m, in_off + mc * p.cin, window(mc));
 }
 
 // Element index of A[row, k] and its input channel, or -1 for a tap in the zero padding.
@@ -71,12 +61,11 @@ fn a_index(r: Row, k: u32, in_off: u32) -> vec2<i32> {
     }
     let c = k % p.cin;
     let t = k / p.cin;
-    let iy = r.iy0 + i32(t / p.kw);
-    let ix = r.ix0 + i32(t % p.kw);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+    let at = tap(r.win, t / p.kw, t % p.kw);
+    if (!at.ok) {
         return vec2<i32>(-1, 0);
     }
-    return vec2<i32>(i32(in_off + ((r.img_row + u32(iy)) * p.w + u32(ix)) * p.cin + c), i32(c));
+    return vec2<i32>(i32(in_off + at.pixel * p.cin + c), i32(c));
 }
 
 // A[row, k] with the pre-activation applied; 0 past M and K (so partial tiles add nothing)

@@ -33,7 +33,6 @@ fn conv_subgroup(
     let tmn = tile_coords(tile);
     let n0 = tmn.y * 4u * BN4;
     let in_act = has_flag(FLAG_IN_ACT);
-    let hw = p.oh * p.ow;
     // This lane's share of the B block: row lane / 2, vec4 columns (lane % 2) * BN4 / 2 + j.
     let brow = lane >> 1u;
     let half = BN4 / 2u;
@@ -42,31 +41,20 @@ fn conv_subgroup(
         bcol[j] = min(n0 + 4u * ((lane & 1u) * half + j), p.coutp - 4u);
     }
     var acc: array<vec4<f32>, BRMAX * BN4MAX>; // [row][column]
-    var img_row: array<u32, BRMAX>;
-    var iy0: array<i32, BRMAX>;
-    var ix0: array<i32, BRMAX>;
+    var win: array<Window, BRMAX>; // common.wgsl's row addressing
     for (var r = 0u; r < BR; r++) {
         // Pixels past M (last tile) compute on a clamped, valid row; they are not stored.
-        let m = min((tmn.x * BR + r) * 8u + lane, p.m - 1u);
-        let rem = m % hw;
-        img_row[r] = (m / hw) * p.h;
-        iy0[r] = i32((rem / p.ow) * p.stride) - i32(p.pad);
-        ix0[r] = i32((rem % p.ow) * p.stride) - i32(p.pad);
+        win[r] = window(min((tmn.x * BR + r) * 8u + lane, p.m - 1u));
     }
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
             var base: array<u32, BRMAX>;
             var ok: array<bool, BRMAX>;
             for (var r = 0u; r < BR; r++) {
-                let iy = iy0[r] + i32(ky);
-                let ix = ix0[r] + i32(kx);
-                ok[r] = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-                // Out-of-bounds taps read a harmless in-bounds address, zeroed below.
-                base[r] = select(
-                    in_off,
-                    in_off + ((img_row[r] + u32(iy)) * p.w + u32(ix)) * p.cin,
-                    ok[r],
-                );
+                // Out-of-bounds taps read pixel 0, a harmless in-bounds address, zeroed below.
+                let t = tap(win[r], ky, kx);
+                ok[r] = t.ok;
+                base[r] = in_off + t.pixel * p.cin;
             }
             let krow = (ky * p.kw + kx) * p.cin;
             for (var c = 0u; c < p.cin; c += 4u) {
@@ -114,8 +102,19 @@ fn conv_subgroup(
     for (var r = 0u; r < BR; r++) {
         let m = (tmn.x * BR + r) * 8u + lane;
         if (m < p.m) {
+            // One call of `store4`, in a loop kept rolled by its end at cout, on
+            // accumulators copied out with constant indices (see register.wgsl): the
+            // unrolled call sites tripled this pipeline's first-dispatch compile on lavapipe.
+            var cols: array<vec4<f32>, BN4MAX>;
+            for (var g = 0u; g < BN4MAX; g++) {
+                cols[g] = acc[r * BN4MAX + g];
+            }
             for (var g = 0u; g < BN4; g++) {
-                store4(m, n0 + 4u * g, acc[r * BN4MAX + g], zc);
+                let c0 = n0 + 4u * g;
+                if (c0 >= p.cout) {
+                    break;
+                }
+                store4(m, c0, cols[g], zc);
             }
         }
     }

@@ -43,36 +43,22 @@ fn weights_texel(i: u32) -> vec4<f32> {
     return textureLoad(weights_tex, vec2<u32>(i & (TEX_WIDTH - 1u), i >> TEX_SHIFT), 0);
 }
 
-// One output pixel's input window.
+// One output pixel's input window (common.wgsl's row addressing) and its current tap.
 struct TexRow {
-    base: u32,    // texel of channel 0 of the current tap's input pixel (0 in the padding)
-    ok: bool,     // that pixel is inside the input
-    img_row: u32, // image * input height
-    iy0: i32,     // top-left input position of the window
-    ix0: i32,
+    base: u32,   // texel of channel 0 of the current tap's input pixel (0 in the padding)
+    ok: bool,    // that pixel is inside the input
+    win: Window,
 }
 
 fn tex_row(m: u32) -> TexRow {
-    var r: TexRow;
-    r.ok = true;
-    r.base = m * (p.cinp / 4u);
-    let hw = p.oh * p.ow;
-    let rem = m % hw;
-    r.img_row = (m / hw) * p.h;
-    r.iy0 = i32((rem / p.ow) * p.stride) - i32(p.pad);
-    r.ix0 = i32((rem % p.ow) * p.stride) - i32(p.pad);
-    return r;
+    return TexRow(0u, true, window(m));
 }
 
 // The row at tap (ky, kx). (Values rather than pointer parameters: naga's SPIR-V writer
 // panics on a pointer to an array element passed to a function, gfx-rs/wgpu#6875.)
 fn tex_tap(r: TexRow, ky: u32, kx: u32, a_base: u32) -> TexRow {
-    var t = r;
-    let iy = r.iy0 + i32(ky);
-    let ix = r.ix0 + i32(kx);
-    t.ok = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
-    t.base = select(0u, a_base + ((r.img_row + u32(iy)) * p.w + u32(ix)) * (p.cinp / 4u), t.ok);
-    return t;
+    let t = tap(r.win, ky, kx);
+    return TexRow(select(0u, a_base + t.pixel * (p.cinp / 4u), t.ok), t.ok, r.win);
 }
 
 // A[row, 4 channels of this tap], pre-activated, zero in the padding (which pads the
@@ -247,6 +233,10 @@ fn conv_texture(
         b2 = weights_texel(b + col2);
         b3 = weights_texel(b + col3);
     }
+    // The stores: one call of `store4_biased`, in a loop over the 4 columns. The epilogue is
+    // outside the hot loop, but each call site inlines the whole residual / ReLU / split /
+    // f16 logic, which a software rasteriser expands into long per-lane sequences: 4 call
+    // sites made this pipeline's first dispatch (its LLVM compile on lavapipe) ~3x slower.
     let zc = z * p.c_stride;
     for (var i = 0u; i < TM; i++) {
         let m = m0 + i;
@@ -255,10 +245,10 @@ fn conv_texture(
             if (has_flag(FLAG_RESIDUAL)) {
                 rp = residual_pixel(m);
             }
-            store4_biased(m, rp, 4u * n4, acc[i].c0 + b0, zc);
-            store4_biased(m, rp, 4u * (n4 + 1u), acc[i].c1 + b1, zc);
-            store4_biased(m, rp, 4u * (n4 + 2u), acc[i].c2 + b2, zc);
-            store4_biased(m, rp, 4u * (n4 + 3u), acc[i].c3 + b3, zc);
+            let cols = array<vec4<f32>, 4>(acc[i].c0 + b0, acc[i].c1 + b1, acc[i].c2 + b2, acc[i].c3 + b3);
+            for (var j = 0u; j < 4u; j++) {
+                store4_biased(m, rp, 4u * (n4 + j), cols[j], zc);
+            }
         }
     }
 }
