@@ -203,6 +203,7 @@ fn main() {
                     offset_bytes: 0,
                     size_bytes: weights.size(),
                 },
+                transform_weights: None,
                 weights_dtype: Dtype::F32,
             };
             let mut e = Emitter::new(batch, 0, ctx.limits.max_compute_workgroups_per_dimension);

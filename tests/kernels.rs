@@ -866,6 +866,7 @@ fn check_conv(
                 placements,
                 scratch: &scratch,
                 weights: slot.expect("a conv has weights"),
+                transform_weights: None,
                 weights_dtype: weights,
             };
             emit(c.batch, |e| {

@@ -18,6 +18,7 @@ use resnet_wgpu::plan::{
     ConvAlgo, ConvVariant, DeviceProfile, Limits, Plan, PlanOptions, Precision, WinogradPolicy,
     plan_with,
 };
+use resnet_wgpu::winograd::Tile;
 use std::collections::BTreeSet;
 
 use common::nets::{graph, networks, profiles, wide};
@@ -194,36 +195,79 @@ fn textures_too_large_for_the_device_give_way_to_buffer_kernels() {
 
 /// The weights only texture convs read are held once: their buffers are not bound by any
 /// launch (the session drops them after the texture copy), and the resident figure counts
-/// them once.
+/// them once. With Winograd, a conv whose GEMM is the texture variant keeps U in such a buffer
+/// and its transforms' bias and pre-activation in a bound slot of their own.
 #[test]
 fn texture_only_weights_are_held_once() {
-    let g = graph(Flavour::Torchvision, UnitKind::Basic, 96);
-    let opts = PlanOptions {
-        device: DeviceProfile {
-            winograd: WinogradPolicy::Off,
-            ..DeviceProfile::software()
-        },
-        ..Default::default()
-    };
-    let plan = plan_with(&g, 2, &Limits::unlimited(), &opts).unwrap();
-    let texture_only: Vec<usize> = (0..plan.weight_buffers.len())
-        .filter(|&i| !plan.buffer_bound(i))
-        .collect();
-    assert!(!texture_only.is_empty(), "{:?}", plan.weight_buffers);
-    for &i in &texture_only {
+    for (flavour, winograd) in [
+        (Flavour::Torchvision, WinogradPolicy::Off),
+        (Flavour::Torchvision, WinogradPolicy::Auto),
+        (Flavour::SlimV2, WinogradPolicy::Force(Tile::F4)),
+    ] {
+        let g = graph(flavour, UnitKind::Basic, 96);
+        let opts = PlanOptions {
+            device: DeviceProfile {
+                winograd,
+                ..DeviceProfile::software()
+            },
+            ..Default::default()
+        };
+        let plan = plan_with(&g, 2, &Limits::unlimited(), &opts).unwrap();
+        plan.check(&g, &Limits::unlimited()).unwrap();
+        let texture_only: Vec<usize> = (0..plan.weight_buffers.len())
+            .filter(|&i| !plan.buffer_bound(i))
+            .collect();
+        assert!(!texture_only.is_empty(), "{:?}", plan.weight_buffers);
+        for &i in &texture_only {
+            assert!(
+                plan.textures.weights[i],
+                "buffer {i} is neither bound nor copied"
+            );
+        }
+        // Split Winograd convs: exactly the Winograd steps whose GEMM is the texture variant,
+        // with U unbound and the transforms' slot bound and not copied.
+        let texture_winograd = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                s.winograd().is_some()
+                    && s.conv
+                        .is_some_and(|c| c.gemm.variant == ConvVariant::Texture)
+            })
+            .count();
+        let split: Vec<usize> = (0..plan.steps.len())
+            .filter(|&i| plan.transform_weights[i].is_some())
+            .collect();
+        assert_eq!(split.len(), texture_winograd, "{winograd:?}");
+        assert_eq!(
+            texture_winograd > 0,
+            winograd != WinogradPolicy::Off,
+            "{winograd:?}"
+        );
+        for &i in &split {
+            let t = plan.transform_weights[i].unwrap();
+            assert!(
+                !plan.buffer_bound(plan.weights[i].buffer),
+                "step {i}: U bound"
+            );
+            assert!(
+                plan.buffer_bound(t.buffer),
+                "step {i}: transforms' slot unbound"
+            );
+            assert!(
+                !plan.textures.weights[t.buffer],
+                "step {i}: transforms' slot copied"
+            );
+        }
+        let buffers: u64 = plan.weight_buffers.iter().sum();
+        // The copies are whole texture rows: at most one row of each copy more than its buffer.
+        let slack = plan.weight_buffers.len() as u64 * 4096 * 16;
         assert!(
-            plan.textures.weights[i],
-            "buffer {i} is neither bound nor copied"
+            plan.resident_weight_bytes() <= buffers + slack,
+            "resident {} for {buffers} bytes of weights ({winograd:?})",
+            plan.resident_weight_bytes()
         );
     }
-    let buffers: u64 = plan.weight_buffers.iter().sum();
-    // The copies are whole texture rows: at most one row of each copy more than its buffer.
-    let slack = plan.weight_buffers.len() as u64 * 4096 * 16;
-    assert!(
-        plan.resident_weight_bytes() <= buffers + slack,
-        "resident {} for {buffers} bytes of weights",
-        plan.resident_weight_bytes()
-    );
 }
 
 /// On the GPU: the dispatches a session records are the plan's launches, one for one, and

@@ -2,7 +2,8 @@
 //! plan it makes (and what a session may assert in debug builds).
 
 use super::arena::{Interval, PHASES};
-use super::{Dtype, Limits, Plan, Precision, op_kind, scratch_for, tensor_dtypes};
+use super::kernel::{ConvAlgo, ConvVariant};
+use super::{Dtype, Limits, Plan, op_kind, scratch_for, tensor_dtypes, weights};
 use crate::graph::{Graph, Op};
 
 impl Plan {
@@ -72,10 +73,6 @@ impl Plan {
                 expected_scratch.iter().map(|s| &s.name).collect::<Vec<_>>()
             ));
         }
-        let weights_dtype = match self.precision {
-            Precision::F32 => Dtype::F32,
-            Precision::F16 => Dtype::F16,
-        };
 
         // Liveness, recomputed in phases: from the writer's first phase (its last for a phased
         // step, whose last dispatch writes the output) to the last reader's last phase (its
@@ -276,12 +273,50 @@ impl Plan {
                 graph.ops.len()
             ));
         }
+        if self.transform_weights.len() != graph.ops.len() {
+            errs.push(format!(
+                "{} transform weight slots for {} ops",
+                self.transform_weights.len(),
+                graph.ops.len()
+            ));
+        }
         let mut per_buffer: Vec<Vec<(u64, u64, &str)>> =
             vec![Vec::new(); self.weight_buffers.len()];
         let mut total = 0u64;
-        let elem = weights_dtype.bytes();
-        for ((slot, op), step) in self.weights.iter().zip(&graph.ops).zip(&self.steps) {
-            let size = (op.constants_len_for(step.winograd()) as u64 * elem).next_multiple_of(4);
+        // Every slot with the element count its holding calls for: the whole constants, or a
+        // split Winograd conv's U and the rest.
+        let mut slots = Vec::new();
+        for (i, ((&slot, op), step)) in self
+            .weights
+            .iter()
+            .zip(&graph.ops)
+            .zip(&self.steps)
+            .enumerate()
+        {
+            let transform = self.transform_weights.get(i).copied().flatten();
+            let split = step.conv.is_some_and(|c| {
+                c.gemm.variant == ConvVariant::Texture && matches!(c.algo, ConvAlgo::Winograd(_))
+            });
+            if split != transform.is_some() {
+                errs.push(format!(
+                    "op `{}`: {} transforms' slot",
+                    op.name(),
+                    if split { "no" } else { "an unneeded" }
+                ));
+            }
+            let holding = if transform.is_some() {
+                weights::Holding::SplitWinograd
+            } else {
+                weights::Holding::Bound
+            };
+            let (main, rest) = weights::slot_lens(op, step.winograd(), holding);
+            slots.push((slot, main, op));
+            if let Some(t) = transform {
+                slots.push((t, rest, op));
+            }
+        }
+        for (slot, len, op) in slots {
+            let size = weights::slot_bytes(len, self.precision);
             if slot.size_bytes != size {
                 errs.push(format!(
                     "op `{}`: slot of {} bytes, not {size}",
@@ -470,7 +505,10 @@ impl Plan {
                 }
                 for r in &l.bindings {
                     let ok = match *r {
-                        super::Resource::Weights(w) => self.weights.get(l.step) == Some(&w),
+                        super::Resource::Weights(w) => {
+                            self.weights.get(l.step) == Some(&w)
+                                || self.transform_weights.get(l.step) == Some(&Some(w))
+                        }
                         super::Resource::NoWeights => true,
                         super::Resource::WeightsTexture(b) => {
                             self.textures.weights.get(b) == Some(&true)

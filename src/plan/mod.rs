@@ -236,6 +236,11 @@ pub struct Plan {
     pub lower_bound_bytes: u64,
     /// Indexed by op; ops with no constants get a slot of size 0 (buffer 0, offset 0; unbound).
     pub weights: Vec<WeightSlot>,
+    /// Indexed by op: for a Winograd conv whose GEMM is the texture variant, the slot of the
+    /// bias and pre-activation its transforms read; its `weights` slot then holds U alone,
+    /// which only the texture copy serves, so that the weights are held once. `None` for
+    /// every other op.
+    pub transform_weights: Vec<Option<WeightSlot>>,
     /// Byte size of each weights buffer (the end of its last slot; slots are padded apart for
     /// alignment, so this can exceed the sum of its slots).
     pub weight_buffers: Vec<u64>,
@@ -721,18 +726,26 @@ fn plan_once(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -
         .collect::<Result<_>>()?;
     let sub_batch_sizes = sub_batch_sizes(graph, &steps, batch, sub, &opts.batch_sizes)?;
     let tiles: Vec<Option<Tile>> = algos.iter().map(|a| a.tile()).collect();
-    // Direct texture-variant convs read their constants only from the texture copy.
-    let texture_only: Vec<bool> = steps
+    // Texture-variant GEMMs read their weights only from the texture copy: a direct conv's
+    // whole slot, a Winograd conv's U (its transforms read the bias and pre-activation).
+    let holding: Vec<weights::Holding> = steps
         .iter()
-        .map(|s| {
-            s.conv.is_some_and(|c| {
-                c.algo == ConvAlgo::Direct && c.gemm.variant == ConvVariant::Texture
-            })
+        .map(|s| match s.conv {
+            Some(c) if c.gemm.variant == ConvVariant::Texture => match c.algo {
+                ConvAlgo::Direct => weights::Holding::TextureOnly,
+                ConvAlgo::Winograd(_) => weights::Holding::SplitWinograd,
+                ConvAlgo::SplitK(_) => weights::Holding::Bound,
+            },
+            _ => weights::Holding::Bound,
         })
         .collect();
-    let (weights, weight_buffers) =
-        weights::pack(graph, &tiles, &texture_only, opts.precision, limits)?;
-    let weights_bytes = weights.iter().map(|w| w.size_bytes).sum();
+    let (weights, transform_weights, weight_buffers) =
+        weights::pack(graph, &tiles, &holding, opts.precision, limits)?;
+    let weights_bytes = weights
+        .iter()
+        .chain(transform_weights.iter().flatten())
+        .map(|w| w.size_bytes)
+        .sum();
     let tensors = live
         .iter()
         .zip(&layout.offsets)
@@ -765,6 +778,7 @@ fn plan_once(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -
         naive_bytes: layout.naive_bytes,
         lower_bound_bytes: layout.lower_bound_bytes,
         weights,
+        transform_weights,
         weight_buffers,
         weights_bytes,
         sub_batch_sizes,

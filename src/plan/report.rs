@@ -60,6 +60,11 @@ impl Plan {
                         "offset_bytes": w.offset_bytes,
                         "size_bytes": w.size_bytes,
                     },
+                    "transform_weights": self.transform_weights[s.op].map(|t| json!({
+                        "buffer": t.buffer,
+                        "offset_bytes": t.offset_bytes,
+                        "size_bytes": t.size_bytes,
+                    })),
                 })
             })
             .collect();

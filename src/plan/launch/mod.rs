@@ -462,6 +462,7 @@ pub(super) fn build(
                         placements: &plan.tensors,
                         scratch: &scratch,
                         weights: consts.expect("a conv has weights"),
+                        transform_weights: plan.transform_weights[step],
                         weights_dtype: weights,
                     };
                     conv::launches(&mut e, &cp, o, &graph.tensors, sub.images, &at);

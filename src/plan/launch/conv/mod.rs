@@ -104,6 +104,9 @@ pub struct ConvOperands<'a> {
     pub scratch: &'a [Placement],
     /// The op's constants.
     pub weights: WeightSlot,
+    /// A Winograd conv's bias and pre-activation in a slot of their own, where `weights`
+    /// holds U alone ([`Plan::transform_weights`](crate::plan::Plan::transform_weights)).
+    pub transform_weights: Option<WeightSlot>,
     /// Their storage type.
     pub weights_dtype: Dtype,
 }

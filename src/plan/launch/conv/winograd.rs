@@ -38,8 +38,13 @@ pub(super) fn launches(
     );
     let points = u32_of(tile.points());
     let (v16, m16) = (f16(v.dtype), f16(m.dtype));
-    // The constants: U [points][cin][cout] | bias [cout] | scale, shift [cin].
-    let bias = points * cin * cout;
+    // The constants: U [points][cin][cout] | bias [cout] | scale, shift [cin], in one slot, or
+    // U in the GEMM's and the rest in the transforms' own.
+    let bias = if at.transform_weights.is_some() {
+        0
+    } else {
+        points * cin * cout
+    };
     let act = bias + cout;
     let transform = Params {
         m: tiles,
@@ -134,7 +139,9 @@ fn transform(
         label,
         transform_key(entry, constants),
         bytemuck::bytes_of(params),
-        vec![Resource::Weights(at.weights)],
+        vec![Resource::Weights(
+            at.transform_weights.unwrap_or(at.weights),
+        )],
         [
             items.div_ceil(crate::plan::launch::workgroup_size(entry)),
             1,
