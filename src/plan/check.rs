@@ -513,8 +513,12 @@ impl Plan {
                         super::Resource::WeightsTexture(b) => {
                             self.textures.weights.get(b) == Some(&true)
                         }
-                        super::Resource::StagingTexture(Dtype::F32)
-                        | super::Resource::PackTarget => self.textures.staging_f32 > 0,
+                        super::Resource::StagingTexture(Dtype::F32) => {
+                            self.textures.staging_f32 > 0
+                        }
+                        super::Resource::PackTarget { texels } => {
+                            self.textures.staging_f32 >= texels
+                        }
                         super::Resource::StagingTexture(Dtype::F16) => {
                             self.textures.staging_f16 > 0
                         }

@@ -236,7 +236,7 @@ impl Kernels {
             .iter()
             .map(|r| match *r {
                 Resource::StagingTexture(d) => Some(view(res.staging(d))),
-                Resource::PackTarget => Some(view(res.staging(Dtype::F32))),
+                Resource::PackTarget { .. } => Some(view(res.staging(Dtype::F32))),
                 Resource::WeightsTexture(b) => {
                     Some(view(res.weight_textures[b].as_ref().expect(
                         "the plan copies this weights buffer into a texture",

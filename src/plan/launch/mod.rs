@@ -234,8 +234,12 @@ pub enum Resource {
     StagingTexture(Dtype),
     /// The texture copy of weights buffer `i` (sampled).
     WeightsTexture(usize),
-    /// The f32 staging texture as a storage texture (what `pack_texture` writes).
-    PackTarget,
+    /// The f32 staging texture as a storage texture, of which `pack_texture` writes the first
+    /// `texels` texels.
+    PackTarget {
+        /// Texels written (the staging texture holds at least these).
+        texels: u64,
+    },
 }
 
 /// A copy of `texels` vec4 of `dtype` from the arena at `offset_bytes` into the first texels
@@ -511,13 +515,11 @@ pub fn textures(launches: &[Launch], weight_buffers: usize) -> Textures {
                 Dtype::F16 => t.staging_f16 = t.staging_f16.max(c.texels),
             }
         }
-        if l.pipeline.entry == conv::texture::PACK_ENTRY {
-            let texels = conv::texture::pack_texels(&l.uniform);
-            t.staging_f32 = t.staging_f32.max(texels);
-        }
         for r in &l.bindings {
-            if let Resource::WeightsTexture(b) = *r {
-                t.weights[b] = true;
+            match *r {
+                Resource::WeightsTexture(b) => t.weights[b] = true,
+                Resource::PackTarget { texels } => t.staging_f32 = t.staging_f32.max(texels),
+                _ => {}
             }
         }
     }

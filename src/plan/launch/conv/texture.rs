@@ -35,13 +35,6 @@ pub(super) fn pack_key() -> PipelineKey {
     }
 }
 
-/// The texels a `pack_texture` launch writes, from its uniform.
-pub(crate) fn pack_texels(uniform: &[u8]) -> u64 {
-    u64::from(
-        bytemuck::pod_read_unaligned::<PackParams>(&uniform[..size_of::<PackParams>()]).texels,
-    )
-}
-
 impl Variant for Texture {
     const SHADER: Shader = Shader::ConvTexture;
     const ENTRY: &'static str = "conv_texture";
@@ -83,7 +76,9 @@ impl Variant for Texture {
                 label: format!("{} (pack input)", g.label),
                 pipeline: pack_key(),
                 uniform: bytemuck::bytes_of(&params).to_vec(),
-                bindings: vec![Resource::PackTarget],
+                bindings: vec![Resource::PackTarget {
+                    texels: u64::from(params.texels),
+                }],
                 groups: [
                     params
                         .texels
