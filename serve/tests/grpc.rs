@@ -4,6 +4,8 @@
 //! not the service's. Each gets its gRPC status and message, and the server serves on.
 //! (Triton's own clients are the Python tests': serve/tests/test_tritonclient.py.)
 
+mod common;
+
 #[path = "../src/grpc_proto.rs"]
 #[allow(dead_code)]
 mod grpc_proto;
@@ -12,57 +14,9 @@ use bytes::Bytes;
 use grpc_proto::model_infer_request::InferInputTensor;
 use grpc_proto::{ModelInferRequest, ModelInferResponse, ServerLiveRequest, ServerLiveResponse};
 use prost::Message;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    grpc: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/digits");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_resnet-serve"))
-            .args(["--weights", d.join("digits.safetensors").to_str().unwrap()])
-            .args(["--labels", d.join("labels.txt").to_str().unwrap()])
-            .args(["--size", "32", "--resize", "32"])
-            .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start resnet-serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut grpc = None;
-        loop {
-            let line = lines
-                .next()
-                .expect("resnet-serve exited before listening")
-                .unwrap();
-            if let Some(a) = line.split("over gRPC on ").nth(1) {
-                grpc = Some(a.trim().to_string());
-            }
-            if line.contains("over HTTP on ") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            grpc: grpc.expect("no gRPC address"),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Process as Server;
 
 /// One HTTP/2 connection to the server.
 async fn connect(addr: &str) -> h2::client::SendRequest<Bytes> {
@@ -187,14 +141,17 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn slow_oversized_and_reset_bodies_get_their_status_and_the_server_serves_on() {
-    let s = Server::start(&[
-        "--max-body",
-        "200000",
-        "--body-timeout-s",
-        "1",
-        "--max-batch",
-        "1",
-    ]);
+    let s = Server::start(
+        &[
+            "--max-body",
+            "200000",
+            "--body-timeout-s",
+            "1",
+            "--max-batch",
+            "1",
+        ],
+        &[],
+    );
     let addr = s.grpc.clone();
     runtime().block_on(async {
         let infer = "/inference.GRPCInferenceService/ModelInfer";

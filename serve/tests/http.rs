@@ -3,25 +3,25 @@
 //! classify, the classification extension, concurrency and batching, bad requests, a full
 //! queue, and shutdown with requests in flight. Every server is killed when its test ends.
 
+mod common;
+
+use common::digits;
 use resnet_wgpu::classifier::{Classifier, ClassifierOptions, Model};
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::preprocess::Preprocess;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-fn digits() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/digits")
-}
 
 /// f32 logits, relative to max(1, max|logit|) (as tests/golden.rs).
 const TOL: f32 = 1e-5;
 
+/// The server, with its HTTP address.
 struct Server {
-    child: Child,
+    process: common::Process,
     addr: String,
 }
 
@@ -31,31 +31,9 @@ impl Server {
     }
 
     fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let d = digits();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_resnet-serve"))
-            .envs(env.iter().copied())
-            .args(["--weights", d.join("digits.safetensors").to_str().unwrap()])
-            .args(["--labels", d.join("labels.txt").to_str().unwrap()])
-            .args(["--size", "32", "--resize", "32", "--http", "127.0.0.1:0"])
-            .args(["--grpc", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start resnet-serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("resnet-serve exited before listening")
-                .unwrap();
-            if let Some(a) = line.split("over HTTP on ").nth(1) {
-                break a.trim().to_string();
-            }
-        };
-        // Keep draining stderr so that the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        let process = common::Process::start(extra, env);
+        let addr = process.http.clone();
+        Server { process, addr }
     }
 
     fn url(&self, path: &str) -> String {
@@ -91,13 +69,6 @@ impl Server {
             .filter(|l| l[name.len()..].starts_with([' ', '{']))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
             .sum()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -698,7 +669,7 @@ fn sigterm_with_requests_in_flight_answers_them_and_exits_0() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(150));
-    let pid = s.child.id().to_string();
+    let pid = s.process.child.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -714,7 +685,7 @@ fn sigterm_with_requests_in_flight_answers_them_and_exits_0() {
     assert!(statuses.contains(&200), "{statuses:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
+        if let Some(st) = s.process.child.try_wait().unwrap() {
             break st;
         }
         assert!(Instant::now() < deadline, "the server did not exit");
