@@ -15,7 +15,7 @@ pub mod serve;
 mod page;
 
 #[cfg(target_arch = "wasm32")]
-pub use page::WebClassifier;
+pub use page::{WebClassifier, WebLogits};
 
 use resnet_wgpu::Prediction;
 

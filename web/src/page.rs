@@ -8,11 +8,16 @@
 
 use crate::FileResult;
 use resnet_wgpu::classify::{ClassifyOptions, Source, classify_with_async};
+use resnet_wgpu::gpu::session::{Session, SessionOptions};
+use resnet_wgpu::gpu::timing::Timing;
+use resnet_wgpu::gpu::{AdapterChoice, GpuContext};
+use resnet_wgpu::graph::{LowerOptions, lower};
 use resnet_wgpu::labels::Labels;
 use resnet_wgpu::model::load::LoadOptions;
 #[cfg(doc)]
 use resnet_wgpu::preprocess::Preprocess;
 use resnet_wgpu::{Classifier, ClassifierOptions, Error, Model};
+use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
@@ -193,6 +198,110 @@ impl WebClassifier {
             let json = serde_json::to_string(&result)
                 .map_err(|e| JsError::new(&format!("serialising the result: {e}")))?;
             Ok(JsValue::from_str(&json))
+        })
+    }
+}
+
+/// A checkpoint's network on the browser's WebGPU device, logits in and out: the browser peer
+/// benchmark's engine (`peer/web/`), timed against other engines on the same preprocessed
+/// input, so no decoding, preprocessing or softmax. One session of exactly `batch` images (a
+/// [`Classifier`] would also plan the smaller powers of two, which a peer does not build).
+#[wasm_bindgen]
+pub struct WebLogits {
+    // An Rc so that a method's promise owns what it runs on (a promise cannot borrow `self`).
+    session: Rc<Session>,
+    batch: usize,
+    adapter: String,
+}
+
+#[wasm_bindgen]
+impl WebLogits {
+    /// Loads a checkpoint from its bytes (`name`: the file name, whose extension picks the
+    /// format, e.g. `resnet50.onnx`), opens WebGPU and builds a session for `batch` images of
+    /// `size` x `size`: everything before the first forward pass.
+    pub async fn load(
+        weights: Vec<u8>,
+        name: String,
+        batch: u32,
+        size: u32,
+    ) -> Result<WebLogits, JsError> {
+        log_panics();
+        let model =
+            Model::from_bytes(&weights, &name, &LoadOptions::default()).map_err(js_error)?;
+        drop(weights);
+        let (size, batch) = (size as usize, batch.max(1) as usize);
+        let net = &model.network;
+        let graph = lower(&net.arch, &net.params, size, size, &LowerOptions::default())
+            .map_err(js_error)?;
+        let ctx = GpuContext::new_async(&AdapterChoice::default())
+            .await
+            .map_err(js_error)?;
+        let session = Session::with_options_async(&ctx, graph, batch, &SessionOptions::default())
+            .await
+            .map_err(js_error)?;
+        let adapter = describe_adapter(&ctx.summary());
+        Ok(WebLogits {
+            session: Rc::new(session),
+            batch,
+            adapter,
+        })
+    }
+
+    /// The WebGPU adapter, as the CLI logs it.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Logits `[batch, classes]` (a `Float32Array`) of `batch` preprocessed NCHW images:
+    /// upload, the forward pass and the read-back, as a peer engine's run from and to CPU
+    /// memory.
+    pub fn logits(&self, input_nchw: Vec<f32>) -> js_sys::Promise {
+        let (session, n) = (Rc::clone(&self.session), self.batch);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let out = session
+                .run_nchw_async(&input_nchw, n)
+                .await
+                .map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(out.logits.as_slice()).into())
+        })
+    }
+
+    /// One forward pass with a timestamp pair around every dispatch (`resnet bench --profile`
+    /// in the browser): resolves with the JSON list `[{"name", "kernel", "ms"}]` in plan order,
+    /// or rejects where the adapter has no timestamp queries.
+    pub fn profile(&self, input_nchw: Vec<f32>) -> js_sys::Promise {
+        let (session, n) = (Rc::clone(&self.session), self.batch);
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !session.has_timestamps() {
+                return Err(JsError::new(
+                    "this WebGPU adapter offers no timestamp queries (Chromium: \
+                     --enable-dawn-features=allow_unsafe_apis)",
+                )
+                .into());
+            }
+            let (_, t) = session
+                .run_nchw_timed_async(&input_nchw, n, Timing::PerDispatch)
+                .await
+                .map_err(js_error)?;
+            let per_dispatch = t.map(|t| t.per_dispatch).unwrap_or_default();
+            let rows: Vec<serde_json::Value> = session
+                .graph()
+                .ops
+                .iter()
+                .zip(&session.plan().steps)
+                .zip(&per_dispatch)
+                .map(|((op, step), s)| {
+                    serde_json::json!({
+                        "name": op.name(),
+                        "kernel": step.conv.map(|c| c.describe()).unwrap_or_default(),
+                        "ms": s * 1e3,
+                    })
+                })
+                .collect();
+            Ok(JsValue::from_str(
+                &serde_json::Value::from(rows).to_string(),
+            ))
         })
     }
 }

@@ -21,8 +21,17 @@ use tower_http::services::ServeDir;
 
 /// The files under `root`, `/` being `root/index.html`.
 pub fn router(root: &Path) -> Router {
-    Router::new()
-        .fallback_service(ServeDir::new(root))
+    router_with(root, &[])
+}
+
+/// As [`router`], with each `(prefix, folder)` of `mounts` served under `/prefix/` (the
+/// browser peer benchmark's page, its engines' packages and its model under one origin).
+pub fn router_with(root: &Path, mounts: &[(&str, &Path)]) -> Router {
+    let mut app = Router::new();
+    for (prefix, dir) in mounts {
+        app = app.nest_service(&format!("/{prefix}"), ServeDir::new(dir));
+    }
+    app.fallback_service(ServeDir::new(root))
         .layer(middleware::from_fn(no_store_and_log_misses))
 }
 
@@ -50,10 +59,15 @@ impl Server {
     /// Serves `root` on `addr` (`127.0.0.1:0`: any free port; see [`Server::addr`]). Binding
     /// happens here, so an address in use is this call's error.
     pub fn start(root: &Path, addr: &str) -> io::Result<Server> {
+        Server::start_router(router(root), addr)
+    }
+
+    /// As [`Server::start`], serving `app` (e.g. several folders under one origin, as the
+    /// browser peer benchmark does, `examples/peer_bench.rs`).
+    pub fn start_router(app: Router, addr: &str) -> io::Result<Server> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let app = router(root);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
