@@ -164,10 +164,6 @@ def stage_blobs(model_dir):
     m = load_manifest(model_dir)
     with open(os.path.join(model_dir, "resnet50.ncnn.param")) as f:
         layers = [ln.split() for ln in f.read().split("\n")[2:] if ln.strip()]
-    out = {}
-    for ly in layers:
-        for b in ly[4 + int(ly[2]) : 4 + int(ly[2]) + int(ly[3])]:
-            out[b] = ly
     pool = next(ly for ly in layers if ly[0] == "Pooling")
     res_adds = [ly for ly in layers if ly[0] == "BinaryOp"]
     ends = []

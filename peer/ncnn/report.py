@@ -63,8 +63,9 @@ def cmd_compare(args):
     bad = []
     for name, diff, rel, tol, top1, top5 in rows:
         ok = rel <= tol and top1
-        print(f"{name:<22} {diff:>11.3e} {rel:>11.3e} {tol:>10.0e}  {'same' if top1 else 'DIFF':<5}  "
-              f"{'same' if top5 else 'diff'}{'' if ok else '  <- FAIL'}")
+        print(f"{name:<22} {diff:>11.3e} {rel:>11.3e} {tol:>10.0e}  "
+              f"{'same' if top1 else 'DIFF':<5}  {'same' if top5 else 'diff'}"
+              f"{'' if ok else '  <- FAIL'}")
         if not ok:
             bad.append(name)
     if bad:
@@ -179,7 +180,8 @@ def cmd_stages(args):
     for path in [args.ncnn_stages] + ([args.ncnn_stages_fp16] if args.ncnn_stages_fp16 else []):
         j = first_json(path)
         peers.append((j["engine"], list(j["stages_ms"].values())))
-    head = "| part | ours f32 GPU ms |" + "".join(f" {e} wall ms | time ours / {e} |" for e, _ in peers)
+    head = "| part | ours f32 GPU ms |"
+    head += "".join(f" {e} wall ms | time ours / {e} |" for e, _ in peers)
     print(head)
     print("|---|---|" + "---|---|" * len(peers))
     for i, s in enumerate(STAGES):

@@ -78,8 +78,9 @@ device=$("$py" peer/ncnn/bench.py info 2>/dev/null | "$py" -c \
   'import json, sys; j = json.load(sys.stdin); print(j["gpus"][j["default_gpu"]])')
 echo "ncnn: $("$py" peer/ncnn/bench.py info 2>/dev/null)"
 ours=(--backend vulkan --adapter "$device")
-echo "ours: $("$resnet" info "${ours[@]}" --json 2>/dev/null | "$py" -c \
-  'import json, sys; j = json.load(sys.stdin); print(j["name"], "|", j["backend"], "|", j["driver"])')"
+echo "ours: $("$resnet" info "${ours[@]}" --json 2>/dev/null | "$py" -c 'import json, sys
+j = json.load(sys.stdin)
+print(j["name"], "|", j["backend"], "|", j["driver"])')"
 date -u +"date: %Y-%m-%d %H:%M UTC"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -143,9 +144,11 @@ for ((r = 1; r <= rounds; r++)); do
   for b in "${burn_list[@]}"; do
     # burn-bench times ours (random weights) and then burn in one process; its warm-up is
     # burn's autotune (minutes on a cold cache), so it is timed apart as the first run.
-    "$burn_bench" --batch "$b" --size 224 --warmup 1 --steps "$steps" \
-      >"$results/r$r-burn-b$b.log" 2>&1 || echo "note: burn-bench --batch $b failed, see $results/r$r-burn-b$b.log"
-    grep -E '^(burn: adapter|burn resnet50:)' "$results/r$r-burn-b$b.log" | grep -v warm-up | sort -u || true
+    log=$results/r$r-burn-b$b.log
+    "$burn_bench" --batch "$b" --size 224 --warmup 1 --steps "$steps" >"$log" 2>&1 ||
+      echo "note: burn-bench --batch $b failed, see $log"
+    # Its adapter and its summary line (the per-step lines are indented).
+    grep -E '^(burn: adapter|burn resnet50:)' "$log" || true
   done
 done
 
