@@ -1,9 +1,9 @@
 //! The `resnet-serve` process the integration tests talk to: the digits classifier on
 //! 127.0.0.1, HTTP and gRPC on ephemeral ports, killed when dropped.
 
-
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
