@@ -44,18 +44,17 @@ fn arena_store(e: u32, x: f32) {
 }
 
 fn arena_store4(e: u32, x: vec4<f32>, f16: bool) {
-    // One store site in a loop rather than an f32 and an f16 sequence: a software
-    // rasteriser expands each storage access into a long per-lane sequence, and this
-    // function is inlined into every epilogue.
-    var words = bitcast<vec4<u32>>(x);
     if (f16) {
-        words = vec4<u32>(pack2x16float(x.xy), pack2x16float(x.zw), 0u, 0u);
+        let w = e >> 1u;
+        arena[w] = pack2x16float(x.xy);
+        arena[w + 1u] = pack2x16float(x.zw);
+        return;
     }
-    let w0 = select(e, e >> 1u, f16);
-    let n = select(4u, 2u, f16);
-    for (var k = 0u; k < n; k++) {
-        arena[w0 + k] = words[k];
-    }
+    let u = bitcast<vec4<u32>>(x);
+    arena[e] = u.x;
+    arena[e + 1u] = u.y;
+    arena[e + 2u] = u.z;
+    arena[e + 3u] = u.w;
 }
 
 // The A operand (the conv's input).
