@@ -25,13 +25,17 @@ async fn main() {
 #[cfg(target_arch = "wasm32")]
 fn main() {}
 
+// Chromium on a chromedriver, as the page tests start it.
+#[cfg(not(target_arch = "wasm32"))]
+#[path = "../tests/common/chromium.rs"]
+mod chromium;
+
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    use super::chromium::{self, root};
     use resnet_web::serve::{Server, router_with};
-    use serde_json::{Value, json};
-    use std::net::{TcpListener, TcpStream};
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use serde_json::Value;
+    use std::path::PathBuf;
     use std::time::{Duration, Instant};
     use thirtyfour::WebDriver;
 
@@ -98,13 +102,6 @@ mod native {
         a
     }
 
-    fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("web/ is inside the repository")
-            .to_path_buf()
-    }
-
     /// `path` (under the repository), or an exit saying which step makes it.
     fn need(path: &str, how: &str) -> PathBuf {
         let p = root().join(path);
@@ -115,61 +112,14 @@ mod native {
         p
     }
 
-    /// A child process that dies with the driver.
-    struct Killed(Child);
-
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    async fn browser(extra: &[String]) -> (WebDriver, Killed) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let child = Command::new(&exe)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {exe}: {e} (apt-get install chromium-driver)")
-            });
-        let chromedriver = Killed(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{exe} did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let config: Value = serde_json::from_str(
-            &std::fs::read_to_string(root().join("web/webdriver.json")).expect("webdriver.json"),
-        )
-        .expect("webdriver.json is JSON");
-        let mut chrome = config["goog:chromeOptions"].clone();
-        if let Ok(binary) = std::env::var("CHROME") {
-            chrome["binary"] = json!(binary);
-        }
-        let args = chrome["args"].as_array_mut().expect("args");
-        args.extend(QUIET.iter().map(|a| json!(a)));
-        args.extend(extra.iter().map(|a| json!(a)));
-        let Value::Object(caps) = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": chrome,
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }) else {
-            unreachable!()
-        };
-        let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
-            .await
-            .unwrap_or_else(|e| panic!("{exe} cannot start Chromium: {e}"));
-        (driver, chromedriver)
+    /// Chromium with `web/webdriver.json`'s arguments, [`QUIET`] and `extra`.
+    async fn browser(extra: &[String]) -> (WebDriver, chromium::Killed) {
+        let add: Vec<&str> = QUIET
+            .iter()
+            .copied()
+            .chain(extra.iter().map(String::as_str))
+            .collect();
+        chromium::start(&[], &add).await
     }
 
     fn num(v: &Value, key: &str, digits: usize) -> String {

@@ -18,11 +18,14 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "common/chromium.rs"]
+mod chromium;
+
+use chromium::{Killed, root};
 use resnet_web::serve::Server;
 use serde_json::{Value, json};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use thirtyfour::error::WebDriverResult;
 use thirtyfour::{By, WebDriver};
@@ -65,25 +68,8 @@ fn digit_label(name: &str) -> Option<u32> {
 /// Not an image: must show an error on the page, and not stop the files after it.
 const BAD_FILE: &str = "not-an-image.png";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("web/ is inside the repository")
-        .to_path_buf()
-}
-
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-/// A child process that dies with the test, panicking or not.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Headless Chromium in a WebDriver session (thirtyfour) on a chromedriver of our own.
@@ -106,62 +92,12 @@ impl Browser {
 
     /// As [`Browser::start`], without the browser arguments `drop` and with `add`.
     async fn start_with(drop: &[&str], add: &[&str]) -> Browser {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let exe = env_or("CHROMEDRIVER", "chromedriver");
-        let child = Command::new(&exe)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {exe}: {e}. The browser tests need Chromium and its driver: \
-                     `apt-get install chromium chromium-driver` (see .ci/run)"
-                )
-            });
-        let chromedriver = Killed(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{exe} did not listen on port {port} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let config: Value = serde_json::from_str(
-            &std::fs::read_to_string(root().join("web/webdriver.json")).expect("webdriver.json"),
-        )
-        .expect("webdriver.json is JSON");
-        let mut chrome = config["goog:chromeOptions"].clone();
-        if let Ok(binary) = std::env::var("CHROME") {
-            chrome["binary"] = json!(binary);
-        }
-        let args = chrome["args"].as_array_mut().expect("args");
-        for arg in drop {
-            let before = args.len();
-            args.retain(|a| a != arg);
-            assert!(args.len() < before, "web/webdriver.json has no {arg}");
-        }
-        args.extend(add.iter().map(|a| json!(a)));
-        args.push(json!("--window-size=900,1400"));
-        let Value::Object(caps) = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": chrome,
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }) else {
-            unreachable!()
-        };
-        let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{exe} cannot start Chromium ({e}); install it with `apt-get install \
-                     chromium` or point CHROME at its binary"
-                )
-            });
+        let add: Vec<&str> = add
+            .iter()
+            .copied()
+            .chain(["--window-size=900,1400"])
+            .collect();
+        let (driver, chromedriver) = chromium::start(drop, &add).await;
         Browser {
             driver,
             _chromedriver: chromedriver,
