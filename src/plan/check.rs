@@ -2,7 +2,6 @@
 //! plan it makes (and what a session may assert in debug builds).
 
 use super::arena::{Interval, PHASES};
-use super::kernel::{ConvAlgo, ConvVariant};
 use super::{Dtype, Limits, Plan, op_kind, scratch_for, tensor_dtypes, weights};
 use crate::graph::{Graph, Op};
 
@@ -294,9 +293,7 @@ impl Plan {
             .enumerate()
         {
             let transform = self.transform_weights.get(i).copied().flatten();
-            let split = step.conv.is_some_and(|c| {
-                c.gemm.variant == ConvVariant::Texture && matches!(c.algo, ConvAlgo::Winograd(_))
-            });
+            let split = weights::Holding::of(step.conv) == weights::Holding::SplitWinograd;
             if split != transform.is_some() {
                 errs.push(format!(
                     "op `{}`: {} transforms' slot",

@@ -726,19 +726,8 @@ fn plan_once(graph: &Graph, batch: usize, limits: &Limits, opts: &PlanOptions) -
         .collect::<Result<_>>()?;
     let sub_batch_sizes = sub_batch_sizes(graph, &steps, batch, sub, &opts.batch_sizes)?;
     let tiles: Vec<Option<Tile>> = algos.iter().map(|a| a.tile()).collect();
-    // Texture-variant GEMMs read their weights only from the texture copy: a direct conv's
-    // whole slot, a Winograd conv's U (its transforms read the bias and pre-activation).
-    let holding: Vec<weights::Holding> = steps
-        .iter()
-        .map(|s| match s.conv {
-            Some(c) if c.gemm.variant == ConvVariant::Texture => match c.algo {
-                ConvAlgo::Direct => weights::Holding::TextureOnly,
-                ConvAlgo::Winograd(_) => weights::Holding::SplitWinograd,
-                ConvAlgo::SplitK(_) => weights::Holding::Bound,
-            },
-            _ => weights::Holding::Bound,
-        })
-        .collect();
+    let holding: Vec<weights::Holding> =
+        steps.iter().map(|s| weights::Holding::of(s.conv)).collect();
     let (weights, transform_weights, weight_buffers) =
         weights::pack(graph, &tiles, &holding, opts.precision, limits)?;
     let weights_bytes = weights

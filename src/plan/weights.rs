@@ -3,6 +3,7 @@
 //! a session allocates and uploads is exactly what the plan says.
 
 use super::arena::align_up;
+use super::kernel::{ConvAlgo, ConvPlan, ConvVariant};
 use super::{Limits, Precision, WeightSlot, mib};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -23,6 +24,22 @@ pub(crate) enum Holding {
     /// A Winograd conv whose GEMM is the texture variant: U in a texture-only slot, and the
     /// bias and pre-activation that its transforms read in a bound slot of their own.
     SplitWinograd,
+}
+
+impl Holding {
+    /// How a step's constants are held: texture-variant GEMMs read their weights only from
+    /// the texture copy (a direct conv's whole slot, a Winograd conv's U; its transforms read
+    /// the bias and pre-activation); everything else binds its slot.
+    pub(crate) fn of(conv: Option<ConvPlan>) -> Holding {
+        match conv {
+            Some(c) if c.gemm.variant == ConvVariant::Texture => match c.algo {
+                ConvAlgo::Direct => Holding::TextureOnly,
+                ConvAlgo::Winograd(_) => Holding::SplitWinograd,
+                ConvAlgo::SplitK(_) => Holding::Bound,
+            },
+            _ => Holding::Bound,
+        }
+    }
 }
 
 /// Elements of a Winograd conv's constants that are U (`[points][cin][coutp]`, first; the bias
@@ -50,6 +67,9 @@ pub(crate) fn slot_lens(
     }
 }
 
+/// What [`pack`] gives: the `weights` slots, the transforms' slots, the buffer sizes.
+pub(crate) type Packed = (Vec<WeightSlot>, Vec<Option<WeightSlot>>, Vec<u64>);
+
 /// Slots (indexed by op: the `weights` slots, then the Winograd transforms' own slots of
 /// [`Holding::SplitWinograd`] ops) and buffer sizes. Slots are packed in op order, each at the
 /// next aligned offset of the current buffer; a slot that would overflow it opens a new buffer.
@@ -58,8 +78,6 @@ pub(crate) fn slot_lens(
 /// their own: a session keeps those buffers only until their texture copies are made, so the
 /// weights are held once. An op's constants are laid out for its algorithm (`winograd[op]`) at
 /// `precision`.
-pub(crate) type Packed = (Vec<WeightSlot>, Vec<Option<WeightSlot>>, Vec<u64>);
-
 pub(crate) fn pack(
     graph: &Graph,
     winograd: &[Option<Tile>],
@@ -164,8 +182,8 @@ fn place(
 /// order; each op's constants ([`Op::constants_for`](crate::graph::Op::constants_for) its
 /// algorithm: Winograd's transformed filters for a Winograd conv, split between its two slots
 /// where the plan holds it so) in the plan's precision (rounded once to f16, to nearest even, in
-/// f16 plans; padded to whole words). Bytes between slots and after the last are zero (a new
-/// buffer's).
+/// f16 plans; padded to the slot's size, a multiple of 16 bytes). Bytes between slots and
+/// after the last are zero (a new buffer's).
 pub fn encode<'a>(
     graph: &'a Graph,
     plan: &'a Plan,
