@@ -12,7 +12,7 @@ struct Params {
     in_off: u32, // element offsets in the arena
     out_off: u32,
     cp: u32,     // pad4(c): offset of the shift in `consts`
-    flags: u32,  // 2: input f16, 4: output f16, 8: constants f16, 16: no ReLU
+    flags: u32,  // 2: input f16, 4: output f16, 8: constants f16, 16: no ReLU, 32: ragged C
     _pad1: u32,
     _pad2: u32,
 }

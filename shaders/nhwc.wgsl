@@ -9,6 +9,12 @@
 const NHWC_IN_F16: u32 = 2u;
 const NHWC_OUT_F16: u32 = 4u;
 const NHWC_W_F16: u32 = 8u;
+// C is not a multiple of 4: the last 4 channels of a pixel are partly past C.
+const NHWC_RAGGED: u32 = 32u;
+
+// The flags that any launch of this pipeline sets (the plan's union over its launches): the
+// others' code compiles out. The default keeps every path (see conv/common.wgsl's FLAGS).
+override FLAGS: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The one activation arena (see conv/io32.wgsl for why it is a single read_write binding).
@@ -31,7 +37,7 @@ fn cst4(i: u32) -> vec4<f32> {
 }
 
 fn has(f: u32) -> bool {
-    return (p.flags & f) != 0u;
+    return (p.flags & (f & FLAGS)) != 0u;
 }
 
 // Channels c .. c + 3 of element index e (= pixel * C + c); channels >= C read 0 (f32 only:
@@ -40,6 +46,9 @@ fn load4(e: u32, c: u32) -> vec4<f32> {
     if (has(NHWC_IN_F16)) {
         let w = e >> 1u;
         return vec4<f32>(unpack2x16float(arena[w]), unpack2x16float(arena[w + 1u]));
+    }
+    if (!has(NHWC_RAGGED)) {
+        return bitcast<vec4<f32>>(vec4<u32>(arena[e], arena[e + 1u], arena[e + 2u], arena[e + 3u]));
     }
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
@@ -55,6 +64,14 @@ fn store4(e: u32, c: u32, v: vec4<f32>) {
         let w = e >> 1u;
         arena[w] = pack2x16float(v.xy);
         arena[w + 1u] = pack2x16float(v.zw);
+        return;
+    }
+    if (!has(NHWC_RAGGED)) {
+        let u = bitcast<vec4<u32>>(v);
+        arena[e] = u.x;
+        arena[e + 1u] = u.y;
+        arena[e + 2u] = u.z;
+        arena[e + 3u] = u.w;
         return;
     }
     for (var j = 0u; j < 4u; j++) {

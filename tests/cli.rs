@@ -1076,7 +1076,15 @@ fn plan_emits_the_shader_of_each_pipeline_in_every_format() {
 
     // A rerun overwrites the plan's files and leaves the others alone.
     let out = dir.join("gpu-f32");
-    let stale = out.join("max_pool.wgsl");
+    // The max pool's file (its name carries the pipeline's constants, `FLAGS` among them).
+    let stale = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("max_pool.") && name.ends_with(".wgsl")
+        })
+        .expect("the plan's max pool shader");
     std::fs::write(&stale, "stale").unwrap();
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     let o = plan(&[

@@ -127,7 +127,8 @@ fn grid() -> Grid {
                                     grid.taken.insert(choice);
                                 }
                             }
-                            grid.keys.extend(plan.pipelines().into_iter().cloned());
+                            grid.keys
+                                .extend(plan.pipelines().into_iter().map(PipelineKey::generic));
                         }
                     }
                 }

@@ -14,12 +14,14 @@ use resnet_wgpu::gpu::session::{Session, SessionOptions};
 use resnet_wgpu::graph::{Graph, Op};
 use resnet_wgpu::model::Flavour;
 use resnet_wgpu::model::arch::UnitKind;
+use resnet_wgpu::plan::PipelineKey;
+use resnet_wgpu::plan::launch::FLAGS;
 use resnet_wgpu::plan::{
     ConvAlgo, ConvVariant, DeviceProfile, Limits, Plan, PlanOptions, Precision, WinogradPolicy,
     plan_with,
 };
 use resnet_wgpu::winograd::Tile;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use common::nets::{graph, networks, profiles, wide};
 
@@ -87,6 +89,36 @@ fn launches_of(plan: &Plan, g: &Graph, step: usize) -> usize {
     }
 }
 
+/// Each launch's `FLAGS` constant holds every flag its uniform sets (so no path it takes is
+/// compiled out), only modules with a `flags` field get one, and specialising adds no
+/// pipeline: as many distinct keys as keys with every flag.
+fn check_flags(plan: &Plan, what: &str) {
+    for l in &plan.launches {
+        let mask = l
+            .pipeline
+            .constants
+            .iter()
+            .find(|(name, _)| *name == FLAGS)
+            .map(|&(_, v)| v);
+        let Some(at) = l.pipeline.shader.flags_offset() else {
+            assert_eq!(mask, None, "{what}: {}", l.label);
+            continue;
+        };
+        let flags = u32::from_ne_bytes(l.uniform[at..at + 4].try_into().unwrap());
+        let mask = mask.unwrap_or_else(|| panic!("{what}: {} has no FLAGS", l.label));
+        assert_eq!(mask.fract(), 0.0, "{what}: {}", l.label);
+        assert_eq!(
+            flags & !(mask as u32),
+            0,
+            "{what}: {} sets flags {flags:#x} outside its pipeline's FLAGS {mask}",
+            l.label
+        );
+    }
+    let keys: HashSet<&PipelineKey> = plan.launches.iter().map(|l| &l.pipeline).collect();
+    let generic: HashSet<PipelineKey> = keys.iter().map(|k| k.generic()).collect();
+    assert_eq!(keys.len(), generic.len(), "{what}: FLAGS split a pipeline");
+}
+
 #[test]
 fn every_plan_of_the_grid_checks_and_launches_what_its_steps_call_for() {
     let mut seen = BTreeSet::new();
@@ -100,6 +132,7 @@ fn every_plan_of_the_grid_checks_and_launches_what_its_steps_call_for() {
                 let plan = make(&g, &c);
                 plan.check(&g, &c.limits)
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
+                check_flags(&plan, &what);
                 plans += 1;
                 for sub in &plan.sub_batch_sizes {
                     let mine = &plan.launches[sub.launches.clone()];

@@ -191,6 +191,7 @@ fn flags_have_the_shaders_values() {
         ("FLAG_NO_BIAS", conv::FLAG_NO_BIAS),
         ("FLAG_OUT_F16", conv::FLAG_OUT_F16),
         ("FLAG_RES_F16", conv::FLAG_RES_F16),
+        ("FLAG_RAGGED", conv::FLAG_RAGGED),
     ];
     for module in [
         "ConvShared",
@@ -207,6 +208,7 @@ fn flags_have_the_shaders_values() {
         ("NHWC_IN_F16", pool::NHWC_IN_F16),
         ("NHWC_OUT_F16", pool::NHWC_OUT_F16),
         ("NHWC_W_F16", pool::NHWC_W_F16),
+        ("NHWC_RAGGED", pool::NHWC_RAGGED),
     ];
     for module in ["Pool", "Elementwise"] {
         for (name, v) in nhwc {
@@ -225,7 +227,25 @@ fn flags_have_the_shaders_values() {
     let nhwc_bits = [pool::POOL_ACT, elementwise::BN_NO_RELU]
         .into_iter()
         .chain(nhwc.iter().map(|f| f.1));
-    assert_eq!(nhwc_bits.fold(0, |a, b| a | b).count_ones(), 5);
+    assert_eq!(nhwc_bits.fold(0, |a, b| a | b).count_ones(), 6);
+    // The modules with a `flags` field declare the FLAGS override the plan specialises.
+    let modules = resnet_wgpu::gpu::kernels::modules();
+    for shader in resnet_wgpu::plan::launch::Shader::ALL {
+        let (name, src, _) = modules
+            .iter()
+            .find(|(n, _, _)| *n == shader.name())
+            .unwrap_or_else(|| panic!("no module {shader:?}"));
+        let m = parse(name, src);
+        let declared = m
+            .overrides
+            .iter()
+            .any(|(_, o)| o.name.as_deref() == Some(resnet_wgpu::plan::launch::FLAGS));
+        assert_eq!(
+            declared,
+            shader.flags_offset().is_some(),
+            "{name}: FLAGS override"
+        );
+    }
 }
 
 /// The fixed workgroup sizes the plan's grids assume are the shaders' `@workgroup_size`.

@@ -67,6 +67,15 @@ const FLAG_NO_BIAS: u32 = 32u;
 // The output (and split) tensor, and the residual tensor, are stored as f16.
 const FLAG_OUT_F16: u32 = 64u;
 const FLAG_RES_F16: u32 = 128u;
+// Some vec4 of output channels straddles `at` or ends past `cout` (one of them is not a
+// multiple of 4): the epilogue's element-by-element path.
+const FLAG_RAGGED: u32 = 256u;
+
+// The flags that any launch of this pipeline sets: the plan's union over its launches. A flag
+// outside it is false when the driver compiles the pipeline, so its code compiles out (a
+// software driver compiles at the first dispatch, and the epilogue's unused residual, split
+// and f16 paths were a large share of that time). The default keeps every path.
+override FLAGS: u32 = 0xffffffffu;
 
 // Storage precision of the A operand (the conv's input) and of the op's constants (weights,
 // bias, pre-activation): overrides, because they decide the loads of the hot loop.
@@ -76,7 +85,7 @@ override W_F16: bool = false;
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn has_flag(f: u32) -> bool {
-    return (p.flags & f) != 0u;
+    return (p.flags & (f & FLAGS)) != 0u;
 }
 
 // ReLU that keeps NaN, as the frameworks' relu does: `max(x, 0.0)` may return 0 for a NaN

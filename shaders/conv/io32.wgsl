@@ -106,6 +106,10 @@ fn store4_biased(m: u32, res_pix: u32, c0: u32, r: vec4<f32>, zc: u32) {
         return;
     }
     // A vec4 that straddles `at` or ends past cout: element by element (f32 tensors only).
+    // Only a ragged conv gets here: elsewhere every vec4 lies whole in `at` or in the split.
+    if (!has_flag(FLAG_RAGGED)) {
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
         if (c >= p.cout) {

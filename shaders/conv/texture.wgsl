@@ -238,17 +238,20 @@ fn conv_texture(
     // f16 logic, which a software rasteriser expands into long per-lane sequences: 4 call
     // sites made this pipeline's first dispatch (its LLVM compile on lavapipe) ~3x slower.
     let zc = z * p.c_stride;
-    for (var i = 0u; i < TM; i++) {
+    // Both loops end at a value the compiler cannot know (the rows left in M, the vec4 columns
+    // left in cout), so they stay rolled: with the epilogue trimmed to its pipeline's FLAGS,
+    // LLVM otherwise unrolls them and the compile grows again.
+    let rows = min(TM, p.m - m0);
+    let cols4 = min(4u, (p.cout + 3u) / 4u - n4);
+    for (var i = 0u; i < rows; i++) {
         let m = m0 + i;
-        if (m < p.m) {
-            var rp = 0u;
-            if (has_flag(FLAG_RESIDUAL)) {
-                rp = residual_pixel(m);
-            }
-            let cols = array<vec4<f32>, 4>(acc[i].c0 + b0, acc[i].c1 + b1, acc[i].c2 + b2, acc[i].c3 + b3);
-            for (var j = 0u; j < 4u; j++) {
-                store4_biased(m, rp, 4u * (n4 + j), cols[j], zc);
-            }
+        var rp = 0u;
+        if (has_flag(FLAG_RESIDUAL)) {
+            rp = residual_pixel(m);
+        }
+        let cols = array<vec4<f32>, 4>(acc[i].c0 + b0, acc[i].c1 + b1, acc[i].c2 + b2, acc[i].c3 + b3);
+        for (var j = 0u; j < cols4; j++) {
+            store4_biased(m, rp, 4u * (n4 + j), cols[j], zc);
         }
     }
 }

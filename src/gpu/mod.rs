@@ -48,6 +48,39 @@ impl Dispatch {
     }
 }
 
+/// Submits one empty dispatch (a zero grid: no invocation runs, nothing is read or written)
+/// of each distinct pipeline in `dispatches`, with the first bind group that uses it. A
+/// driver that compiles a pipeline at its first dispatch rather than at its creation
+/// (lavapipe: LLVM, 0.1-0.9 s per pipeline, on its queue thread) then compiles them all now,
+/// for exactly the resources the real dispatches bind (its compiled variant depends on the
+/// bound textures' formats), while the caller's thread goes on: one submission, because
+/// lavapipe returns from a submission only once the one before it has run. Elsewhere it is a
+/// no-op (wgpu's Metal backend drops empty dispatches).
+pub fn start_compiles<'a>(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+) {
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("start the pipelines' compiles"),
+    });
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("empty dispatches"),
+            timestamp_writes: None,
+        });
+        let mut seen = std::collections::HashSet::new();
+        for d in dispatches {
+            if seen.insert(&d.key) {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(0, 0, 0);
+            }
+        }
+    }
+    queue.submit([encoder.finish()]);
+}
+
 /// Records `dispatches` in order into as few compute passes as their staging copies allow (a
 /// copy ends the current pass). `timestamps`: a query set and the indices to write at the
 /// start of the first pass and the end of the last.

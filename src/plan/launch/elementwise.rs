@@ -1,6 +1,6 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`, after `shaders/nhwc.wgsl`).
 
-use super::pool::dtype_flags;
+use super::pool::nhwc_flags;
 use super::{Bindings, Emitter, PipelineKey, Resource, Shader, offset, u32_of};
 use crate::graph::{BnReluOp, TensorInfo, pad4};
 use crate::plan::{Dtype, Placement, WeightSlot};
@@ -51,7 +51,7 @@ pub fn bn_relu(
         in_off: offset(&placements[op.input]),
         out_off: offset(&placements[op.output]),
         cp: u32_of(pad4(ti.c)),
-        flags: dtype_flags(&placements[op.input], &placements[op.output], weights)
+        flags: nhwc_flags(ti.c, &placements[op.input], &placements[op.output], weights)
             | if op.relu { 0 } else { BN_NO_RELU },
         ..Default::default()
     };

@@ -100,6 +100,53 @@ impl Shader {
     pub fn name(self) -> String {
         format!("{self:?}")
     }
+
+    /// Byte offset of the `flags` field in the module's uniform, for the modules that declare
+    /// the [`FLAGS`] override (every one but the texture packing).
+    pub fn flags_offset(self) -> Option<usize> {
+        match self {
+            Shader::ConvRegister
+            | Shader::ConvShared
+            | Shader::ConvTexture
+            | Shader::ConvSubgroup
+            | Shader::Winograd => Some(std::mem::offset_of!(conv::Params, flags)),
+            Shader::Pool => Some(std::mem::offset_of!(pool::Params, flags)),
+            Shader::Elementwise => Some(std::mem::offset_of!(elementwise::Params, flags)),
+            Shader::Pack => None,
+        }
+    }
+}
+
+/// The override constant of the modules with a `flags` uniform field: the flags any launch of
+/// the pipeline sets. The shaders test a flag as `flags & FLAGS`, so a flag outside it is a
+/// constant false when the driver compiles the pipeline and its code compiles out: the
+/// residual, split, f16 and ragged-channel paths of a pipeline whose launches never take
+/// them (lavapipe compiles at the first dispatch; those paths were a large share of it).
+pub const FLAGS: &str = "FLAGS";
+
+/// [`FLAGS`] with every flag: the shaders' default, which keeps every path.
+pub const ALL_FLAGS: u32 = u32::MAX;
+
+/// Gives each launch of a module with a `flags` field the [`FLAGS`] constant of its pipeline:
+/// the union of the flags of every launch (of every sub-batch size) that shares the pipeline
+/// otherwise, so that the specialisation adds no pipeline.
+pub fn specialize_flags(launches: &mut [Launch]) {
+    let flags_of = |l: &Launch| {
+        let at = l.pipeline.shader.flags_offset()?;
+        let bytes = l.uniform.get(at..at + 4)?;
+        Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+    };
+    let mut union: std::collections::HashMap<PipelineKey, u32> = Default::default();
+    for l in launches.iter() {
+        if let Some(f) = flags_of(l) {
+            *union.entry(l.pipeline.clone()).or_default() |= f;
+        }
+    }
+    for l in launches.iter_mut() {
+        if let Some(&f) = union.get(&l.pipeline) {
+            l.pipeline.constants.push((FLAGS, f64::from(f)));
+        }
+    }
 }
 
 /// The bind group layout of a pipeline: binding 0 the uniform, 1 the arena, then these.
@@ -177,6 +224,18 @@ pub struct PipelineKey {
 impl PipelineKey {
     fn bits(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.constants.iter().map(|&(k, v)| (k, v.to_bits()))
+    }
+
+    /// The key with [`FLAGS`] at [`ALL_FLAGS`] where it has the constant: the pipeline with
+    /// every flag's code, of which a plan's specialisation only removes some.
+    pub fn generic(&self) -> PipelineKey {
+        let mut k = self.clone();
+        for (name, v) in &mut k.constants {
+            if *name == FLAGS {
+                *v = f64::from(ALL_FLAGS);
+            }
+        }
+        k
     }
 
     /// A name usable as a file stem: `conv_shared.WG_M=16.WG_N=8...` (no spaces, no slashes).
@@ -497,6 +556,7 @@ pub(super) fn build(
         }
         ranges.push(start..launches.len());
     }
+    specialize_flags(&mut launches);
     let textures = textures(&launches, plan.weight_buffers.len());
     (launches, ranges, textures)
 }
@@ -530,7 +590,9 @@ pub fn textures(launches: &[Launch], weight_buffers: usize) -> Textures {
 /// over every configuration the heuristic and the tuner give it, with every storage pair of
 /// f32 and f16 plans (see `conv::pipeline_space`), and the pools and `bn_relu`. A superset
 /// of any one plan's [`Plan::pipelines`] (not every combination arises from a ResNet's
-/// shapes); `tests/emit.rs` translates all of it for every backend.
+/// shapes) up to [`FLAGS`], which the space holds at [`ALL_FLAGS`] (a plan's value only
+/// removes code: compare with [`PipelineKey::generic`]); `tests/emit.rs` translates all of it
+/// for every backend.
 pub fn pipeline_space() -> Vec<PipelineKey> {
     let mut keys = conv::pipeline_space();
     keys.extend([
@@ -538,6 +600,11 @@ pub fn pipeline_space() -> Vec<PipelineKey> {
         pool::global_avg_pool_key(),
         elementwise::bn_relu_key(),
     ]);
+    for k in &mut keys {
+        if k.shader.flags_offset().is_some() {
+            k.constants.push((FLAGS, f64::from(ALL_FLAGS)));
+        }
+    }
     keys
 }
 

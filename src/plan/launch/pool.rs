@@ -13,12 +13,18 @@ pub const NHWC_OUT_F16: u32 = 4;
 /// `flags` of the NHWC kernels: the constants are f16.
 pub const NHWC_W_F16: u32 = 8;
 
-/// The dtype flags of an op reading `input`, writing `output`, with constants of `weights`.
-pub(crate) fn dtype_flags(input: &Placement, output: &Placement, weights: Dtype) -> u32 {
+/// `flags` of the NHWC kernels: C is not a multiple of 4 (4-channel loads and stores check
+/// each channel).
+pub const NHWC_RAGGED: u32 = 32;
+
+/// The storage flags of an op over `c` channels reading `input`, writing `output`, with
+/// constants of `weights`.
+pub(crate) fn nhwc_flags(c: usize, input: &Placement, output: &Placement, weights: Dtype) -> u32 {
     let f = |on: bool, bit: u32| if on { bit } else { 0 };
     f(input.dtype == Dtype::F16, NHWC_IN_F16)
         | f(output.dtype == Dtype::F16, NHWC_OUT_F16)
         | f(weights == Dtype::F16, NHWC_W_F16)
+        | f(!c.is_multiple_of(4), NHWC_RAGGED)
 }
 
 /// The pools' uniform; mirrors `Params` in pool.wgsl (`tests/shaders.rs` checks the layout).
@@ -94,7 +100,12 @@ pub fn max_pool(
             PadValue::NegInf => f32::NEG_INFINITY,
             PadValue::Zero => 0.0,
         },
-        flags: dtype_flags(&placements[op.input], &placements[op.output], Dtype::F32),
+        flags: nhwc_flags(
+            to.c,
+            &placements[op.input],
+            &placements[op.output],
+            Dtype::F32,
+        ),
         ..Default::default()
     };
     e.launch(
@@ -149,7 +160,7 @@ pub fn global_avg_pool(
         in_off: offset(&placements[op.input]),
         out_off: offset(&placements[op.output]),
         flags: (u32::from(op.in_act.is_some()) * POOL_ACT)
-            | dtype_flags(&placements[op.input], &placements[op.output], weights),
+            | nhwc_flags(ti.c, &placements[op.input], &placements[op.output], weights),
         cp: u32_of(pad4(ti.c)),
         ..Default::default()
     };

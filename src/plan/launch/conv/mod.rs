@@ -32,6 +32,9 @@ pub const FLAG_NO_BIAS: u32 = 32;
 pub const FLAG_OUT_F16: u32 = 64;
 /// `flags`: The residual tensor is f16.
 pub const FLAG_RES_F16: u32 = 128;
+/// `flags`: `cout` or the split's `at` is not a multiple of 4, so some vec4 of output
+/// channels straddles one of them (the epilogue's element-by-element path).
+pub const FLAG_RAGGED: u32 = 256;
 
 /// The conv family's uniform; mirrors `Params` in shaders/conv/common.wgsl (element offsets:
 /// see there; `tests/shaders.rs` checks the layout).
@@ -183,7 +186,11 @@ pub fn launches(
     let out16 = f16(place(op.output).dtype);
     params.flags = flag(op.in_act.is_some(), FLAG_IN_ACT)
         | flag(op.relu, FLAG_RELU)
-        | flag(out16, FLAG_OUT_F16);
+        | flag(out16, FLAG_OUT_F16)
+        | flag(
+            !(op.cout.is_multiple_of(4) && split_at.is_multiple_of(4)),
+            FLAG_RAGGED,
+        );
     if let Some(r) = &op.residual {
         let rt = &tensors[r.tensor];
         assert_eq!(rt.c, split_at, "{}: residual channels", op.name);
