@@ -100,11 +100,10 @@ fn check_flags(plan: &Plan, what: &str) {
             .iter()
             .find(|(name, _)| *name == FLAGS)
             .map(|&(_, v)| v);
-        let Some(at) = l.pipeline.shader.flags_offset() else {
+        let Some(flags) = l.flags() else {
             assert_eq!(mask, None, "{what}: {}", l.label);
             continue;
         };
-        let flags = u32::from_ne_bytes(l.uniform[at..at + 4].try_into().unwrap());
         let mask = mask.unwrap_or_else(|| panic!("{what}: {} has no FLAGS", l.label));
         assert_eq!(mask.fract(), 0.0, "{what}: {}", l.label);
         assert_eq!(

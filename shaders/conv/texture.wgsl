@@ -242,7 +242,7 @@ fn conv_texture(
     // left in cout), so they stay rolled: with the epilogue trimmed to its pipeline's FLAGS,
     // LLVM otherwise unrolls them and the compile grows again.
     let rows = min(TM, p.m - m0);
-    let cols4 = min(4u, (p.cout + 3u) / 4u - n4);
+    let cols4 = min(4u, coutp4 - n4);
     for (var i = 0u; i < rows; i++) {
         let m = m0 + i;
         var rp = 0u;

@@ -131,14 +131,9 @@ pub const ALL_FLAGS: u32 = u32::MAX;
 /// the union of the flags of every launch (of every sub-batch size) that shares the pipeline
 /// otherwise, so that the specialisation adds no pipeline.
 pub fn specialize_flags(launches: &mut [Launch]) {
-    let flags_of = |l: &Launch| {
-        let at = l.pipeline.shader.flags_offset()?;
-        let bytes = l.uniform.get(at..at + 4)?;
-        Some(u32::from_ne_bytes(bytes.try_into().ok()?))
-    };
     let mut union: std::collections::HashMap<PipelineKey, u32> = Default::default();
     for l in launches.iter() {
-        if let Some(f) = flags_of(l) {
+        if let Some(f) = l.flags() {
             *union.entry(l.pipeline.clone()).or_default() |= f;
         }
     }
@@ -333,6 +328,16 @@ pub struct Launch {
     pub workgroups: [u32; 3],
     /// A texture copy recorded before the launch's compute pass.
     pub copy_before: Option<StagingCopy>,
+}
+
+impl Launch {
+    /// The `flags` field of the launch's uniform, for the modules that have one
+    /// ([`Shader::flags_offset`]).
+    pub fn flags(&self) -> Option<u32> {
+        let at = self.pipeline.shader.flags_offset()?;
+        let bytes = self.uniform.get(at..at + 4)?;
+        Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+    }
 }
 
 /// The textures the texture conv variant reads: the staging textures' sizes (vec4 texels;
